@@ -1,0 +1,127 @@
+"""agora-chat-async: an asyncio client for the Agora Chat server REST API for messages.
+
+Layout: every implementation module is private (``_client.py``, ``_limits.py``,
+...); this module re-exports the public API with ``from ._x import Y as Y``
+into one sorted ``__all__`` and stamps each object's ``__module__`` so that
+tracebacks and docs show ``agora_chat_async.RateLimitedError``, never the
+private path. ``tests/test_exports.py`` pins the surface.
+"""
+
+from ._auth import AgoraAppToken as AgoraAppToken
+from ._auth import Auth as Auth
+from ._auth import ClientCredentials as ClientCredentials
+from ._auth import StaticToken as StaticToken
+from ._client import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from ._client import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
+from ._client import AgoraChatClient as AgoraChatClient
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._exceptions import AgoraChatError as AgoraChatError
+from ._exceptions import APIError as APIError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ConnectError as ConnectError
+from ._exceptions import ForbiddenError as ForbiddenError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
+from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
+from ._exceptions import QuotaExhaustedError as QuotaExhaustedError
+from ._exceptions import RateLimitedError as RateLimitedError
+from ._exceptions import SendFailedError as SendFailedError
+from ._exceptions import ServerError as ServerError
+from ._exceptions import TransportError as TransportError
+from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
+from ._exceptions import ValidationError as ValidationError
+from ._history import HistoryStream as HistoryStream
+from ._limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
+from ._limits import Limiter as Limiter
+from ._limits import LimitName as LimitName
+from ._limits import Rate as Rate
+from ._limits import RateLimits as RateLimits
+from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
+from ._models import AudioBody as AudioBody
+from ._models import Body as Body
+from ._models import ChatType as ChatType
+from ._models import CmdBody as CmdBody
+from ._models import CustomBody as CustomBody
+from ._models import FileBody as FileBody
+from ._models import HistoryFile as HistoryFile
+from ._models import HistoryRecord as HistoryRecord
+from ._models import ImageBody as ImageBody
+from ._models import ImageSize as ImageSize
+from ._models import ImportedMessage as ImportedMessage
+from ._models import LocationBody as LocationBody
+from ._models import RecallResult as RecallResult
+from ._models import RoomMessageLevel as RoomMessageLevel
+from ._models import SendResult as SendResult
+from ._models import TextBody as TextBody
+from ._models import UnknownBody as UnknownBody
+from ._models import UploadedFile as UploadedFile
+from ._models import VideoBody as VideoBody
+from ._version import __version__ as __version__
+
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "MAX_UPLOAD_BYTES",
+    "APIError",
+    "AgoraAppToken",
+    "AgoraChatClient",
+    "AgoraChatError",
+    "AudioBody",
+    "Auth",
+    "AuthenticationError",
+    "BadRequestError",
+    "Body",
+    "ChatType",
+    "ClientCredentials",
+    "Clock",
+    "CmdBody",
+    "ConnectError",
+    "CustomBody",
+    "FileBody",
+    "ForbiddenError",
+    "HistoryFile",
+    "HistoryRecord",
+    "HistoryStream",
+    "ImageBody",
+    "ImageSize",
+    "ImportedMessage",
+    "LimitName",
+    "Limiter",
+    "LocationBody",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PayloadTooLargeError",
+    "QuotaExhaustedError",
+    "Rate",
+    "RateLimitedError",
+    "RateLimits",
+    "RecallResult",
+    "RoomMessageLevel",
+    "SendFailedError",
+    "SendResult",
+    "ServerError",
+    "SlidingWindowLimiter",
+    "StaticToken",
+    "SystemClock",
+    "TextBody",
+    "TransportError",
+    "UnexpectedResponseError",
+    "UnknownBody",
+    "UploadedFile",
+    "ValidationError",
+    "VideoBody",
+    "__version__",
+]
+
+
+def _fixup_module_metadata() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) and obj.__module__.startswith("agora_chat_async._"):
+            obj.__module__ = "agora_chat_async"
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -1,0 +1,858 @@
+"""AgoraChatClient: the public entry point, one thin coroutine per documented endpoint.
+
+Each endpoint validates its arguments, describes its request with the wire
+shapes of ``_converter.py``, hands it to the :class:`Transport` pipeline and
+turns the answer into a public ``attrs`` class. None of them touches httpx.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final, Literal, Self, TypeAlias, cast, final
+from urllib.parse import quote
+
+import anyio
+import attrs
+import httpx
+
+from ._auth import Auth
+from ._batching import MAX_CONTENT_BYTES, RECIPIENT_CAPS, pack_recipients
+from ._clock import Clock, SystemClock
+from ._converter import (
+    BODY_TYPES,
+    DeleteConversationRequest,
+    ImportMessageRequest,
+    RecallData,
+    RecallRequest,
+    SendMessageRequest,
+    UploadEntity,
+    converter,
+    dumps,
+)
+from ._exceptions import (
+    AgoraChatError,
+    AuthenticationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    QuotaExhaustedError,
+    UnexpectedResponseError,
+    ValidationError,
+    excerpt,
+)
+from ._history import HistoryStream
+from ._limits import Limiter, LimitName, RateLimits, SlidingWindowLimiter
+from ._models import (
+    Body,
+    ChatType,
+    HistoryFile,
+    ImageSize,
+    ImportedMessage,
+    RecallResult,
+    RoomMessageLevel,
+    SendResult,
+    UploadedFile,
+)
+from ._transport import Request, Transport
+from ._validate import check_choice, check_id, check_mapping, recipients, to_millis
+from ._version import __version__
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_UPLOAD_BYTES", "AgoraChatClient"]
+
+#: Connect within 5 s; every other phase (read, write, pool) within 30 s.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+#: The documented maximum size of an uploaded file (10 MB, read as 10,000,000 bytes).
+MAX_UPLOAD_BYTES: Final = 10_000_000
+USER_AGENT: Final = f"agora-chat-async/{__version__} httpx/{httpx.__version__}"
+
+FileSource: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
+_SEND_PATHS: Final[Mapping[LimitName, str]] = {
+    "users": "/messages/users",
+    "groups": "/messages/chatgroups",
+    "rooms": "/messages/chatrooms",
+}
+_LEVELS: Final = ("high", "normal", "low")
+_CHAT_TYPES: Final = ("chat", "groupchat", "chatroom")
+# After one of these, the remaining batches of a send would fail the same way: stop sending.
+_FATAL: Final = (AuthenticationError, NotFoundError, QuotaExhaustedError)
+
+
+def _check_base_url(value: str) -> str:
+    url = httpx.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError(
+            "base_url", f"must be an http(s) URL such as 'https://a1.easemob.com', got {value!r}"
+        )
+    return str(url).rstrip("/")
+
+
+def _check_name(field: str, value: str) -> str:
+    check_id(field, value)
+    if "/" in value:
+        raise ValidationError(field, f"must not contain '/', got {value!r}")
+    return value
+
+
+@final
+class AgoraChatClient:
+    """An async client for the Agora Chat message REST API of one app.
+
+    Args:
+        base_url: the REST host with its scheme, for example ``"https://a1.easemob.com"``.
+        org_name: the org name from the console.
+        app_name: the app name from the console.
+        auth: a :class:`StaticToken`, :class:`ClientCredentials` or :class:`AgoraAppToken`.
+        rate_limits: the quotas to stay within; the documented ones by default.
+        limiter: a custom :class:`Limiter` (for example one shared between
+            processes); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
+        http_client: your own ``httpx.AsyncClient``; you then close it yourself.
+        timeout: request timeouts for the client this one creates.
+        clock: where the limiter and the token providers read time.
+
+    Use it as an async context manager, or call :meth:`aclose` when done::
+
+        async with AgoraChatClient(
+            "https://a1.easemob.com", "org", "app", auth=StaticToken(token)
+        ) as client:
+            result = await client.send_user_message(["alice", "bob"], TextBody(msg="hi"))
+            result.raise_for_failures()
+
+    Raises:
+        ValidationError: an argument is malformed, or both ``rate_limits`` and
+            ``limiter`` were given.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        org_name: str,
+        app_name: str,
+        *,
+        auth: Auth,
+        rate_limits: RateLimits | None = None,
+        limiter: Limiter | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(auth, Auth):
+            raise ValidationError(
+                "auth", "must be a StaticToken, ClientCredentials or AgoraAppToken"
+            )
+        if limiter is not None and rate_limits is not None:
+            raise ValidationError("rate_limits", "give either rate_limits or a limiter, not both")
+        self._base_url = _check_base_url(base_url)
+        self._org_name = _check_name("org_name", org_name)
+        self._app_name = _check_name("app_name", app_name)
+        clock = clock or SystemClock()
+        self._limiter = limiter or SlidingWindowLimiter(rate_limits, clock=clock)
+        owns_http = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+            )
+        self._transport = Transport(
+            base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",
+            auth=auth,
+            limiter=self._limiter,
+            http=http_client,
+            owns_http=owns_http,
+            clock=clock,
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"AgoraChatClient({self._base_url!r}, {self._org_name!r}, {self._app_name!r}, "
+            f"limiter={self._limiter!r})"
+        )
+
+    @property
+    def limiter(self) -> Limiter:
+        """The limiter every request of this client passes through."""
+        return self._limiter
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (if this client created it) and the limiter. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._transport.aclose()
+        finally:
+            await self._limiter.aclose()
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send_user_message(
+        self,
+        to: str | Iterable[str],
+        body: Body,
+        *,
+        sender: str | None = None,
+        ext: Mapping[str, Any] | None = None,
+        sync_device: bool = False,
+        online_only: bool = False,
+        msg_timestamp: datetime | int | None = None,
+    ) -> SendResult:
+        """Send one message to users (``POST /messages/users``).
+
+        Recipients are deduplicated, packed into requests of at most 600 users
+        and 5000 bytes, and paced by the ``users`` limit (6000 recipients a
+        minute by default). Failures of individual requests do not raise: every
+        recipient ends up in exactly one of ``message_ids``, ``failed`` or
+        ``unknown`` of the result; call ``raise_for_failures()`` to raise.
+
+        Args:
+            to: one user id or an iterable of them.
+            body: the message: :class:`TextBody`, :class:`ImageBody`, ... .
+            sender: the ``from`` user; the service uses ``admin`` when omitted.
+            ext: extension fields (a JSON object); never sent as ``null``.
+            sync_device: also deliver to the sender's other devices.
+            online_only: deliver only to users online now (``routetype: ROUTE_ONLINE``).
+            msg_timestamp: the message time, an aware ``datetime`` or Unix milliseconds.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent), including
+                a body plus ext over 3000 bytes.
+        """
+        return await self._send(
+            "users",
+            to,
+            body,
+            sender=sender,
+            ext=ext,
+            sync_device=sync_device,
+            online_only=online_only,
+            msg_timestamp=msg_timestamp,
+            level=None,
+        )
+
+    async def send_group_message(
+        self,
+        to: str | Iterable[str],
+        body: Body,
+        *,
+        sender: str | None = None,
+        ext: Mapping[str, Any] | None = None,
+        sync_device: bool = False,
+        online_only: bool = False,
+        msg_timestamp: datetime | int | None = None,
+    ) -> SendResult:
+        """Send one message to chat groups (``POST /messages/chatgroups``).
+
+        As :meth:`send_user_message`, with at most 3 groups per request and the
+        ``groups`` limit (20 groups a second per app by default).
+
+        Raises:
+            ValidationError: an argument is invalid; nothing was sent.
+        """
+        return await self._send(
+            "groups",
+            to,
+            body,
+            sender=sender,
+            ext=ext,
+            sync_device=sync_device,
+            online_only=online_only,
+            msg_timestamp=msg_timestamp,
+            level=None,
+        )
+
+    async def send_room_message(
+        self,
+        to: str | Iterable[str],
+        body: Body,
+        *,
+        sender: str | None = None,
+        ext: Mapping[str, Any] | None = None,
+        sync_device: bool = False,
+        online_only: bool = False,
+        msg_timestamp: datetime | int | None = None,
+        level: RoomMessageLevel | None = None,
+    ) -> SendResult:
+        """Send one message to chat rooms (``POST /messages/chatrooms``).
+
+        As :meth:`send_user_message`, with at most 10 rooms per request, the
+        ``rooms`` limit (100 rooms a second by default) and an optional priority
+        ``level`` (``"high"``, ``"normal"`` or ``"low"``; wire ``chatroom_msg_level``).
+
+        Raises:
+            ValidationError: an argument is invalid; nothing was sent.
+        """
+        if level is not None:
+            check_choice("level", level, _LEVELS)
+        return await self._send(
+            "rooms",
+            to,
+            body,
+            sender=sender,
+            ext=ext,
+            sync_device=sync_device,
+            online_only=online_only,
+            msg_timestamp=msg_timestamp,
+            level=level,
+        )
+
+    async def _send(
+        self,
+        kind: LimitName,
+        to: str | Iterable[str],
+        body: Body,
+        *,
+        sender: str | None,
+        ext: Mapping[str, Any] | None,
+        sync_device: bool,
+        online_only: bool,
+        msg_timestamp: datetime | int | None,
+        level: str | None,
+    ) -> SendResult:
+        targets = recipients("to", to)
+        template = SendMessageRequest(
+            to=[],
+            type=_body_type(body),
+            body=body,
+            sender=check_id("sender", sender) if sender is not None else None,
+            sync_device=True if sync_device else None,
+            routetype="ROUTE_ONLINE" if online_only else None,
+            ext=check_mapping("ext", ext) if ext is not None else None,
+            msg_timestamp=to_millis("msg_timestamp", msg_timestamp)
+            if msg_timestamp is not None
+            else None,
+            chatroom_msg_level=level,
+        )
+        _check_content_size(body, template.ext)
+        cap = RECIPIENT_CAPS[kind]
+        rate_limits = getattr(self._limiter, "rate_limits", None)
+        if isinstance(rate_limits, RateLimits):
+            cap = min(cap, rate_limits.rate(kind).limit)
+        batches = list(pack_recipients(targets, cap=cap, base_size=len(dumps(template))))
+        result = SendResult()
+        fatal: AgoraChatError | None = None
+        for batch in batches:
+            if fatal is not None:
+                result = result.merge(SendResult(failed=dict.fromkeys(batch, fatal)))
+                continue
+            outcome = await self._send_batch(kind, attrs.evolve(template, to=batch))
+            fatal = next((e for e in outcome.failed.values() if isinstance(e, _FATAL)), None)
+            result = result.merge(outcome)
+        return result
+
+    async def _send_batch(self, kind: LimitName, request: SendMessageRequest) -> SendResult:
+        batch = request.to
+        try:
+            data = await self._transport.request(
+                Request(
+                    method="POST",
+                    path=_SEND_PATHS[kind],
+                    limit=kind,
+                    units=len(batch),
+                    json=request,
+                    idempotent=False,
+                )
+            )
+        except OutcomeUnknownError as exc:
+            return SendResult(unknown=dict.fromkeys(batch, exc))
+        except ValidationError:
+            raise
+        except AgoraChatError as exc:
+            return SendResult(failed=dict.fromkeys(batch, exc))
+        ids = data.get("data")
+        if not isinstance(ids, Mapping):
+            unknown = OutcomeUnknownError(
+                "the service accepted the send (HTTP 200) but its answer has no 'data' "
+                f"mapping of message ids: {excerpt(str(data))}"
+            )
+            return SendResult(unknown=dict.fromkeys(batch, unknown))
+        delivered: dict[str, str] = {}
+        missing: dict[str, OutcomeUnknownError] = {}
+        for recipient in batch:
+            message_id = ids.get(recipient)
+            if isinstance(message_id, str | int) and not isinstance(message_id, bool):
+                delivered[recipient] = str(message_id)
+            else:
+                missing[recipient] = OutcomeUnknownError(
+                    f"the service accepted the send but returned no message id for {recipient!r}"
+                )
+        return SendResult(message_ids=delivered, unknown=missing)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    async def upload_file(
+        self,
+        file: FileSource,
+        *,
+        filename: str | None = None,
+        restrict_access: bool = False,
+        thumbnail_size: ImageSize | None = None,
+    ) -> UploadedFile:
+        """Upload a file for an image, audio, video or file message (``POST /chatfiles``).
+
+        Args:
+            file: a path (streamed from disk, never read whole), ``bytes``, or a
+                binary file object.
+            filename: the name to store; defaults to the path's or stream's name.
+            restrict_access: require the returned ``share_secret`` to download it.
+            thumbnail_size: the thumbnail's size for images over 10 KB (the
+                service's default is 170 x 170).
+
+        Returns:
+            The stored file's ``uuid``, ``url`` (for a body) and ``share_secret``.
+
+        Raises:
+            ValidationError: the path is not a regular file, or the file is
+                larger than 10 MB; nothing was sent.
+            APIError, TransportError: the upload failed.
+        """
+        if thumbnail_size is not None and not isinstance(thumbnail_size, ImageSize):
+            raise ValidationError("thumbnail_size", "must be an ImageSize(width, height)")
+        data: dict[str, str] = {}
+        if thumbnail_size is not None:
+            data = {
+                "thumbnail-width": str(thumbnail_size.width),
+                "thumbnail-height": str(thumbnail_size.height),
+            }
+        headers = {"restrict-access": "true"} if restrict_access else {}
+        with _open_upload(file, filename) as (name, stream):
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            answer = await self._transport.request(
+                Request(
+                    method="POST",
+                    path="/chatfiles",
+                    files={"file": (name, stream, content_type)},
+                    data=data,
+                    headers=headers,
+                )
+            )
+        entities = answer.get("entities")
+        try:
+            entity = converter.structure(entities[0], UploadEntity)  # type: ignore[index]
+        except Exception as exc:
+            raise UnexpectedResponseError(
+                "the upload response has no entities[0].uuid",
+                status_code=200,
+                body_excerpt=excerpt(str(answer)),
+            ) from exc
+        return UploadedFile(
+            uuid=entity.uuid,
+            url=f"{self._transport.base}/chatfiles/{entity.uuid}",
+            share_secret=entity.share_secret,
+            type=entity.type,
+        )
+
+    async def download_file(
+        self,
+        uuid: str,
+        destination: str | os.PathLike[str] | IO[bytes],
+        *,
+        share_secret: str | None = None,
+        thumbnail: bool = False,
+    ) -> int:
+        """Download a file, or its thumbnail, to a path or a binary stream.
+
+        A path is written through a temporary file in the same directory and
+        renamed only when the download is complete, so a failure leaves no
+        partial file. Returns the number of bytes written.
+
+        Raises:
+            ValidationError: ``uuid`` is empty.
+            NotFoundError: no such file; AuthenticationError or ForbiddenError:
+                a missing or wrong ``share_secret``.
+            TransportError: the download was interrupted.
+        """
+        check_id("uuid", uuid)
+        headers = {"Accept": "application/octet-stream"}
+        if share_secret is not None:
+            headers["share-secret"] = share_secret
+        if thumbnail:
+            headers["thumbnail"] = "true"
+        request = Request(method="GET", path=f"/chatfiles/{quote(uuid, safe='')}", headers=headers)
+        if not isinstance(destination, str | os.PathLike):
+            written = 0
+            async with self._transport.stream(request) as response:
+                async for chunk in response.aiter_bytes():
+                    destination.write(chunk)
+                    written += len(chunk)
+            return written
+        target = Path(destination)
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            written = 0
+            async with (
+                await anyio.open_file(partial, "wb") as out,
+                self._transport.stream(request) as response,
+            ):
+                async for chunk in response.aiter_bytes():
+                    await out.write(chunk)
+                    written += len(chunk)
+            os.replace(partial, target)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+        return written
+
+    # -- history ---------------------------------------------------------------------------------
+
+    async def get_history_file(self, hour: datetime | str) -> HistoryFile:
+        """Get the download link of one hour of message history (``GET /chatmessages/{time}``).
+
+        Args:
+            hour: an aware ``datetime`` (its UTC hour is used) or a ``yyyyMMddHH`` string.
+
+        Raises:
+            ValidationError: a naive datetime or a malformed string.
+            NotFoundError: no history for that hour; APIError: other refusals.
+            UnexpectedResponseError: the answer carries no URL.
+        """
+        answer = await self._transport.request(
+            Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}")
+        )
+        data = answer.get("data")
+        if isinstance(data, list) and data:
+            data = data[0]
+        url = data.get("url") if isinstance(data, Mapping) else None
+        if not isinstance(url, str) or not url:
+            raise UnexpectedResponseError(
+                "the history response has no data.url",
+                status_code=200,
+                body_excerpt=excerpt(str(answer)),
+            )
+        return HistoryFile.from_url(url)
+
+    def iter_history(self, hour: datetime | str) -> HistoryStream:
+        """Stream the records of one hour of history, one :class:`HistoryRecord` at a time.
+
+        The file is fetched with :meth:`get_history_file`, downloaded as a
+        stream, gunzipped when its first bytes say gzip and decoded line by
+        line, so memory does not grow with the file::
+
+            async with client.iter_history("2026112410") as records:
+                async for record in records:
+                    print(record.sender, record.bodies)
+
+        Raises (while iterating):
+            ValidationError: a malformed ``hour``.
+            APIError, TransportError: the link or the download failed.
+            UnexpectedResponseError: a line is not a valid record (its number is given).
+        """
+        hour_text = _history_hour(hour)
+        return HistoryStream(lambda: self._history_download(hour_text))
+
+    @asynccontextmanager
+    async def _history_download(self, hour: str) -> AsyncIterator[httpx.Response]:
+        link = await self.get_history_file(hour)
+        # The signed link points at the storage service: no token, no limiter (Request.url).
+        async with self._transport.stream(
+            Request(method="GET", url=link.url, headers={"Accept": "*/*"})
+        ) as response:
+            yield response
+
+    # -- recall, delete, import ------------------------------------------------------------------
+
+    async def recall_message(
+        self,
+        message_id: str,
+        to: str,
+        chat_type: ChatType,
+        *,
+        sender: str | None = None,
+        force: bool = False,
+    ) -> RecallResult:
+        """Recall a sent message (``POST /messages/msg_recall``); by default within 2 minutes.
+
+        A refusal by the service is not an exception: the result says
+        ``recalled=False`` with the documented ``reason``.
+
+        Args:
+            message_id: the id returned when the message was sent.
+            to: the user, group or room the message was sent to.
+            chat_type: ``"chat"``, ``"groupchat"`` or ``"chatroom"``.
+            sender: who recalls; the service uses ``admin`` when omitted.
+            force: recall even a message past its storage time.
+
+        Raises:
+            ValidationError: an argument is invalid.
+            OutcomeUnknownError: no trustworthy answer came back.
+            APIError: the request was refused.
+        """
+        request = RecallRequest(
+            msg_id=check_id("message_id", message_id),
+            to=check_id("to", to),
+            chat_type=check_choice("chat_type", chat_type, _CHAT_TYPES),
+            force=bool(force),
+            sender=check_id("sender", sender) if sender is not None else None,
+        )
+        answer = await self._transport.request(
+            Request(method="POST", path="/messages/msg_recall", json=request, idempotent=False)
+        )
+        entry = _recall_entry(answer, message_id)
+        try:
+            data = converter.structure(entry, RecallData)
+        except Exception as exc:
+            raise OutcomeUnknownError(
+                f"the recall answer has no 'recalled' field: {excerpt(str(answer))}"
+            ) from exc
+        recalled = data.recalled == "yes"
+        return RecallResult(
+            message_id=data.message_id,
+            recalled=recalled,
+            reason=None if recalled else data.recalled,
+            sender=data.sender,
+            to=data.to,
+            chat_type=data.chat_type,
+        )
+
+    async def delete_conversation(
+        self,
+        username: str,
+        channel: str,
+        chat_type: Literal["chat", "groupchat"],
+        *,
+        delete_roam: bool = True,
+    ) -> None:
+        """Delete a conversation for one user only (``DELETE /users/{username}/user_channel``).
+
+        Args:
+            username: whose conversation list is changed.
+            channel: the peer user id (``chat``) or the group id (``groupchat``).
+            chat_type: ``"chat"`` or ``"groupchat"``.
+            delete_roam: also delete the server-side (roaming) messages.
+
+        Raises:
+            ValidationError: an argument is invalid.
+            APIError: the request was refused; UnexpectedResponseError: the
+                answer was not ``result: ok``.
+        """
+        request = DeleteConversationRequest(
+            channel=check_id("channel", channel),
+            type=check_choice("chat_type", chat_type, ("chat", "groupchat")),
+            delete_roam=bool(delete_roam),
+        )
+        path = f"/users/{quote(check_id('username', username), safe='')}/user_channel"
+        answer = await self._transport.request(Request(method="DELETE", path=path, json=request))
+        data = answer.get("data")
+        if not isinstance(data, Mapping) or data.get("result") != "ok":
+            raise UnexpectedResponseError(
+                "the service did not confirm the deletion with result 'ok'",
+                status_code=200,
+                body_excerpt=excerpt(str(answer)),
+            )
+
+    async def import_user_message(
+        self,
+        sender: str,
+        target: str,
+        body: Body,
+        *,
+        is_ack_read: bool | None = None,
+        msg_timestamp: datetime | int | None = None,
+        need_download: bool | None = None,
+    ) -> ImportedMessage:
+        """Import one historical one-to-one message (``POST /messages/users/import``).
+
+        Imported messages are stored, not delivered. An import is not
+        idempotent: after :class:`OutcomeUnknownError`, check before importing again.
+
+        Args:
+            sender: the ``from`` user.
+            target: the receiving user.
+            body: the message body.
+            is_ack_read: mark the message read.
+            msg_timestamp: the message's time, aware ``datetime`` or Unix milliseconds.
+            need_download: have the service copy the attachment from its URL.
+
+        Raises:
+            ValidationError: an argument is invalid.
+            OutcomeUnknownError: the import may or may not have happened.
+            APIError: the request was refused.
+        """
+        return await self._import(
+            "/messages/users/import",
+            sender,
+            target,
+            body,
+            is_ack_read=is_ack_read,
+            msg_timestamp=msg_timestamp,
+            need_download=need_download,
+        )
+
+    async def import_group_message(
+        self,
+        sender: str,
+        target: str,
+        body: Body,
+        *,
+        is_ack_read: bool | None = None,
+        msg_timestamp: datetime | int | None = None,
+        need_download: bool | None = None,
+    ) -> ImportedMessage:
+        """Import one historical group message (``POST /messages/chatgroups/import``).
+
+        As :meth:`import_user_message`, with ``target`` a group id.
+
+        Raises:
+            ValidationError: an argument is invalid.
+            OutcomeUnknownError: the import may or may not have happened.
+            APIError: the request was refused.
+        """
+        return await self._import(
+            "/messages/chatgroups/import",
+            sender,
+            target,
+            body,
+            is_ack_read=is_ack_read,
+            msg_timestamp=msg_timestamp,
+            need_download=need_download,
+        )
+
+    async def _import(
+        self,
+        path: str,
+        sender: str,
+        target: str,
+        body: Body,
+        *,
+        is_ack_read: bool | None,
+        msg_timestamp: datetime | int | None,
+        need_download: bool | None,
+    ) -> ImportedMessage:
+        request = ImportMessageRequest(
+            sender=check_id("sender", sender),
+            target=check_id("target", target),
+            type=_body_type(body),
+            body=body,
+            is_ack_read=is_ack_read,
+            msg_timestamp=to_millis("msg_timestamp", msg_timestamp)
+            if msg_timestamp is not None
+            else None,
+            need_download=need_download,
+        )
+        _check_content_size(body, None)
+        answer = await self._transport.request(
+            Request(method="POST", path=path, json=request, idempotent=False)
+        )
+        data = answer.get("data")
+        message_id = data.get("msg_id") if isinstance(data, Mapping) else None
+        if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+            raise OutcomeUnknownError(
+                f"the import answer has no data.msg_id: {excerpt(str(answer))}"
+            )
+        return ImportedMessage(str(message_id))
+
+
+def _body_type(body: object) -> str:
+    kind = getattr(type(body), "type", None)
+    if not isinstance(kind, str) or BODY_TYPES.get(kind) is not type(body):
+        raise ValidationError(
+            "body",
+            f"must be TextBody, ImageBody, AudioBody, VideoBody, FileBody, "
+            f"LocationBody, CmdBody or CustomBody; got {type(body).__name__}",
+        )
+    return kind
+
+
+def _check_content_size(body: Body, ext: Mapping[str, Any] | None) -> None:
+    try:
+        size = len(dumps(body)) + (len(dumps(ext)) if ext is not None else 0)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("ext", f"must be JSON-serialisable: {exc}") from None
+    if size > MAX_CONTENT_BYTES:
+        raise ValidationError(
+            "body", f"body plus ext is {size} bytes; the service allows {MAX_CONTENT_BYTES}"
+        )
+
+
+def _history_hour(hour: datetime | str) -> str:
+    if isinstance(hour, datetime):
+        if hour.tzinfo is None or hour.utcoffset() is None:
+            raise ValidationError("hour", "is a naive datetime; pass an aware one (tzinfo=UTC)")
+        return hour.astimezone(UTC).strftime("%Y%m%d%H")
+    if isinstance(hour, str) and len(hour) == 10 and hour.isdigit():
+        try:
+            datetime.strptime(hour, "%Y%m%d%H")
+        except ValueError:
+            pass
+        else:
+            return hour
+    raise ValidationError(
+        "hour", f"must be an aware datetime or a 'yyyyMMddHH' string, got {hour!r}"
+    )
+
+
+def _recall_entry(answer: Mapping[str, Any], message_id: str) -> object:
+    data = answer.get("data", answer)
+    if isinstance(data, Mapping) and "recalled" in data:
+        return data
+    for holder in (data, answer):
+        messages = holder.get("msgs") if isinstance(holder, Mapping) else None
+        if isinstance(messages, list):
+            for entry in messages:
+                if isinstance(entry, Mapping) and str(entry.get("msg_id")) == message_id:
+                    return entry
+    return data
+
+
+@contextmanager
+def _open_upload(file: FileSource, filename: str | None) -> Iterator[tuple[str, IO[bytes]]]:
+    """Yield the name and a binary stream of *file*, checking its size before anything is sent."""
+    if isinstance(file, str | os.PathLike):
+        path = Path(file)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise ValidationError("file", f"cannot read {str(path)!r}: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ValidationError("file", f"{str(path)!r} is not a regular file")
+        _check_upload_size(info.st_size)
+        with path.open("rb") as stream:
+            yield filename or path.name, stream
+        return
+    if isinstance(file, bytes | bytearray | memoryview):
+        _check_upload_size(len(file))
+        yield filename or "file", BytesIO(bytes(file))
+        return
+    if not hasattr(file, "read"):
+        raise ValidationError("file", f"must be a path, bytes or a binary stream, got {file!r}")
+    name = filename or Path(str(getattr(file, "name", "") or "file")).name
+    if file.seekable():
+        position = file.tell()
+        size = file.seek(0, os.SEEK_END) - position
+        file.seek(position)
+        _check_upload_size(size)
+        yield name, file
+        return
+    # Not seekable: copy to a spooled file (memory up to 1 MB, then disk), at most the limit.
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+        while chunk := file.read(64 * 1024):
+            spool.write(chunk)
+            _check_upload_size(spool.tell())
+        spool.seek(0)
+        yield name, cast(IO[bytes], spool)
+
+
+def _check_upload_size(size: int) -> None:
+    if size > MAX_UPLOAD_BYTES:
+        raise ValidationError(
+            "file", f"is {size} bytes; the service accepts files of at most {MAX_UPLOAD_BYTES}"
+        )

@@ -1,0 +1,254 @@
+"""The one place where Python names meet wire names.
+
+Public classes use Pythonic field names; the service uses ``from``,
+``customEvent``, ``share-secret``, ``chatroom_msg_level`` and friends. This
+module holds the request and response shapes as they travel, and one
+``cattrs`` converter, :data:`converter`, that maps between the two. No endpoint
+builds or reads a JSON dictionary by hand.
+
+Unstructuring omits fields that are ``None``: the service treats a missing
+field and a ``null`` differently (``ext: null`` is refused), so ``None`` always
+means "do not send".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._models import (
+    AudioBody,
+    Body,
+    CmdBody,
+    CustomBody,
+    FileBody,
+    HistoryRecord,
+    ImageBody,
+    ImageSize,
+    LocationBody,
+    TextBody,
+    UnknownBody,
+    VideoBody,
+)
+
+__all__ = [
+    "BODY_TYPES",
+    "DeleteConversationRequest",
+    "ImportMessageRequest",
+    "RecallData",
+    "RecallRequest",
+    "SendMessageRequest",
+    "TokenRequest",
+    "TokenResponse",
+    "UploadEntity",
+    "converter",
+    "dumps",
+    "structure_body",
+]
+
+T = TypeVar("T")
+
+#: Body classes by their wire ``type``.
+BODY_TYPES: Final[Mapping[str, type[Body]]] = {
+    cls.type: cls
+    for cls in (
+        TextBody,
+        ImageBody,
+        AudioBody,
+        VideoBody,
+        FileBody,
+        LocationBody,
+        CmdBody,
+        CustomBody,
+    )
+}
+
+
+# --- wire shapes of requests ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SendMessageRequest:
+    """``POST /messages/users|chatgroups|chatrooms``."""
+
+    to: list[str]
+    type: str
+    body: Body
+    sender: str | None = None
+    sync_device: bool | None = None
+    routetype: str | None = None
+    ext: Mapping[str, Any] | None = None
+    msg_timestamp: int | None = None
+    chatroom_msg_level: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RecallRequest:
+    """``POST /messages/msg_recall``."""
+
+    msg_id: str
+    to: str
+    chat_type: str
+    force: bool
+    sender: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DeleteConversationRequest:
+    """``DELETE /users/{username}/user_channel``."""
+
+    channel: str
+    type: str
+    delete_roam: bool
+
+
+@attrs.frozen(kw_only=True)
+class ImportMessageRequest:
+    """``POST /messages/users/import`` and ``/messages/chatgroups/import``."""
+
+    sender: str
+    target: str
+    type: str
+    body: Body
+    is_ack_read: bool | None = None
+    msg_timestamp: int | None = None
+    need_download: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TokenRequest:
+    """``POST /token`` with the client-credentials grant."""
+
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+    grant_type: str = "client_credentials"
+    ttl: int | None = None
+
+
+# --- wire shapes of responses -----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class UploadEntity:
+    """One element of ``entities`` in the upload response."""
+
+    uuid: str
+    share_secret: str | None = attrs.field(default=None, repr=False)
+    type: str = "chatfile"
+
+
+@attrs.frozen(kw_only=True)
+class TokenResponse:
+    """The token endpoint's answer; ``expires_in`` is in seconds."""
+
+    access_token: str = attrs.field(repr=False)
+    expires_in: int
+    application: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RecallData:
+    """``data`` of a recall response, or one element of its ``msgs``."""
+
+    message_id: str
+    recalled: str
+    sender: str | None = None
+    to: str | None = None
+    chat_type: str | None = None
+
+
+#: Python field name -> wire name, per class. The only renames in the library.
+_RENAMES: Final[Mapping[type, Mapping[str, str]]] = {
+    CustomBody: {"custom_event": "customEvent", "custom_exts": "customExts"},
+    SendMessageRequest: {"sender": "from"},
+    RecallRequest: {"sender": "from"},
+    ImportMessageRequest: {"sender": "from"},
+    UploadEntity: {"share_secret": "share-secret"},
+    RecallData: {"message_id": "msg_id", "sender": "from", "chat_type": "chattype"},
+}
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+
+    def renames(cls: type) -> dict[str, Any]:
+        return {name: override(rename=wire) for name, wire in _RENAMES.get(cls, {}).items()}
+
+    # Requests are only ever written, responses only ever read, bodies both ways.
+    both: tuple[type, ...] = (ImageSize, *BODY_TYPES.values())
+    written: tuple[type, ...] = (
+        SendMessageRequest,
+        RecallRequest,
+        DeleteConversationRequest,
+        ImportMessageRequest,
+        TokenRequest,
+    )
+    read: tuple[type, ...] = (UploadEntity, TokenResponse, RecallData)
+    for cls in both + written:
+        conv.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames(cls))
+        )
+    for cls in both + read:
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames(cls)))
+    conv.register_structure_hook(HistoryRecord, lambda obj, _: _structure_history(obj))
+    return conv
+
+
+def structure_body(data: Mapping[str, Any]) -> Body | UnknownBody:
+    """Build a typed body from its wire form (which carries its ``type``).
+
+    Raises:
+        cattrs.BaseValidationError, ValidationError: the body does not match its type.
+    """
+    fields = dict(data)
+    kind = str(fields.pop("type", ""))
+    cls = BODY_TYPES.get(kind)
+    if cls is None:
+        return UnknownBody(type=kind, fields=fields)
+    if "file_name" in fields and "filename" not in fields:
+        # The English history page spells it ``file_name``, the Chinese one ``filename``.
+        fields["filename"] = fields.pop("file_name")
+    if cls is LocationBody:
+        fields.setdefault("addr", "")
+    return converter.structure(fields, cls)
+
+
+def _structure_history(obj: Any) -> HistoryRecord:
+    payload = obj.get("payload") or {}
+    bodies = tuple(structure_body(body) for body in payload.get("bodies") or ())
+    timestamp = datetime.fromtimestamp(int(obj["timestamp"]) / 1000, tz=UTC)
+    return HistoryRecord(
+        message_id=str(obj["msg_id"]),
+        timestamp=timestamp,
+        sender=str(obj.get("from", "")),
+        to=str(obj.get("to", "")),
+        chat_type=str(obj.get("chat_type", "")),
+        bodies=bodies,
+        ext=dict(payload.get("ext") or {}),
+        direction=obj.get("direction"),
+    )
+
+
+#: The converter for every wire shape in this module and every public body.
+converter: Final = _make_converter()
+
+
+def dumps(obj: object) -> bytes:
+    """The exact bytes sent for *obj*: compact JSON, UTF-8, non-ASCII kept as is.
+
+    Size limits (5 KB per request, 3 KB for body plus ext) are measured on these bytes.
+    """
+    return json.dumps(converter.unstructure(obj), separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure wire data into *cls* with the one converter."""
+    return converter.structure(data, cls)

@@ -1,0 +1,142 @@
+"""Streaming a history file: download, gunzip if needed, decode one JSON line at a time.
+
+The history endpoint answers with a signed URL to a file of JSON lines, usually
+gzip-compressed. :class:`HistoryStream` downloads it as a stream, detects gzip by
+its magic bytes (not by headers, which storage services set inconsistently),
+decompresses incrementally and yields one :class:`HistoryRecord` per line.
+Memory is bounded by the longest line, not by the file.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from types import TracebackType
+from typing import Final, Self, final
+
+import httpx
+
+from ._converter import converter
+from ._exceptions import UnexpectedResponseError, excerpt
+from ._models import HistoryRecord
+
+__all__ = ["MAX_LINE_BYTES", "HistoryStream", "iter_lines"]
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+#: A history line longer than this is refused rather than buffered without bound.
+MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+
+
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a byte stream, gzip or plain, into lines without their newline.
+
+    Raises:
+        UnexpectedResponseError: the gzip data is corrupt or truncated, or a line is too long.
+    """
+    gunzip: zlib._Decompress | None = None
+    sniffed = False
+    head = b""
+    pending = b""
+    async for received in chunks:
+        data = received
+        if not sniffed:
+            head += received
+            if len(head) < len(GZIP_MAGIC):
+                continue
+            sniffed = True
+            if head.startswith(GZIP_MAGIC):
+                gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data, head = head, b""
+        if gunzip is not None:
+            try:
+                data = gunzip.decompress(data)
+            except zlib.error as exc:
+                raise UnexpectedResponseError(
+                    f"the history file is not valid gzip: {exc}", status_code=200
+                ) from None
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            yield line
+        if len(pending) > MAX_LINE_BYTES:
+            raise UnexpectedResponseError(
+                f"a history line is longer than {MAX_LINE_BYTES} bytes", status_code=200
+            )
+    if gunzip is not None and not gunzip.eof:
+        raise UnexpectedResponseError("the history file's gzip data is truncated", status_code=200)
+    if head + pending:
+        yield head + pending
+
+
+@final
+class HistoryStream:
+    """An async iterator of :class:`HistoryRecord`, and an async context manager.
+
+    Use it as ``async with client.iter_history(hour) as records: async for record
+    in records: ...`` so that the download is closed when you stop early; a plain
+    ``async for`` also works and closes the download when the file ends or fails.
+    """
+
+    __slots__ = ("_closed", "_iterator", "_open", "_stack")
+
+    def __init__(
+        self, open_stream: Callable[[], AbstractAsyncContextManager[httpx.Response]]
+    ) -> None:
+        self._open = open_stream
+        self._stack = AsyncExitStack()
+        self._iterator: AsyncGenerator[HistoryRecord] | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the download; the iterator then ends."""
+        self._closed = True
+        iterator, self._iterator = self._iterator, None
+        try:
+            if iterator is not None:
+                await iterator.aclose()
+        finally:
+            await self._stack.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> HistoryRecord:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._iterator is None:
+            response = await self._stack.enter_async_context(self._open())
+            self._iterator = self._records(response)
+        try:
+            return await anext(self._iterator)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    @staticmethod
+    async def _records(response: httpx.Response) -> AsyncGenerator[HistoryRecord]:
+        number = 0
+        async for line in iter_lines(response.aiter_bytes()):
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                record = converter.structure(json.loads(line), HistoryRecord)
+            except Exception as exc:
+                raise UnexpectedResponseError(
+                    f"history line {number} is not a valid record ({type(exc).__name__})",
+                    status_code=200,
+                    body_excerpt=excerpt(line[:500].decode("utf-8", "replace")),
+                ) from exc
+            yield record

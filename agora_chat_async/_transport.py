@@ -1,0 +1,365 @@
+"""The request pipeline: every request the client makes goes through :class:`Transport`.
+
+One path for all of them::
+
+    limiter slot -> auth token -> send -> read (capped) -> decode -> error mapping
+                        ^                                       |
+                        +------ one retry after a 401 ----------+
+
+- **Limiter**: :meth:`Limiter.acquire` with the request's limit name and units
+  (recipients or targets for sends, 1 call elsewhere), before every attempt.
+- **Auth**: the provider's current token; on a 401 the provider is told, and
+  the request is retried once if it says a new token may help.
+- **Send and read**: responses are streamed and read with a cap, so a huge or
+  endless body never exhausts memory (:data:`MAX_JSON_BYTES`,
+  :data:`MAX_ERROR_BYTES`).
+- **Error mapping**: error statuses become :class:`APIError` subclasses with the
+  documented ``error``/``error_description`` fields and a redacted excerpt.
+  For requests that change state (sends, recalls, imports), failures after the
+  request was written (read timeouts, dropped connections, 500/502/504, an
+  unreadable 2xx) become :class:`OutcomeUnknownError`: they may have been
+  processed. A connection that was never established is :class:`ConnectError`:
+  nothing was sent.
+
+Nothing here logs headers or bodies; URLs are logged without their query.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Final, final
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+
+from ._auth import Auth
+from ._clock import Clock
+from ._converter import TokenRequest, TokenResponse, converter, dumps
+from ._exceptions import (
+    AgoraChatError,
+    APIError,
+    AuthenticationError,
+    ConnectError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    TransportError,
+    UnexpectedResponseError,
+    api_error_class,
+    excerpt,
+)
+from ._limits import Limiter, LimitName
+
+__all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport"]
+
+logger: Final = logging.getLogger("agora_chat_async")
+
+#: The most bytes read from a successful JSON response before it is refused.
+MAX_JSON_BYTES: Final = 16 * 1024 * 1024
+#: The most bytes read from an error response (for its error fields and excerpt).
+MAX_ERROR_BYTES: Final = 64 * 1024
+#: Statuses after which a state-changing request may or may not have been processed.
+_AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Request:
+    """One API request, described before it is sent.
+
+    ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
+    an absolute address (history files), which gets neither the limiter nor the
+    ``Authorization`` header. ``idempotent`` is False for requests that change
+    state: their ambiguous failures become :class:`OutcomeUnknownError`.
+    """
+
+    method: str
+    path: str = ""
+    url: str | None = None
+    limit: LimitName = "other"
+    units: int = 1
+    json: object = None
+    files: Mapping[str, Any] | None = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    idempotent: bool = True
+
+
+def _parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now, 0.0)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Read at most *limit* bytes of the body; the flag says whether it was cut."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _safe_url(url: httpx.URL | str) -> str:
+    parts = urlsplit(str(url))
+    return parts._replace(query="", fragment="").geturl()
+
+
+@final
+class Transport:
+    """The pipeline shared by all endpoints of one :class:`AgoraChatClient`."""
+
+    __slots__ = ("_auth", "_base", "_clock", "_http", "_limiter", "_owns_http")
+
+    def __init__(
+        self,
+        *,
+        base: str,
+        auth: Auth,
+        limiter: Limiter,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        clock: Clock,
+    ) -> None:
+        self._base = base
+        self._auth = auth
+        self._limiter = limiter
+        self._http = http
+        self._owns_http = owns_http
+        self._clock = clock
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the limiter and the auth providers read."""
+        return self._clock
+
+    @property
+    def base(self) -> str:
+        """``{base_url}/{org_name}/{app_name}``."""
+        return self._base
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- the token endpoint, used by ClientCredentials ------------------------------------------
+
+    async def request_token(
+        self, client_id: str, client_secret: str, ttl: int | None
+    ) -> tuple[str, int]:
+        """``POST /token`` with the client-credentials grant; no Authorization header.
+
+        Raises:
+            AuthenticationError: the service refused the credentials (any 4xx).
+            AgoraChatError: the request failed otherwise.
+        """
+        request = Request(
+            method="POST",
+            path="/token",
+            json=TokenRequest(client_id=client_id, client_secret=client_secret, ttl=ttl),
+        )
+        await self._limiter.acquire(request.limit, request.units)
+        try:
+            async with self._send(request, token=None) as response:
+                data = await self._decode(request, response)
+        except APIError as exc:
+            if 400 <= exc.status_code < 500 and not isinstance(exc, RateLimitedError):
+                raise AuthenticationError(
+                    status_code=exc.status_code,
+                    error=exc.error,
+                    description=exc.description or "the token request was refused",
+                    body_excerpt=exc.body_excerpt,
+                    method=exc.method,
+                    path=exc.path,
+                ) from None
+            raise
+        try:
+            token = converter.structure(data, TokenResponse)
+        except Exception as exc:
+            raise UnexpectedResponseError(
+                "the token response has no access_token/expires_in", status_code=200
+            ) from exc
+        return token.access_token, token.expires_in
+
+    # -- the pipeline ----------------------------------------------------------------------------
+
+    async def request(self, request: Request) -> dict[str, Any]:
+        """Send *request* and return its decoded JSON object.
+
+        Raises:
+            APIError: the service answered with an error status (subclass by status).
+            ConnectError: the connection was never established.
+            TransportError: an idempotent request got no usable response.
+            OutcomeUnknownError: a state-changing request may have been processed.
+            UnexpectedResponseError: the answer is not a JSON object.
+        """
+        async with self.stream(request) as response:
+            return await self._decode(request, response)
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[httpx.Response]:
+        """Send *request* and yield the successful response with its body unread.
+
+        Error statuses are raised (after one token refresh on a 401) before
+        anything is yielded. Raises as :meth:`request`.
+        """
+        for attempt in range(2):
+            if request.url is None:
+                await self._limiter.acquire(request.limit, request.units)
+                token: str | None = await self._auth.get_token(self)
+            else:
+                token = None
+            async with self._send(request, token) as response:
+                if (
+                    response.status_code == 401
+                    and token is not None
+                    and attempt == 0
+                    and self._auth.token_rejected(token)
+                ):
+                    logger.info(
+                        "401 for %s %s; renewing the token and retrying once",
+                        request.method,
+                        request.path,
+                    )
+                    continue
+                if response.status_code >= 400:
+                    raise await self._error(request, response)
+                yield response
+                return
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _send(self, request: Request, token: str | None) -> AsyncIterator[httpx.Response]:
+        url = request.url if request.url is not None else self._base + request.path
+        headers: dict[str, str] = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        content: bytes | None = None
+        if request.json is not None:
+            content = dumps(request.json)
+            headers["Content-Type"] = "application/json"
+        headers.update(request.headers)
+        http_request = self._http.build_request(
+            request.method,
+            url,
+            headers=headers,
+            content=content,
+            files=request.files,
+            data=request.data,
+        )
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(http_request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ConnectError(
+                f"could not connect for {request.method} {_safe_url(url)}: {type(exc).__name__}; "
+                "nothing was sent, the request can be retried"
+            ) from None
+        except httpx.TransportError as exc:
+            raise self._ambiguous(request, url, exc) from None
+        try:
+            logger.debug(
+                "%s %s -> %d in %.0f ms",
+                request.method,
+                _safe_url(url),
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+            yield response
+        except httpx.TransportError as exc:
+            raise self._ambiguous(request, url, exc) from None
+        finally:
+            await response.aclose()
+
+    def _ambiguous(self, request: Request, url: str, exc: httpx.TransportError) -> AgoraChatError:
+        what = f"{request.method} {_safe_url(url)} failed after it was sent: {type(exc).__name__}"
+        error = TransportError(what)
+        if request.idempotent:
+            return error
+        return OutcomeUnknownError(
+            what + "; it may or may not have been processed, do not resend blindly",
+            cause=error,
+        )
+
+    async def _decode(self, request: Request, response: httpx.Response) -> dict[str, Any]:
+        raw, cut = await _read_capped(response, MAX_JSON_BYTES)
+        problem: str | None = None
+        data: Any = None
+        if cut:
+            problem = f"the response is larger than {MAX_JSON_BYTES} bytes"
+        else:
+            try:
+                data = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                problem = "the response is not JSON"
+            else:
+                if not isinstance(data, dict):
+                    problem = "the response is not a JSON object"
+        if problem is None:
+            return data  # type: ignore[no-any-return]
+        error = UnexpectedResponseError(
+            problem,
+            status_code=response.status_code,
+            body_excerpt=excerpt(raw[:4096].decode("utf-8", "replace")),
+        )
+        if request.idempotent:
+            raise error
+        raise OutcomeUnknownError(
+            f"{request.method} {request.path} was accepted (HTTP {response.status_code}) but "
+            f"{problem}; its outcome is unknown",
+            cause=error,
+        ) from error
+
+    async def _error(self, request: Request, response: httpx.Response) -> AgoraChatError:
+        raw, _ = await _read_capped(response, MAX_ERROR_BYTES)
+        text = raw.decode("utf-8", "replace")
+        error = description = ""
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            body = None
+        if isinstance(body, dict):
+            error = str(body.get("error") or "")
+            description = str(body.get("error_description") or "")
+        status = response.status_code
+        cls = api_error_class(status, error, description)
+        kwargs: dict[str, Any] = {
+            "status_code": status,
+            "error": excerpt(error, 100),
+            "description": excerpt(description),
+            "body_excerpt": excerpt(text),
+            "method": request.method,
+            "path": request.path or _safe_url(request.url or ""),
+        }
+        if issubclass(cls, RateLimitedError):
+            kwargs["retry_after"] = _parse_retry_after(
+                response.headers.get("Retry-After"), datetime.now(tz=UTC).timestamp()
+            )
+        api_error = cls(**kwargs)
+        if not request.idempotent and status in _AMBIGUOUS_STATUSES:
+            return OutcomeUnknownError(
+                f"{api_error}; the request may or may not have been processed",
+                cause=api_error,
+            )
+        return api_error

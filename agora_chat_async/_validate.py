@@ -1,0 +1,62 @@
+"""Argument checks shared by the endpoints; each failure is a ValidationError naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ._exceptions import ValidationError
+
+__all__ = ["check_choice", "check_id", "check_mapping", "recipients", "to_millis"]
+
+T = TypeVar("T")
+
+
+def check_id(field: str, value: object) -> str:
+    """A user, group, room or message id: a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_choice(field: str, value: T, choices: Collection[T]) -> T:
+    """One of the documented values."""
+    if value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise ValidationError(field, f"must be one of {allowed}; got {value!r}")
+    return value
+
+
+def check_mapping(field: str, value: object) -> Mapping[str, Any]:
+    """A JSON object; ``None`` is not accepted (the service refuses ``null`` here)."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, f"must be a mapping (a JSON object), got {value!r}")
+    return value
+
+
+def recipients(field: str, to: str | Iterable[str]) -> list[str]:
+    """Recipient ids in order, duplicates removed (a recipient is sent to once)."""
+    if isinstance(to, str):
+        to = [to]
+    if isinstance(to, bytes | Mapping):
+        raise ValidationError(field, "must be an id or an iterable of ids")
+    result = [check_id(f"{field}[{index}]", item) for index, item in enumerate(to)]
+    if not result:
+        raise ValidationError(field, "names no recipient")
+    return list(dict.fromkeys(result))
+
+
+def to_millis(field: str, value: datetime | int) -> int:
+    """A timestamp as Unix milliseconds, from an aware datetime or an int."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                field, "is a naive datetime; pass an aware one (for example tzinfo=UTC)"
+            )
+        return int(value.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(
+            field, f"must be an aware datetime or Unix milliseconds, got {value!r}"
+        )
+    return value
