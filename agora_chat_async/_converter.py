@@ -8,7 +8,8 @@ builds or reads a JSON dictionary by hand.
 
 Unstructuring omits fields that are ``None``: the service treats a missing
 field and a ``null`` differently (``ext: null`` is refused), so ``None`` always
-means "do not send".
+means "do not send". (Technically cattrs omits fields equal to their default, so
+request shapes give a default only where it is ``None``.)
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ class ImportMessageRequest:
 class TokenRequest:
     """``POST /token`` with the client-credentials grant."""
 
+    grant_type: str
     client_id: str
     client_secret: str = attrs.field(repr=False)
-    grant_type: str = "client_credentials"
     ttl: int | None = None
 
 

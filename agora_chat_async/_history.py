@@ -32,6 +32,9 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Split a byte stream, gzip or plain, into lines without their newline.
 
+    Like ``bytes.split(b"\\n")`` on the whole (decompressed) stream, less a final
+    empty piece: ``b"a\\nb\\n"`` gives ``a`` and ``b``.
+
     Raises:
         UnexpectedResponseError: the gzip data is corrupt or truncated, or a line is too long.
     """
@@ -65,8 +68,12 @@ async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             )
     if gunzip is not None and not gunzip.eof:
         raise UnexpectedResponseError("the history file's gzip data is truncated", status_code=200)
-    if head + pending:
-        yield head + pending
+    # A file shorter than the magic is plain text; what follows the last newline is a line too.
+    *lines, pending = (pending + head).split(b"\n")
+    for line in lines:
+        yield line
+    if pending:
+        yield pending
 
 
 @final

@@ -94,13 +94,23 @@ class ImageSize:
     height: int = attrs.field(validator=_non_negative_int)
 
 
+def _optional_size(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, ImageSize):
+        raise ValidationError(attribute.name, f"must be an ImageSize(width, height), got {value!r}")
+
+
+def _string(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(attribute.name, f"must be a string, got {value!r}")
+
+
 @final
 @attrs.frozen(kw_only=True)
 class TextBody:
     """A text message (``txt``)."""
 
     type: ClassVar[str] = "txt"
-    msg: str = attrs.field(validator=attrs.validators.instance_of(str))
+    msg: str = attrs.field(validator=_string)
 
 
 @final
@@ -115,9 +125,7 @@ class ImageBody:
     type: ClassVar[str] = "img"
     url: str = attrs.field(validator=_non_empty_str)
     filename: str = attrs.field(validator=_non_empty_str)
-    size: ImageSize | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ImageSize))
-    )
+    size: ImageSize | None = attrs.field(default=None, validator=_optional_size)
     secret: str | None = attrs.field(default=None, repr=False, validator=_optional_str)
     file_length: int | None = attrs.field(default=None, validator=_optional_non_negative_int)
 
@@ -153,9 +161,7 @@ class VideoBody:
     secret: str | None = attrs.field(default=None, repr=False, validator=_optional_str)
     thumb_secret: str | None = attrs.field(default=None, repr=False, validator=_optional_str)
     filename: str | None = attrs.field(default=None, validator=_optional_str)
-    size: ImageSize | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ImageSize))
-    )
+    size: ImageSize | None = attrs.field(default=None, validator=_optional_size)
 
 
 @final
@@ -178,7 +184,7 @@ class LocationBody:
     type: ClassVar[str] = "loc"
     lat: str = attrs.field(converter=_coordinate)
     lng: str = attrs.field(converter=_coordinate)
-    addr: str = attrs.field(validator=attrs.validators.instance_of(str))
+    addr: str = attrs.field(validator=_string)
 
 
 @final
@@ -187,7 +193,7 @@ class CmdBody:
     """A command message (``cmd``), delivered to the app but not shown to the user."""
 
     type: ClassVar[str] = "cmd"
-    action: str = attrs.field(validator=attrs.validators.instance_of(str))
+    action: str = attrs.field(validator=_string)
 
 
 def _check_custom_event(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

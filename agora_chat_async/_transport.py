@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -55,10 +54,10 @@ from ._exceptions import (
     excerpt,
 )
 from ._limits import Limiter, LimitName
+from ._logging import install_redaction, logger
 
 __all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport"]
 
-logger: Final = logging.getLogger("agora_chat_async")
 
 #: The most bytes read from a successful JSON response before it is refused.
 MAX_JSON_BYTES: Final = 16 * 1024 * 1024
@@ -147,6 +146,7 @@ class Transport:
         self._http = http
         self._owns_http = owns_http
         self._clock = clock
+        install_redaction()
 
     @property
     def clock(self) -> Clock:
@@ -177,11 +177,18 @@ class Transport:
         request = Request(
             method="POST",
             path="/token",
-            json=TokenRequest(client_id=client_id, client_secret=client_secret, ttl=ttl),
+            json=TokenRequest(
+                grant_type="client_credentials",
+                client_id=client_id,
+                client_secret=client_secret,
+                ttl=ttl,
+            ),
         )
         await self._limiter.acquire(request.limit, request.units)
         try:
             async with self._send(request, token=None) as response:
+                if response.status_code >= 400:
+                    raise await self._error(request, response)
                 data = await self._decode(request, response)
         except APIError as exc:
             if 400 <= exc.status_code < 500 and not isinstance(exc, RateLimitedError):

@@ -1,0 +1,104 @@
+"""Shared fixtures: a virtual clock, respx routes built from the reference's examples, clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
+
+BASE_URL = "https://a1.easemob.com"
+ORG = "XXXX"
+APP = "YYYY"
+API = f"{BASE_URL}/{ORG}/{APP}"
+TOKEN = "YWMtSECRET-STATIC-TOKEN-0123456789"
+
+
+class VirtualClock:
+    """Time that moves only when something sleeps: exact and instant for limiter tests.
+
+    The limiter lets one waiter sleep at a time per limit, so advancing time by
+    the sleeper's delay is exact.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.time = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += max(seconds, 0.0)
+        await anyio.lowlevel.checkpoint()
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+
+def envelope(path: str, data: Any, *, action: str = "post", **extra: Any) -> dict[str, Any]:
+    """The common response envelope of the reference pages."""
+    return {
+        "path": path,
+        "uri": f"https://XXXX/XXXX/XXXX{path}",
+        "timestamp": 1657254052191,
+        "organization": "XXXX",
+        "application": "e82bcc5f-XXXX-XXXX-a7c1-92de917ea2b0",
+        "action": action,
+        "data": data,
+        "duration": 0,
+        "applicationName": "XXXX",
+        **extra,
+    }
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=API, assert_all_called=False, assert_all_mocked=True) as router:
+        yield router
+
+
+@pytest.fixture
+async def make_client(clock: VirtualClock) -> AsyncIterator[Any]:
+    clients: list[AgoraChatClient] = []
+
+    def make(
+        auth: Auth | None = None, rate_limits: RateLimits | None = None, **kwargs: Any
+    ) -> AgoraChatClient:
+        client = AgoraChatClient(
+            BASE_URL,
+            ORG,
+            APP,
+            auth=auth or StaticToken(TOKEN),
+            rate_limits=rate_limits,
+            clock=kwargs.pop("clock", clock),
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for made in clients:
+        await made.aclose()
+
+
+@pytest.fixture
+async def client(make_client: Any, api: respx.MockRouter) -> AsyncIterator[AgoraChatClient]:
+    async with make_client() as client:
+        yield client
+
+
+def json_body(request: httpx.Request) -> Any:
+    return json.loads(request.content)

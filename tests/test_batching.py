@@ -1,0 +1,63 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agora_chat_async import TextBody, ValidationError
+from agora_chat_async._batching import MAX_REQUEST_BYTES, encoded_id_size, pack_recipients
+from agora_chat_async._converter import SendMessageRequest, dumps
+
+
+def request_size(ids: list[str], body: TextBody) -> int:
+    return len(dumps(SendMessageRequest(to=ids, type="txt", body=body)))
+
+
+def test_encoded_size_counts_quotes_escapes_and_utf8():
+    assert encoded_id_size("abc") == 5
+    assert encoded_id_size('a"b') == 6
+    assert encoded_id_size("用户") == 8
+
+
+def test_six_hundred_long_ids_do_not_fit_one_request():
+    body = TextBody(msg="hello")
+    base = request_size([], body)
+    ids = [f"user-{index:010d}" for index in range(600)]
+    batches = list(pack_recipients(ids, cap=600, base_size=base))
+    assert len(batches) > 1
+    assert [i for batch in batches for i in batch] == ids
+    for batch in batches:
+        assert request_size(batch, body) <= MAX_REQUEST_BYTES
+
+
+def test_short_ids_fill_the_count_cap():
+    body = TextBody(msg="x")
+    ids = [str(index) for index in range(1300)]
+    batches = list(pack_recipients(ids, cap=600, base_size=request_size([], body)))
+    assert [len(batch) for batch in batches] == [600, 600, 100]
+
+
+def test_a_recipient_that_cannot_fit_even_alone_is_refused():
+    body = TextBody(msg="x" * 4900)
+    with pytest.raises(ValidationError, match=r"to\[1\]"):
+        list(pack_recipients(["a", "b" * 200], cap=600, base_size=request_size([], body)))
+
+
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=64), max_size=300, unique=True),
+    cap=st.sampled_from([3, 10, 600]),
+    msg=st.text(max_size=2000),
+)
+def test_every_id_lands_in_exactly_one_batch_in_order_within_cap_and_bytes(ids, cap, msg):
+    body = TextBody(msg=msg)
+    base = request_size([], body)
+    try:
+        batches = list(pack_recipients(ids, cap=cap, base_size=base))
+    except ValidationError:
+        assert any(base + encoded_id_size(i) > MAX_REQUEST_BYTES for i in ids)
+        return
+    assert [i for batch in batches for i in batch] == ids
+    for batch in batches:
+        assert 1 <= len(batch) <= cap
+        assert request_size(batch, body) <= MAX_REQUEST_BYTES
+        assert json.loads(dumps(SendMessageRequest(to=batch, type="txt", body=body)))["to"] == batch

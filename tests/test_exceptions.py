@@ -1,0 +1,92 @@
+import pytest
+
+from agora_chat_async import (
+    AgoraChatError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ServerError,
+    ValidationError,
+)
+from agora_chat_async._exceptions import api_error_class, excerpt, redact
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "description", "expected"),
+    [
+        (400, "illegal_argument", "", BadRequestError),
+        (401, "auth_bad_access_token", "Unable to authenticate", AuthenticationError),
+        (403, "forbidden_op", "", ForbiddenError),
+        (403, "", "message send reach limit", RateLimitedError),
+        (404, "service_resource_not_found", "", NotFoundError),
+        (413, "", "", PayloadTooLargeError),
+        (429, "reach_limit", "This request has reached api limit", RateLimitedError),
+        (429, "resource_limited", "You have exceeded the limit", QuotaExhaustedError),
+        (500, "", "", ServerError),
+        (503, "", "", ServerError),
+        (418, "", "", APIError),
+    ],
+)
+def test_status_and_error_fields_choose_the_class(status, error, description, expected):
+    assert api_error_class(status, error, description) is expected
+
+
+def test_validation_errors_are_outside_the_api_branch():
+    assert not issubclass(ValidationError, APIError)
+    assert issubclass(ValidationError, AgoraChatError)
+    assert issubclass(ValidationError, ValueError)
+
+
+def test_api_error_message_says_what_and_what_to_do():
+    error = AuthenticationError(
+        status_code=401,
+        error="auth_bad_access_token",
+        description="Unable to authenticate due to corrupt access token",
+        method="POST",
+        path="/messages/users",
+    )
+    text = str(error)
+    assert "HTTP 401 for POST /messages/users" in text
+    assert "auth_bad_access_token" in text
+    assert "Check the org/app names and the credentials" in text
+
+
+def test_rate_limited_error_carries_retry_after():
+    error = RateLimitedError(status_code=429, error="reach_limit", retry_after=2.5)
+    assert error.retry_after == 2.5
+    assert "Retry after 2.5 s" in str(error)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer YWMtabcdefghijklmnopqrstuvwxyz",
+        "token 007eJxTYNDNaz3snC8huEfHWdz6s98qltq4zqy9fl99Uh0FDvy6F6DAYGlu4",
+        "https://oss/x?Expires=1&OSSAccessKeyId=KEYKEYKEY&Signature=SIGSIGSIG",
+        '{"share-secret": "X9dIOla-EemnXXXXtUZLGyqG9Y"}',
+        '{"access_token":"YWMtXXXXXXXXXXXXXXXX","expires_in":5184000}',
+    ],
+)
+def test_redaction_removes_credentials(text):
+    cleaned = redact(text)
+    for secret in (
+        "YWMtabcdefghijklmnopqrstuvwxyz",
+        "007eJxTYNDNaz3snC8",
+        "KEYKEYKEY",
+        "SIGSIGSIG",
+        "X9dIOla",
+        "YWMtXXXXXXXXXXXXXXXX",
+    ):
+        assert secret not in cleaned
+    assert "[redacted]" in cleaned
+
+
+def test_excerpt_is_short_and_single_line():
+    text = excerpt("line one\nline two " + "x" * 1000)
+    assert "\n" not in text
+    assert len(text) <= 301

@@ -1,0 +1,52 @@
+"""The public surface: what `agora_chat_async` exports, and from where it says it comes."""
+
+import inspect
+
+import agora_chat_async
+
+
+def test_all_is_unique_and_complete():
+    exported = agora_chat_async.__all__
+    assert len(exported) == len(set(exported))
+    public = {name for name in dir(agora_chat_async) if not name.startswith("_")}
+    assert public == set(exported) - {"__version__"}
+
+
+def test_public_classes_report_the_public_module():
+    for name in agora_chat_async.__all__:
+        obj = getattr(agora_chat_async, name)
+        if inspect.isclass(obj):
+            assert obj.__module__ == "agora_chat_async", name
+
+
+def test_every_public_callable_has_a_docstring():
+    for name in agora_chat_async.__all__:
+        obj = getattr(agora_chat_async, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), name
+            for attr, member in vars(obj).items() if inspect.isclass(obj) else ():
+                if not attr.startswith("_") and inspect.isfunction(member):
+                    assert inspect.getdoc(member), f"{name}.{attr}"
+
+
+def test_errors_form_one_tree():
+    errors = [
+        getattr(agora_chat_async, name)
+        for name in agora_chat_async.__all__
+        if name.endswith("Error")
+    ]
+    assert errors
+    for error in errors:
+        assert issubclass(error, agora_chat_async.AgoraChatError)
+
+
+def test_importing_the_package_does_not_load_optional_modules():
+    import sys
+
+    assert "agora_chat_async.testing" not in sys.modules
+
+
+def test_py_typed_marker_is_shipped():
+    from importlib.resources import files
+
+    assert files("agora_chat_async").joinpath("py.typed").is_file()

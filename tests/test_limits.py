@@ -1,0 +1,148 @@
+"""The sliding-window limiter, exactly, on a virtual clock."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agora_chat_async import (
+    DEFAULT_RATE_LIMITS,
+    Rate,
+    RateLimits,
+    SlidingWindowLimiter,
+    ValidationError,
+)
+
+from .conftest import VirtualClock
+
+
+def test_defaults_are_the_documented_quotas():
+    assert DEFAULT_RATE_LIMITS.users == Rate(6000, per=60)
+    assert DEFAULT_RATE_LIMITS.groups == Rate(20, per=1)
+    assert DEFAULT_RATE_LIMITS.rooms == Rate(100, per=1)
+    assert DEFAULT_RATE_LIMITS.other == Rate(100, per=1)
+
+
+@pytest.mark.parametrize(("limit", "per"), [(0, 1), (-1, 1), (1, 0), (1, -2), (1.5, 1), (True, 1)])
+def test_rate_rejects_nonsense_at_construction(limit, per):
+    with pytest.raises(ValidationError):
+        Rate(limit, per=per)
+
+
+async def test_units_within_the_limit_start_at_once(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(10, per=60)), clock=clock)
+    for _ in range(10):
+        await limiter.acquire("users", 1)
+    assert clock.sleeps == []
+
+
+async def test_the_next_unit_waits_for_the_window_to_slide(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(20, per=1)), clock=clock)
+    start = clock.now()
+    for _ in range(6):
+        await limiter.acquire("groups", 3)  # 18 units
+    await limiter.acquire("groups", 2)  # 20: still now
+    assert clock.now() == start
+    await limiter.acquire("groups", 3)  # needs the first 3 to leave the window
+    assert clock.now() == start + 1.0
+
+
+async def test_waits_only_as_long_as_the_oldest_units_need(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60)), clock=clock)
+    t0 = clock.now()
+    await limiter.acquire("users", 200)
+    clock.advance(10)
+    await limiter.acquire("users", 200)
+    clock.advance(10)
+    await limiter.acquire("users", 200)
+    # 600 used; 300 more need the first two entries (400 units) to expire: t0 + 70.
+    await limiter.acquire("users", 300)
+    assert clock.now() == t0 + 70
+
+
+async def test_limits_are_independent(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(1, per=1)), clock=clock)
+    await limiter.acquire("groups", 1)
+    await limiter.acquire("rooms", 100)
+    await limiter.acquire("other", 100)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("units", [0, -1, 21])
+async def test_impossible_requests_are_refused_at_once(clock: VirtualClock, units: int):
+    limiter = SlidingWindowLimiter(clock=clock)
+    with pytest.raises(ValidationError, match="units"):
+        await limiter.acquire("groups", units)
+
+
+async def test_admission_is_first_come_first_served(clock: VirtualClock):
+    """A big batch queued first is not overtaken by small sends queued after it."""
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60)), clock=clock)
+    await limiter.acquire("users", 500)
+    admitted: list[str] = []
+
+    async def take(name: str, units: int) -> None:
+        await limiter.acquire("users", units)
+        admitted.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take, "big", 600)
+        await anyio.lowlevel.checkpoint()
+        for index in range(5):
+            tg.start_soon(take, f"small{index}", 1)
+            await anyio.lowlevel.checkpoint()
+    assert admitted == ["big", "small0", "small1", "small2", "small3", "small4"]
+
+
+async def test_cancelled_waiter_leaks_no_capacity():
+    class BlockingClock(VirtualClock):
+        """Sleeps never end by themselves; signals when a waiter starts sleeping."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sleeping = anyio.Event()
+
+        async def sleep(self, seconds: float) -> None:
+            self.sleeping.set()
+            await anyio.sleep_forever()
+
+    clock = BlockingClock()
+    limiter = SlidingWindowLimiter(RateLimits(other=Rate(2, per=1)), clock=clock)
+    await limiter.acquire("other", 2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire, "other", 1)
+        await clock.sleeping.wait()
+        tg.cancel_scope.cancel()
+    clock.advance(1.0)
+    # Had the cancelled waiter recorded its unit, only 1 would fit now, and this would sleep.
+    clock.sleeping = anyio.Event()
+    await limiter.acquire("other", 2)
+    assert not clock.sleeping.is_set()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1, 50),
+    per=st.sampled_from([0.5, 1.0, 60.0]),
+    arrivals=st.lists(st.tuples(st.floats(0, 5, allow_nan=False), st.integers(1, 50)), max_size=40),
+)
+def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals):
+    """For any arrival pattern, no interval of length `per` holds more than `limit` units."""
+
+    async def scenario() -> list[tuple[float, int]]:
+        clock = VirtualClock(start=0.0)
+        limiter = SlidingWindowLimiter(RateLimits(other=Rate(limit, per=per)), clock=clock)
+        started: list[tuple[float, int]] = []
+        for gap, wanted in arrivals:
+            clock.advance(gap)
+            units = min(wanted, limit)
+            await limiter.acquire("other", units)
+            started.append((clock.now(), units))
+        return started
+
+    started = anyio.run(scenario)
+    for index, (begin, _) in enumerate(started):
+        in_window = sum(u for t, u in started[index:] if t < begin + per)
+        assert in_window <= limit

@@ -1,0 +1,186 @@
+"""The pipeline: error mapping, capped reads, retry-after, logging, client lifecycle."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from agora_chat_async import (
+    AgoraChatClient,
+    ConnectError,
+    RateLimitedError,
+    ServerError,
+    StaticToken,
+    TextBody,
+    TransportError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from agora_chat_async._transport import MAX_ERROR_BYTES, MAX_JSON_BYTES, _parse_retry_after
+
+from .conftest import API, APP, BASE_URL, ORG, TOKEN, envelope
+
+
+async def test_requests_go_to_the_org_and_app_with_a_user_agent(client, api):
+    route = api.get("/chatmessages/2018112717").mock(
+        return_value=httpx.Response(200, json={"data": [{"url": "https://x/y"}]})
+    )
+    await client.get_history_file("2018112717")
+    request = route.calls.last.request
+    assert str(request.url) == f"{API}/chatmessages/2018112717"
+    assert request.headers["User-Agent"].startswith("agora-chat-async/")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("-3", 0.0),
+        ("soon", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 10.0),
+    ],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(value, expected):
+    now = 1445412470.0  # ten seconds before that date
+    assert _parse_retry_after(value, now) == expected
+
+
+async def test_429_carries_retry_after(client, api):
+    api.get("/chatfiles/x").mock(
+        return_value=httpx.Response(
+            429, headers={"Retry-After": "3"}, json={"error": "reach_limit"}
+        )
+    )
+    with pytest.raises(RateLimitedError) as caught:
+        await client.download_file("x", __import__("io").BytesIO())
+    assert caught.value.retry_after == 3.0
+
+
+async def test_a_proxy_error_page_gives_status_and_excerpt(client, api):
+    api.get("/chatmessages/2018112717").mock(
+        return_value=httpx.Response(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
+    )
+    with pytest.raises(ServerError) as caught:
+        await client.get_history_file("2018112717")
+    assert caught.value.status_code == 502
+    assert "502 Bad Gateway" in caught.value.body_excerpt
+    assert len(caught.value.body_excerpt) < 400
+
+
+async def test_huge_error_bodies_are_read_only_up_to_the_cap(client, api):
+    read = 0
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            nonlocal read
+            while True:
+                read += 65536
+                yield b"x" * 65536
+
+    api.get("/chatmessages/2018112717").mock(return_value=httpx.Response(500, stream=Endless()))
+    with pytest.raises(ServerError):
+        await client.get_history_file("2018112717")
+    assert read <= MAX_ERROR_BYTES + 65536
+
+
+async def test_huge_success_bodies_are_refused(client, api):
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            while True:
+                yield b" " * 1024 * 1024
+
+    api.get("/chatmessages/2018112717").mock(return_value=httpx.Response(200, stream=Endless()))
+    with pytest.raises(UnexpectedResponseError, match=str(MAX_JSON_BYTES)):
+        await client.get_history_file("2018112717")
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe", b'{"truncated": '])
+async def test_non_object_json_on_a_read_is_an_unexpected_response(client, api, content):
+    api.get("/chatmessages/2018112717").mock(return_value=httpx.Response(200, content=content))
+    with pytest.raises(UnexpectedResponseError):
+        await client.get_history_file("2018112717")
+
+
+async def test_transport_failures_on_reads_are_transport_errors(client, api):
+    api.get("/chatmessages/2018112717").mock(side_effect=httpx.RemoteProtocolError("dropped"))
+    with pytest.raises(TransportError, match="RemoteProtocolError"):
+        await client.get_history_file("2018112717")
+    api.get("/chatmessages/2018112717").mock(side_effect=httpx.ConnectTimeout("no route"))
+    with pytest.raises(ConnectError, match="nothing was sent"):
+        await client.get_history_file("2018112717")
+
+
+async def test_logs_never_contain_the_token_or_signed_queries(client, api, caplog):
+    api.post("/messages/users").mock(
+        return_value=httpx.Response(200, json=envelope("/messages/users", {"u": "1"}))
+    )
+    api.get("/chatmessages/2018112717").mock(
+        return_value=httpx.Response(200, json={"data": [{"url": "https://oss/x?Signature=SIG"}]})
+    )
+    api.get("https://oss/x").mock(return_value=httpx.Response(200, content=b""))
+    with caplog.at_level(logging.DEBUG):
+        await client.send_user_message("u", TextBody(msg="hi"))
+        async for _ in client.iter_history("2018112717"):
+            pass
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "POST" in text
+    assert TOKEN not in text
+    assert "SIG" not in text
+
+
+async def test_own_http_client_is_closed_callers_is_not(api):
+    mine = httpx.AsyncClient()
+    async with AgoraChatClient(
+        BASE_URL, ORG, APP, auth=StaticToken(TOKEN), http_client=mine
+    ) as client:
+        api.get("/chatmessages/2018112717").mock(
+            return_value=httpx.Response(200, json={"data": [{"url": "https://x"}]})
+        )
+        await client.get_history_file("2018112717")
+    assert not mine.is_closed
+    await mine.aclose()
+    owned = AgoraChatClient(BASE_URL, ORG, APP, auth=StaticToken(TOKEN))
+    await owned.aclose()
+    await owned.aclose()  # idempotent
+    assert owned._transport._http.is_closed
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"),
+    [
+        (("a1.easemob.com", ORG, APP), {}, "base_url"),
+        (("ftp://a1.easemob.com", ORG, APP), {}, "base_url"),
+        ((BASE_URL, "", APP), {}, "org_name"),
+        ((BASE_URL, ORG, "a/b"), {}, "app_name"),
+        ((BASE_URL, ORG, APP), {"auth": "token"}, "auth"),
+    ],
+)
+def test_client_arguments_are_checked_at_construction(args, kwargs, field):
+    kwargs.setdefault("auth", StaticToken(TOKEN))
+    with pytest.raises(ValidationError) as caught:
+        AgoraChatClient(*args, **kwargs)
+    assert caught.value.field == field
+
+
+def test_rate_limits_and_limiter_are_exclusive():
+    from agora_chat_async import RateLimits, SlidingWindowLimiter
+
+    with pytest.raises(ValidationError, match="not both"):
+        AgoraChatClient(
+            BASE_URL,
+            ORG,
+            APP,
+            auth=StaticToken(TOKEN),
+            rate_limits=RateLimits(),
+            limiter=SlidingWindowLimiter(),
+        )
+
+
+def test_client_repr_hides_the_token():
+    client = AgoraChatClient(BASE_URL, ORG, APP, auth=StaticToken(TOKEN))
+    assert TOKEN not in repr(client)
+    assert "SlidingWindowLimiter" in repr(client)
