@@ -3,7 +3,7 @@
 import gzip
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from agora_chat_async import UnexpectedResponseError
@@ -32,6 +32,9 @@ async def collect(data: bytes, sizes: list[int]) -> list[bytes]:
 )
 async def test_any_chunking_gives_the_same_lines(text_lines, sizes, compress):
     plain = b"\n".join(text_lines)
+    # A plain file that starts with the gzip magic is indistinguishable from gzip; history
+    # files are JSON lines, which start with "{".
+    assume(compress or not plain.startswith(b"\x1f\x8b"))
     data = gzip.compress(plain) if compress else plain
     found = await collect(data, sizes)
     expected = plain.split(b"\n")
