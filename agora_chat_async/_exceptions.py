@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, Required, TypedDict, Unpack, final
 
 if TYPE_CHECKING:
     from ._models import SendResult
@@ -176,6 +176,17 @@ class SendFailedError(AgoraChatError):
         super().__init__(message)
 
 
+class APIErrorFields(TypedDict, total=False):
+    """The keyword arguments of :class:`APIError` (``status_code`` is required in practice)."""
+
+    status_code: Required[int]
+    error: str
+    description: str
+    body_excerpt: str
+    method: str
+    path: str
+
+
 class APIError(AgoraChatError):
     """The service answered with an error status.
 
@@ -255,25 +266,10 @@ class RateLimitedError(APIError):
     """
 
     def __init__(
-        self,
-        *,
-        status_code: int,
-        error: str = "",
-        description: str = "",
-        body_excerpt: str = "",
-        method: str = "",
-        path: str = "",
-        retry_after: float | None = None,
+        self, *, retry_after: float | None = None, **fields: Unpack[APIErrorFields]
     ) -> None:
         self.retry_after = retry_after
-        super().__init__(
-            status_code=status_code,
-            error=error,
-            description=description,
-            body_excerpt=body_excerpt,
-            method=method,
-            path=path,
-        )
+        super().__init__(**fields)
 
     def _advice(self) -> str:
         if self.retry_after is not None:
