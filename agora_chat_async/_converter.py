@@ -23,6 +23,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._exceptions import ValidationError
 from ._models import (
     AudioBody,
     Body,
@@ -204,8 +205,9 @@ def _make_converter() -> cattrs.Converter:
 def structure_body(data: Mapping[str, Any]) -> Body | UnknownBody:
     """Build a typed body from its wire form (which carries its ``type``).
 
-    Raises:
-        cattrs.BaseValidationError, ValidationError: the body does not match its type.
+    A body of an unknown type, or one that does not match its type's documented
+    fields, becomes an :class:`UnknownBody` with all its fields: a history
+    record is never lost because one body is odd.
     """
     fields = dict(data)
     kind = str(fields.pop("type", ""))
@@ -217,7 +219,10 @@ def structure_body(data: Mapping[str, Any]) -> Body | UnknownBody:
         fields["filename"] = fields.pop("file_name")
     if cls is LocationBody:
         fields.setdefault("addr", "")
-    return converter.structure(fields, cls)
+    try:
+        return converter.structure(fields, cls)
+    except (cattrs.BaseValidationError, ValidationError, TypeError, ValueError):
+        return UnknownBody(type=kind, fields=fields)
 
 
 def _structure_history(obj: Any) -> HistoryRecord:

@@ -99,6 +99,11 @@ def _optional_size(instance: object, attribute: attrs.Attribute[Any], value: obj
         raise ValidationError(attribute.name, f"must be an ImageSize(width, height), got {value!r}")
 
 
+def _required_size(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, ImageSize):
+        raise ValidationError(attribute.name, f"must be an ImageSize(width, height), got {value!r}")
+
+
 def _string(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise ValidationError(attribute.name, f"must be a string, got {value!r}")
@@ -118,6 +123,8 @@ class TextBody:
 class ImageBody:
     """An image message (``img``); upload the file first with ``upload_file``.
 
+    ``size`` (the image's width and height in pixels) is required by the send API.
+
     ``secret`` is the upload's share-secret, needed when it was uploaded with
     ``restrict_access=True``. ``file_length`` appears in history records.
     """
@@ -125,7 +132,7 @@ class ImageBody:
     type: ClassVar[str] = "img"
     url: str = attrs.field(validator=_non_empty_str)
     filename: str = attrs.field(validator=_non_empty_str)
-    size: ImageSize | None = attrs.field(default=None, validator=_optional_size)
+    size: ImageSize = attrs.field(validator=_required_size)
     secret: str | None = attrs.field(default=None, repr=False, validator=_optional_str)
     file_length: int | None = attrs.field(default=None, validator=_optional_non_negative_int)
 

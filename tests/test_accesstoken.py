@@ -60,3 +60,23 @@ def test_malformed_credentials_are_refused_without_echoing_them(app_id, certific
 def test_out_of_range_integers_are_refused(expire):
     with pytest.raises(ValidationError, match="expire"):
         build_chat_app_token(APP_ID, CERTIFICATE, expire=expire)
+
+
+def test_parse_reads_back_what_was_built():
+    from agora_chat_async._accesstoken import parse_token
+
+    parsed = parse_token(VECTOR, CERTIFICATE)
+    assert parsed.app_id == APP_ID
+    assert (parsed.issue_ts, parsed.expire, parsed.salt) == (1111111, 600, 1)
+    assert parsed.services == {5: {2: 600}}
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["006abc", "007!!!", "007" + base64.b64encode(zlib.compress(b"\x02\x00ab")).decode(), VECTOR],
+)
+def test_parse_refuses_malformed_or_foreign_tokens(token):
+    from agora_chat_async._accesstoken import parse_token
+
+    with pytest.raises(ValueError, match="token"):
+        parse_token(token, "0" * 32)  # VECTOR is valid, but not for this certificate

@@ -174,6 +174,12 @@ def test_history_bodies_structure_to_typed_bodies(data, expected):
     assert structure_body(data) == expected
 
 
+def test_a_body_that_does_not_match_its_type_is_kept_as_unknown():
+    assert structure_body({"type": "img", "url": "u"}) == UnknownBody(
+        type="img", fields={"url": "u"}
+    )
+
+
 def test_unknown_body_types_are_kept_not_dropped():
     assert structure_body({"type": "combine", "title": "x"}) == UnknownBody(
         type="combine", fields={"title": "x"}

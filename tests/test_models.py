@@ -71,8 +71,9 @@ def test_location_refuses_non_numbers(lat):
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: ImageBody(url="", filename="a.jpg"), "url"),
+        (lambda: ImageBody(url="", filename="a.jpg", size=ImageSize(1, 1)), "url"),
         (lambda: ImageBody(url="u", filename="a.jpg", size=(1, 2)), "size"),
+        (lambda: ImageBody(url="u", filename="a.jpg", size=None), "size"),
         (lambda: AudioBody(url="u", filename="a.amr", length=-1), "length"),
         (lambda: AudioBody(url="u", filename="a.amr", length=True), "length"),
         (lambda: VideoBody(url="u", length=1, file_length="big"), "file_length"),
@@ -108,7 +109,7 @@ def test_wire_type_of_each_body():
 def test_secrets_stay_out_of_reprs():
     secret = "VfEpSmSvEeS7yU8dwa9rAQc-DIL2HhmpujTNfSTsrDt6eNb_"
     reprs = [
-        repr(ImageBody(url="u", filename="f", secret=secret)),
+        repr(ImageBody(url="u", filename="f", size=ImageSize(1, 1), secret=secret)),
         repr(AudioBody(url="u", filename="f", length=1, secret=secret)),
         repr(VideoBody(url="u", length=1, file_length=1, secret=secret, thumb_secret=secret)),
         repr(FileBody(url="u", filename="f", secret=secret)),
