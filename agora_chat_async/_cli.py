@@ -1,0 +1,164 @@
+"""The ``agora-chat`` command (``pip install 'agora-chat-async[cli]'``).
+
+``agora-chat demo`` starts the bundled emulator in-process with the documented
+quotas on a sped-up clock, fans one message out to generated users, groups and
+rooms at once with a live progress bar, and ends with a summary table. It needs
+no account and no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._models import SendResult, TextBody
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from ._client import AgoraChatClient
+    from .testing import Emulator
+
+__all__ = ["main"]
+
+_KINDS = ("users", "groups", "rooms")
+_CHUNK = {"users": 1200, "groups": 30, "rooms": 100}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``agora-chat`` command line; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="agora-chat", description="Agora Chat from a shell.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="fan a message out through the bundled emulator (no account needed)"
+    )
+    demo.add_argument("--users", type=int, default=30_000, help="users to reach (30000)")
+    demo.add_argument("--groups", type=int, default=300, help="groups to reach (300)")
+    demo.add_argument("--rooms", type=int, default=1_000, help="rooms to reach (1000)")
+    demo.add_argument(
+        "--time-scale", type=float, default=60.0,
+        help="emulated seconds per real second (60: the per-minute quota runs every second)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        sys.stderr.write("agora-chat needs its extra: pip install 'agora-chat-async[cli]'\n")
+        return 2
+    counts = {"users": args.users, "groups": args.groups, "rooms": args.rooms}
+    if any(count < 0 for count in counts.values()) or args.time_scale <= 0:
+        sys.stderr.write("agora-chat demo: counts must be >= 0 and --time-scale > 0\n")
+        return 2
+    return anyio.run(_demo, counts, args.time_scale)
+
+
+async def _demo(counts: dict[str, int], scale: float) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .testing import Emulator
+
+    console = Console(width=max(Console().width, 100))
+    emulator = Emulator(time_scale=scale)
+    console.print(
+        f"[bold]agora-chat demo[/]: the bundled emulator enforces the documented per-app quotas "
+        f"(6000 users/min, 20 groups/s, 100 rooms/s) on a clock running {scale:g}x real time."
+    )
+    results: dict[str, SendResult] = {kind: SendResult() for kind in _KINDS}
+    started_real, started_emulated = time.perf_counter(), emulator.clock.now()
+    columns = (
+        TextColumn("{task.description:>6}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8.0f}/emulated min"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        async with emulator.client() as client, anyio.create_task_group() as tasks:
+            for kind in _KINDS:
+                task = progress.add_task(kind, total=counts[kind], rate=0.0)
+                tasks.start_soon(
+                    _fan_out, client, emulator, kind, counts[kind], progress, task, results
+                )
+    elapsed_real = time.perf_counter() - started_real
+    elapsed_emulated = emulator.clock.now() - started_emulated
+    console.print(_summary(emulator, results, counts, elapsed_real, elapsed_emulated))
+    ok = all(result.ok for result in results.values())
+    return 0 if ok else 1
+
+
+async def _fan_out(
+    client: AgoraChatClient,
+    emulator: Emulator,
+    kind: str,
+    count: int,
+    progress: Progress,
+    task: TaskID,
+    results: dict[str, SendResult],
+) -> None:
+    prefix = {"users": "user", "groups": "group", "rooms": "room"}[kind]
+    recipients = [f"{prefix}-{index:06d}" for index in range(count)]
+    send: Callable[..., Any] = {
+        "users": client.send_user_message,
+        "groups": client.send_group_message,
+        "rooms": client.send_room_message,
+    }[kind]
+    body = TextBody(msg="Hello from agora-chat-async: this message reached everyone, once.")
+    start = emulator.clock.now()
+    done = 0
+    for offset in range(0, count, _CHUNK[kind]):
+        chunk = recipients[offset : offset + _CHUNK[kind]]
+        result: SendResult = await send(chunk, body)
+        results[kind] = results[kind].merge(result)
+        done += len(chunk)
+        minutes = max(emulator.clock.now() - start, 1e-9) / 60
+        progress.update(task, completed=done, rate=done / minutes)
+
+
+def _summary(
+    emulator: Emulator,
+    results: dict[str, SendResult],
+    counts: dict[str, int],
+    elapsed_real: float,
+    elapsed_emulated: float,
+) -> Any:
+    from rich.table import Table
+
+    table = Table(title="agora-chat demo: summary", title_justify="left")
+    for column in ("target", "sent to", "delivered", "failed", "unknown", "refused",
+                   "peak/window", "quota"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    limits = emulator.rate_limits
+    for kind in _KINDS:
+        result = results[kind]
+        rate = limits.rate(kind) if limits is not None else None  # type: ignore[arg-type]
+        allowed = f"{rate.limit}/{rate.per:g}s" if rate is not None else "none"
+        table.add_row(
+            kind,
+            f"{counts[kind]:,}",
+            f"{len(result.message_ids):,}",
+            f"{len(result.failed):,}",
+            f"{len(result.unknown):,}",
+            f"{emulator.refused[f'limit:{kind}']:,}",
+            f"{emulator.peak_units.get(kind, 0):,}",
+            allowed,
+        )
+    table.caption = (
+        f"{elapsed_real:.1f} s real = {elapsed_emulated / 60:.1f} emulated min; "
+        f"{sum(emulator.requests.values()):,} requests; "
+        f"{emulator.duplicates} duplicates; refused = 429/403 answers for a quota"
+    )
+    return table

@@ -1,0 +1,72 @@
+"""``python -m agora_chat_async.testing``: serve the emulator on a local port."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._limits import Rate, RateLimits
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agora_chat_async.testing",
+        description="Serve the bundled Agora Chat emulator on a local port.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    parser.add_argument("--org", default="test-org", help="org name (default test-org)")
+    parser.add_argument("--app", default="test-app", help="app name (default test-app)")
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=None,
+        help="a static token to accept (repeatable; default test-token)",
+    )
+    parser.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="client credentials to accept (repeatable)",
+    )
+    parser.add_argument(
+        "--time-scale", type=float, default=1.0, help="emulated seconds per real second (default 1)"
+    )
+    parser.add_argument(
+        "--policy",
+        choices=("sliding", "fixed", "token_bucket"),
+        default="sliding",
+        help="how quotas are counted (default sliding)",
+    )
+    parser.add_argument("--unlimited", action="store_true", help="enforce no quota")
+    parser.add_argument("--users-per-minute", type=int, default=6000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    try:
+        import uvicorn
+    except ImportError:
+        sys.stderr.write("serving needs uvicorn: pip install 'agora-chat-async[testing]'\n")
+        return 2
+    from ._emulator import Emulator
+
+    clients = dict(item.split(":", 1) for item in args.client)
+    limits = None if args.unlimited else RateLimits(users=Rate(args.users_per_minute, per=60))
+    emulator = Emulator(
+        org_name=args.org,
+        app_name=args.app,
+        tokens=args.token or ["test-token"],
+        clients=clients,
+        rate_limits=limits,
+        policy=args.policy,
+        time_scale=args.time_scale,
+        seed=args.seed,
+    )
+    uvicorn.run(emulator, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
