@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--groups", type=int, default=300, help="groups to reach (300)")
     demo.add_argument("--rooms", type=int, default=1_000, help="rooms to reach (1000)")
     demo.add_argument(
-        "--time-scale", type=float, default=60.0,
+        "--time-scale",
+        type=float,
+        default=60.0,
         help="emulated seconds per real second (60: the per-minute quota runs every second)",
     )
     args = parser.parse_args(argv)
@@ -91,7 +93,12 @@ async def _demo(counts: dict[str, int], scale: float) -> int:
             for kind in _KINDS:
                 task = progress.add_task(kind, total=counts[kind], rate=0.0)
                 tasks.start_soon(
-                    _fan_out, client, emulator, kind, counts[kind], progress, task, results
+                    _fan_out,
+                    _Target(kind, counts[kind], task),
+                    client,
+                    emulator,
+                    progress,
+                    results,
                 )
     elapsed_real = time.perf_counter() - started_real
     elapsed_emulated = emulator.clock.now() - started_emulated
@@ -100,15 +107,20 @@ async def _demo(counts: dict[str, int], scale: float) -> int:
     return 0 if ok else 1
 
 
+class _Target(NamedTuple):
+    kind: str
+    count: int
+    task: TaskID
+
+
 async def _fan_out(
+    target: _Target,
     client: AgoraChatClient,
     emulator: Emulator,
-    kind: str,
-    count: int,
     progress: Progress,
-    task: TaskID,
     results: dict[str, SendResult],
 ) -> None:
+    kind, count, task = target
     prefix = {"users": "user", "groups": "group", "rooms": "room"}[kind]
     recipients = [f"{prefix}-{index:06d}" for index in range(count)]
     send: Callable[..., Any] = {
@@ -138,8 +150,16 @@ def _summary(
     from rich.table import Table
 
     table = Table(title="agora-chat demo: summary", title_justify="left")
-    for column in ("target", "sent to", "delivered", "failed", "unknown", "refused",
-                   "peak/window", "quota"):
+    for column in (
+        "target",
+        "sent to",
+        "delivered",
+        "failed",
+        "unknown",
+        "refused",
+        "peak/window",
+        "quota",
+    ):
         table.add_column(column, justify="left" if column == "target" else "right")
     limits = emulator.rate_limits
     for kind in _KINDS:

@@ -13,6 +13,8 @@ import respx
 
 from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
 
+pytest_plugins = ["agora_chat_async.testing._plugin"]
+
 BASE_URL = "https://a1.easemob.com"
 ORG = "XXXX"
 APP = "YYYY"

@@ -8,7 +8,11 @@ import agora_chat_async
 def test_all_is_unique_and_complete():
     exported = agora_chat_async.__all__
     assert len(exported) == len(set(exported))
-    public = {name for name in dir(agora_chat_async) if not name.startswith("_")}
+    public = {
+        name
+        for name in dir(agora_chat_async)
+        if not name.startswith("_") and not inspect.ismodule(getattr(agora_chat_async, name))
+    }
     assert public == set(exported) - {"__version__"}
 
 
@@ -41,12 +45,41 @@ def test_errors_form_one_tree():
 
 
 def test_importing_the_package_does_not_load_optional_modules():
+    import subprocess
     import sys
 
-    assert "agora_chat_async.testing" not in sys.modules
+    code = (
+        "import sys, agora_chat_async; "
+        "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async._cli', 'uvicorn') "
+        "if m in sys.modules]; "
+        "print(loaded); sys.exit(1 if loaded else 0)"
+    )
+    run = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_testing_exports_report_their_public_module():
+    from agora_chat_async import testing
+
+    for name in testing.__all__:
+        obj = getattr(testing, name)
+        if inspect.isclass(obj):
+            assert obj.__module__ == "agora_chat_async.testing", name
+            assert inspect.getdoc(obj), name
 
 
 def test_py_typed_marker_is_shipped():
     from importlib.resources import files
 
     assert files("agora_chat_async").joinpath("py.typed").is_file()
+
+
+def test_the_pytest_plugin_and_the_command_are_registered():
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins["agora_chat_async"] == "agora_chat_async.testing._plugin"
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts["agora-chat"] == "agora_chat_async._cli:main"

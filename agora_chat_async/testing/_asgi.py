@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, final
 from urllib.parse import parse_qsl, quote
 
 import attrs
+import httpx
 
 __all__ = [
     "ASGIReceive",
@@ -127,8 +128,13 @@ async def send_response(send: ASGISend, response: HTTPResponse, *, drop: bool = 
     await send({"type": "http.response.body", "body": b""})
 
 
-class ConnectionDroppedError(Exception):
-    """Raised inside the app to make the server abort the connection."""
+class ConnectionDroppedError(httpx.RemoteProtocolError):
+    """Raised inside the app to abort the connection.
+
+    Over a socket the server closes the connection mid-response. In-process,
+    ``httpx.ASGITransport`` re-raises it to the client, which therefore sees the
+    same protocol error as over a socket.
+    """
 
 
 @final
