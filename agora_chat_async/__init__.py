@@ -58,10 +58,13 @@ from ._models import TextBody as TextBody
 from ._models import UnknownBody as UnknownBody
 from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
+from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
+from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUT",
     "MAX_UPLOAD_BYTES",
     "APIError",
@@ -98,6 +101,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimits",
     "RecallResult",
+    "RetryPolicy",
     "RoomMessageLevel",
     "SendFailedError",
     "SendResult",

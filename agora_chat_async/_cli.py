@@ -109,7 +109,7 @@ async def _demo(counts: dict[str, int], scale: float) -> int:
 
 class _Target(NamedTuple):
     kind: str
-    count: int
+    total: int
     task: TaskID
 
 
@@ -120,7 +120,7 @@ async def _fan_out(
     progress: Progress,
     results: dict[str, SendResult],
 ) -> None:
-    kind, count, task = target
+    kind, count, task = target.kind, target.total, target.task
     prefix = {"users": "user", "groups": "group", "rooms": "room"}[kind]
     recipients = [f"{prefix}-{index:06d}" for index in range(count)]
     send: Callable[..., Any] = {

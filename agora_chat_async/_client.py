@@ -61,6 +61,7 @@ from ._models import (
     SendResult,
     UploadedFile,
 )
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._transport import Request, Transport
 from ._validate import check_choice, check_id, check_mapping, recipients, to_millis
 from ._version import __version__
@@ -115,7 +116,9 @@ class AgoraChatClient:
             processes); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
         http_client: your own ``httpx.AsyncClient``; you then close it yourself.
         timeout: request timeouts for the client this one creates.
-        clock: where the limiter and the token providers read time.
+        clock: where the limiter, the token providers and the retry backoff read time.
+        retry: how requests that were certainly not processed (429, 503, refused
+            connections) are retried; ``RetryPolicy(attempts=0)`` switches it off.
 
     Use it as an async context manager, or call :meth:`aclose` when done::
 
@@ -142,6 +145,7 @@ class AgoraChatClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
         if not isinstance(auth, Auth):
             raise ValidationError(
@@ -166,6 +170,7 @@ class AgoraChatClient:
             http=http_client,
             owns_http=owns_http,
             clock=clock,
+            retry=retry,
         )
         self._closed = False
 

@@ -3,8 +3,9 @@
 One path for all of them::
 
     limiter slot -> auth token -> send -> read (capped) -> decode -> error mapping
-                        ^                                       |
-                        +------ one retry after a 401 ----------+
+         ^              ^                                       |
+         |              +------ one retry after a 401 ----------+
+         +---- retries of what was certainly not processed -----+  (see _retry.py)
 
 - **Limiter**: :meth:`Limiter.acquire` with the request's limit name and units
   (recipients or targets for sends, 1 call elsewhere), before every attempt.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -55,6 +57,7 @@ from ._exceptions import (
 )
 from ._limits import Limiter, LimitName
 from ._logging import install_redaction, logger
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 
 __all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport"]
 
@@ -128,7 +131,7 @@ def _safe_url(url: httpx.URL | str) -> str:
 class Transport:
     """The pipeline shared by all endpoints of one :class:`AgoraChatClient`."""
 
-    __slots__ = ("_auth", "_base", "_clock", "_http", "_limiter", "_owns_http")
+    __slots__ = ("_auth", "_base", "_clock", "_http", "_limiter", "_owns_http", "_retry", "_rng")
 
     def __init__(
         self,
@@ -139,8 +142,11 @@ class Transport:
         http: httpx.AsyncClient,
         owns_http: bool,
         clock: Clock,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
         self._base = base
+        self._retry = retry
+        self._rng = random.Random()  # noqa: S311 - backoff jitter, not security
         self._auth = auth
         self._limiter = limiter
         self._http = http
@@ -228,33 +234,55 @@ class Transport:
     async def stream(self, request: Request) -> AsyncIterator[httpx.Response]:
         """Send *request* and yield the successful response with its body unread.
 
-        Error statuses are raised (after one token refresh on a 401) before
-        anything is yielded. Raises as :meth:`request`.
+        Error statuses are raised before anything is yielded, after one token
+        refresh on a 401 and after the retries of :class:`RetryPolicy` for
+        requests that were certainly not processed. Raises as :meth:`request`.
         """
-        for attempt in range(2):
-            if request.url is None:
-                await self._limiter.acquire(request.limit, request.units)
-                token: str | None = await self._auth.get_token(self)
-            else:
-                token = None
-            async with self._send(request, token) as response:
-                if (
-                    response.status_code == 401
-                    and token is not None
-                    and attempt == 0
-                    and self._auth.token_rejected(token)
-                ):
-                    logger.info(
-                        "401 for %s %s; renewing the token and retrying once",
-                        request.method,
-                        request.path,
-                    )
-                    continue
-                if response.status_code >= 400:
-                    raise await self._error(request, response)
-                yield response
-                return
-        raise AssertionError("unreachable")  # pragma: no cover
+        retries = 0
+        refreshed = False
+        while True:
+            yielded = False
+            try:
+                if request.url is None:
+                    await self._limiter.acquire(request.limit, request.units)
+                    token: str | None = await self._auth.get_token(self)
+                else:
+                    token = None
+                async with self._send(request, token) as response:
+                    if (
+                        response.status_code == 401
+                        and token is not None
+                        and not refreshed
+                        and self._auth.token_rejected(token)
+                    ):
+                        refreshed = True
+                        logger.info(
+                            "401 for %s %s; renewing the token and retrying once",
+                            request.method,
+                            request.path,
+                        )
+                        continue
+                    if response.status_code >= 400:
+                        raise await self._error(request, response)
+                    yielded = True
+                    yield response
+                    return
+            except AgoraChatError as error:
+                if yielded or retries >= self._retry.attempts or not is_retryable(error):
+                    raise
+                retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+                delay = self._retry.delay(retries, retry_after, self._rng)
+                retries += 1
+                logger.info(
+                    "%s %s not processed (%s); retry %d of %d in %.2f s",
+                    request.method,
+                    request.path or _safe_url(request.url or ""),
+                    type(error).__name__,
+                    retries,
+                    self._retry.attempts,
+                    delay,
+                )
+                await self._clock.sleep(delay)
 
     @asynccontextmanager
     async def _send(self, request: Request, token: str | None) -> AsyncIterator[httpx.Response]:

@@ -31,3 +31,45 @@ def test_emulator_module_help():
     with pytest.raises(SystemExit) as caught:
         serve(["--help"])
     assert caught.value.code == 0
+
+
+def test_python_m_testing_serves_until_stopped():
+    """`python -m agora_chat_async.testing --port N` answers on 127.0.0.1 and stops on SIGTERM."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from agora_chat_async.testing import free_port
+
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "agora_chat_async.testing",
+            "--port",
+            str(port),
+            "--time-scale",
+            "60",
+            "--client",
+            "cid:secret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                stats = httpx.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "the emulator exited"
+                assert time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.1)
+        assert stats["limits"]["users"] == [6000, 60]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -44,6 +44,7 @@ from .._auth import Auth, StaticToken
 from .._client import AgoraChatClient
 from .._clock import Clock
 from .._limits import DEFAULT_RATE_LIMITS, LimitName, Rate, RateLimits
+from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._asgi import (
     ASGIReceive,
     ASGIScope,
@@ -366,6 +367,7 @@ class Emulator:
         rate_limits: RateLimits | None = None,
         base_url: str = "http://emulator",
         timeout: float | httpx.Timeout = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> AgoraChatClient:
         """An :class:`AgoraChatClient` talking to this emulator in-process (no socket).
 
@@ -386,6 +388,7 @@ class Emulator:
             clock=clock or self.clock,
             rate_limits=rate_limits,
             http_client=http,
+            retry=retry,
         )
 
     # -- ASGI -------------------------------------------------------------------------------------

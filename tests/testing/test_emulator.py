@@ -15,6 +15,7 @@ from agora_chat_async import (
     Rate,
     RateLimitedError,
     RateLimits,
+    RetryPolicy,
     ServerError,
     TextBody,
 )
@@ -27,12 +28,15 @@ from agora_chat_async.testing import (
 )
 
 TEXT = TextBody(msg="hello")
+NO_RETRY = RetryPolicy(attempts=0)
 
 
 def unlimited_client(emulator: Emulator):
     """A client whose own limiter does not hold it back, to probe the emulator's quotas."""
     huge = Rate(10**9, per=1)
-    return emulator.client(rate_limits=RateLimits(users=huge, groups=huge, rooms=huge, other=huge))
+    return emulator.client(
+        rate_limits=RateLimits(users=huge, groups=huge, rooms=huge, other=huge), retry=NO_RETRY
+    )
 
 
 @pytest.mark.parametrize("policy", ["sliding", "fixed", "token_bucket"])
@@ -99,7 +103,7 @@ async def test_plan_quota_answers_resource_limited():
 
 async def test_optional_call_rate_on_sends():
     emulator = Emulator(clock=MockClock(), send_call_rate=Rate(2, per=1))
-    async with emulator.client() as client:
+    async with emulator.client(retry=NO_RETRY) as client:
         await client.send_user_message("a", TEXT)
         await client.send_user_message("b", TEXT)
         result = await client.send_user_message("c", TEXT)
@@ -145,7 +149,7 @@ def test_unknown_fault_endpoints_are_refused():
 
 async def test_503_is_not_processed_and_reported_failed():
     emulator = Emulator(clock=MockClock(), faults={"users": Faults(refuse_503=1.0)})
-    async with emulator.client() as client:
+    async with emulator.client(retry=NO_RETRY) as client:
         result = await client.send_user_message(["a", "b"], TEXT)
     assert set(result.failed) == {"a", "b"}
     assert all(isinstance(e, ServerError) for e in result.failed.values())
@@ -177,7 +181,7 @@ async def test_faults_are_reproducible_with_a_seed():
             seed=7,
             faults={"users": Faults(refuse_503=0.3, process_then_500=0.2)},
         )
-        async with emulator.client() as client:
+        async with emulator.client(retry=NO_RETRY) as client:
             result = await client.send_user_message([f"u{i:04d}" for i in range(3000)], TEXT)
         outcomes.append((sorted(result.failed), sorted(result.unknown)))
     assert outcomes[0] == outcomes[1]
@@ -214,7 +218,9 @@ async def test_a_stopped_server_refuses_connections():
     url = server.url
     from agora_chat_async import AgoraChatClient, StaticToken
 
-    async with AgoraChatClient(url, "test-org", "test-app", auth=StaticToken("t")) as client:
+    async with AgoraChatClient(
+        url, "test-org", "test-app", auth=StaticToken("t"), retry=NO_RETRY
+    ) as client:
         result = await client.send_user_message("a", TEXT)
     assert isinstance(result.failed["a"], ConnectError)
 
@@ -348,3 +354,17 @@ async def test_client_credentials_against_the_emulator():
         assert (await client.send_user_message("a", TEXT)).ok
     with pytest.raises(ValueError, match="no static token"):
         emulator.client()
+
+
+async def test_refusals_that_were_not_processed_are_retried_and_delivered_once():
+    """503s and quota refusals are retried; nothing is lost and nothing duplicated."""
+    clock = MockClock(start=0.0)
+    emulator = Emulator(clock=clock, seed=3, faults={"groups": Faults(refuse_503=0.3)})
+    huge = Rate(10**9, per=1)
+    async with emulator.client(rate_limits=RateLimits(groups=huge)) as client:
+        result = await client.send_group_message([f"g{i}" for i in range(90)], TEXT)
+    assert result.ok
+    assert emulator.refused["fault:503"] > 0
+    assert emulator.refused["limit:groups"] > 0  # our limiter was told 10**9 a second
+    assert len(emulator.deliveries) == 90
+    assert emulator.duplicates == 0

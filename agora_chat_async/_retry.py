@@ -1,0 +1,77 @@
+"""Retries: what is retried, how long to wait, and what is never retried.
+
+A request is retried only when it was certainly not processed:
+
+- the connection was never established (:class:`ConnectError`);
+- the service refused it for a rate limit (:class:`RateLimitedError`: 429
+  ``reach_limit``, or 403 "message send reach limit");
+- the service answered 503.
+
+Each retry takes a new limiter slot. The wait is the server's ``Retry-After``
+when it sent one, otherwise an exponential backoff with full jitter
+(``base * 2**attempt``, at most ``max_backoff``, times a random factor in
+[0.5, 1)), read from the client's clock.
+
+Never retried: anything whose outcome is unknown (a read timeout after sending,
+a dropped connection, 500/502/504), which would risk delivering a message
+twice; refusals that a retry cannot fix (400, 401 after one token refresh,
+403, 404, 413); and 429 ``resource_limited`` (the plan's quota is used up).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Final, final
+
+import attrs
+
+from ._exceptions import (
+    AgoraChatError,
+    ConnectError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    ServerError,
+    ValidationError,
+)
+
+__all__ = ["DEFAULT_RETRY_POLICY", "RetryPolicy", "is_retryable"]
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often, and after how long, requests that were certainly not processed are retried.
+
+    >>> RetryPolicy(attempts=3, base=0.5, max_backoff=10)
+    RetryPolicy(attempts=3, base=0.5, max_backoff=10)
+
+    ``RetryPolicy(attempts=0)`` switches retries off.
+    """
+
+    attempts: int = attrs.field(default=5, validator=_non_negative)
+    base: float = attrs.field(default=0.5, validator=_non_negative)
+    max_backoff: float = attrs.field(default=30.0, validator=_non_negative)
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number *attempt* (0 for the first retry)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff)
+        return min(self.max_backoff, self.base * 2.0**attempt) * rng.uniform(0.5, 1.0)
+
+
+#: Five retries, backing off from 0.5 s to at most 30 s.
+DEFAULT_RETRY_POLICY: Final = RetryPolicy()
+
+
+def is_retryable(error: AgoraChatError) -> bool:
+    """True for errors after which the request was certainly not processed and may work later."""
+    if isinstance(error, QuotaExhaustedError):
+        return False
+    if isinstance(error, RateLimitedError | ConnectError):
+        return True
+    return isinstance(error, ServerError) and error.status_code == 503
