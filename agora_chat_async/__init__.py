@@ -16,6 +16,13 @@ from ._client import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._client import AgoraChatClient as AgoraChatClient
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._events import BatchSplit as BatchSplit
+from ._events import Event as Event
+from ._events import EventHook as EventHook
+from ._events import LimiterWait as LimiterWait
+from ._events import RateLimited as RateLimited
+from ._events import RequestSent as RequestSent
+from ._events import Retrying as Retrying
 from ._exceptions import AgoraChatError as AgoraChatError
 from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
@@ -32,10 +39,14 @@ from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
 from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
+from ._fanout import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
+from ._fanout import FanOut as FanOut
 from ._history import HistoryStream as HistoryStream
 from ._limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
+from ._limits import Claim as Claim
 from ._limits import Limiter as Limiter
 from ._limits import LimitName as LimitName
+from ._limits import Permit as Permit
 from ._limits import Rate as Rate
 from ._limits import RateLimits as RateLimits
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
@@ -63,6 +74,7 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_RATE_LIMITS",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUT",
@@ -75,13 +87,18 @@ __all__ = [
     "Auth",
     "AuthenticationError",
     "BadRequestError",
+    "BatchSplit",
     "Body",
     "ChatType",
+    "Claim",
     "ClientCredentials",
     "Clock",
     "CmdBody",
     "ConnectError",
     "CustomBody",
+    "Event",
+    "EventHook",
+    "FanOut",
     "FileBody",
     "ForbiddenError",
     "HistoryFile",
@@ -92,16 +109,21 @@ __all__ = [
     "ImportedMessage",
     "LimitName",
     "Limiter",
+    "LimiterWait",
     "LocationBody",
     "NotFoundError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
+    "Permit",
     "QuotaExhaustedError",
     "Rate",
+    "RateLimited",
     "RateLimitedError",
     "RateLimits",
     "RecallResult",
+    "RequestSent",
     "RetryPolicy",
+    "Retrying",
     "RoomMessageLevel",
     "SendFailedError",
     "SendResult",

@@ -13,8 +13,8 @@ possible readings, so that no batch the client builds can be refused for size.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from typing import Final
+from collections.abc import Iterable, Iterator
+from typing import Final, final
 
 from ._exceptions import ValidationError
 from ._limits import LimitName
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CONTENT_BYTES",
     "MAX_REQUEST_BYTES",
     "RECIPIENT_CAPS",
+    "Packer",
     "encoded_id_size",
     "pack_recipients",
 ]
@@ -40,10 +41,79 @@ def encoded_id_size(recipient: str) -> int:
     return len(json.dumps(recipient, ensure_ascii=False).encode("utf-8"))
 
 
+@final
+class Packer:
+    """Packs recipients, one at a time, into batches; the streaming form of :func:`pack_recipients`.
+
+    Batches hold at most *cap* ids and *max_bytes* of request, and never straddle
+    a multiple of *window* recipients. With ``window`` the limit of the rate
+    (20 groups a second, say), every window-full of recipients is split into
+    batches that fill it exactly (3+3+3+3+3+3+2 = 20), so no batch waits for the
+    next window while the current one still has room for a smaller batch.
+    """
+
+    __slots__ = ("_base", "_batch", "_cap", "_count", "_max_bytes", "_size", "_window")
+
+    def __init__(
+        self,
+        *,
+        cap: int,
+        base_size: int,
+        max_bytes: int = MAX_REQUEST_BYTES,
+        window: int | None = None,
+    ) -> None:
+        self._cap, self._base, self._max_bytes, self._window = cap, base_size, max_bytes, window
+        self._batch: list[str] = []
+        self._size = base_size
+        self._count = 0
+
+    def _room(self) -> int:
+        if self._window is None:
+            return self._cap
+        start = self._count - len(self._batch)
+        return min(self._cap, self._window - start % self._window)
+
+    def add(self, recipient: str, index: int = 0) -> list[list[str]]:
+        """Add one recipient; return the batches this completes (none, one or two).
+
+        Raises:
+            ValidationError: this recipient alone would not fit in a request.
+        """
+        added = encoded_id_size(recipient)
+        if self._base + added > self._max_bytes:
+            raise ValidationError(
+                f"to[{index}]",
+                f"this id makes the request {self._base + added} bytes, over the "
+                f"{self._max_bytes} byte limit even alone; shorten the message or ext",
+            )
+        done: list[list[str]] = []
+        if self._batch and self._size + 1 + added > self._max_bytes:
+            done.append(self._close())
+        self._size += added + (1 if self._batch else 0)
+        self._batch.append(recipient)
+        self._count += 1
+        if len(self._batch) >= self._room():
+            done.append(self._close())
+        return done
+
+    def flush(self) -> list[str] | None:
+        """The last, partial batch, if any."""
+        return self._close() or None
+
+    def _close(self) -> list[str]:
+        batch, self._batch, self._size = self._batch, [], self._base
+        return batch
+
+
 def pack_recipients(
-    recipients: Sequence[str], *, cap: int, base_size: int, max_bytes: int = MAX_REQUEST_BYTES
+    recipients: Iterable[str],
+    *,
+    cap: int,
+    base_size: int,
+    max_bytes: int = MAX_REQUEST_BYTES,
+    window: int | None = None,
 ) -> Iterator[list[str]]:
-    """Split *recipients* into order-preserving batches of at most *cap* ids and *max_bytes*.
+    """Split *recipients* into order-preserving batches (see :class:`Packer`).
 
     *base_size* is the size of the request with an empty ``to`` array; each id
     adds its encoded size plus a comma after the first.
@@ -51,21 +121,9 @@ def pack_recipients(
     Raises:
         ValidationError: one recipient alone would not fit in a request.
     """
-    batch: list[str] = []
-    size = base_size
+    packer = Packer(cap=cap, base_size=base_size, max_bytes=max_bytes, window=window)
     for index, recipient in enumerate(recipients):
-        added = encoded_id_size(recipient)
-        if base_size + added > max_bytes:
-            raise ValidationError(
-                f"to[{index}]",
-                f"this id makes the request {base_size + added} bytes, over the "
-                f"{max_bytes} byte limit even alone; shorten the message or ext",
-            )
-        extra = added + (1 if batch else 0)
-        if batch and (len(batch) >= cap or size + extra > max_bytes):
-            yield batch
-            batch, size, extra = [], base_size, added
-        batch.append(recipient)
-        size += extra
-    if batch:
-        yield batch
+        yield from packer.add(recipient, index)
+    last = packer.flush()
+    if last is not None:
+        yield last

@@ -11,7 +11,7 @@ import mimetypes
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from io import BytesIO
@@ -21,11 +21,10 @@ from typing import IO, Any, Final, Literal, Self, TypeAlias, cast, final
 from urllib.parse import quote
 
 import anyio
-import attrs
 import httpx
 
 from ._auth import Auth
-from ._batching import MAX_CONTENT_BYTES, RECIPIENT_CAPS, pack_recipients
+from ._batching import MAX_CONTENT_BYTES
 from ._clock import Clock, SystemClock
 from ._converter import (
     BODY_TYPES,
@@ -38,16 +37,15 @@ from ._converter import (
     converter,
     dumps,
 )
+from ._events import EventHook
 from ._exceptions import (
     AgoraChatError,
-    AuthenticationError,
-    NotFoundError,
     OutcomeUnknownError,
-    QuotaExhaustedError,
     UnexpectedResponseError,
     ValidationError,
     excerpt,
 )
+from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
 from ._history import HistoryStream
 from ._limits import Limiter, LimitName, RateLimits, SlidingWindowLimiter
 from ._models import (
@@ -75,15 +73,8 @@ MAX_UPLOAD_BYTES: Final = 10_000_000
 USER_AGENT: Final = f"agora-chat-async/{__version__} httpx/{httpx.__version__}"
 
 FileSource: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
-_SEND_PATHS: Final[Mapping[LimitName, str]] = {
-    "users": "/messages/users",
-    "groups": "/messages/chatgroups",
-    "rooms": "/messages/chatrooms",
-}
 _LEVELS: Final = ("high", "normal", "low")
 _CHAT_TYPES: Final = ("chat", "groupchat", "chatroom")
-# After one of these, the remaining batches of a send would fail the same way: stop sending.
-_FATAL: Final = (AuthenticationError, NotFoundError, QuotaExhaustedError)
 
 
 def _check_base_url(value: str) -> str:
@@ -117,6 +108,8 @@ class AgoraChatClient:
         http_client: your own ``httpx.AsyncClient``; you then close it yourself.
         timeout: request timeouts for the client this one creates.
         clock: where the limiter, the token providers and the retry backoff read time.
+        on_event: called with every :class:`Event` (requests, waits, refusals,
+            retries, splits), for metrics.
         retry: how requests that were certainly not processed (429, 503, refused
             connections) are retried; ``RetryPolicy(attempts=0)`` switches it off.
 
@@ -146,6 +139,7 @@ class AgoraChatClient:
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        on_event: EventHook | None = None,
     ) -> None:
         if not isinstance(auth, Auth):
             raise ValidationError(
@@ -171,7 +165,9 @@ class AgoraChatClient:
             owns_http=owns_http,
             clock=clock,
             retry=retry,
+            on_event=on_event,
         )
+        self._on_event = on_event
         self._closed = False
 
     def __repr__(self) -> str:
@@ -218,6 +214,7 @@ class AgoraChatClient:
         sync_device: bool = False,
         online_only: bool = False,
         msg_timestamp: datetime | int | None = None,
+        retry_unknown: bool = False,
     ) -> SendResult:
         """Send one message to users (``POST /messages/users``).
 
@@ -235,6 +232,8 @@ class AgoraChatClient:
             sync_device: also deliver to the sender's other devices.
             online_only: deliver only to users online now (``routetype: ROUTE_ONLINE``).
             msg_timestamp: the message time, an aware ``datetime`` or Unix milliseconds.
+            retry_unknown: also retry requests whose outcome is unknown (read timeouts,
+                500s), accepting that a recipient may receive the message twice.
 
         Raises:
             ValidationError: an argument is invalid (nothing was sent), including
@@ -250,6 +249,7 @@ class AgoraChatClient:
             online_only=online_only,
             msg_timestamp=msg_timestamp,
             level=None,
+            retry_unknown=retry_unknown,
         )
 
     async def send_group_message(
@@ -262,6 +262,7 @@ class AgoraChatClient:
         sync_device: bool = False,
         online_only: bool = False,
         msg_timestamp: datetime | int | None = None,
+        retry_unknown: bool = False,
     ) -> SendResult:
         """Send one message to chat groups (``POST /messages/chatgroups``).
 
@@ -281,6 +282,7 @@ class AgoraChatClient:
             online_only=online_only,
             msg_timestamp=msg_timestamp,
             level=None,
+            retry_unknown=retry_unknown,
         )
 
     async def send_room_message(
@@ -294,6 +296,7 @@ class AgoraChatClient:
         online_only: bool = False,
         msg_timestamp: datetime | int | None = None,
         level: RoomMessageLevel | None = None,
+        retry_unknown: bool = False,
     ) -> SendResult:
         """Send one message to chat rooms (``POST /messages/chatrooms``).
 
@@ -316,12 +319,75 @@ class AgoraChatClient:
             online_only=online_only,
             msg_timestamp=msg_timestamp,
             level=level,
+            retry_unknown=retry_unknown,
         )
 
-    async def _send(
+    def fan_out(
+        self,
+        to: Iterable[str] | AsyncIterable[str],
+        body: Body,
+        *,
+        target: Literal["users", "groups", "rooms"] = "users",
+        sender: str | None = None,
+        ext: Mapping[str, Any] | None = None,
+        sync_device: bool = False,
+        online_only: bool = False,
+        msg_timestamp: datetime | int | None = None,
+        level: RoomMessageLevel | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Callable[[SendResult], object] | None = None,
+        retry_unknown: bool = False,
+    ) -> FanOut:
+        """Send one message to an unbounded stream of users, groups or rooms.
+
+        Recipients are read lazily from *to* (an iterable or an async iterable),
+        packed into batches and sent by *concurrency* workers through the
+        limiter; the result is a :class:`FanOut`, an async iterator of one
+        :class:`SendResult` per request, in completion order. Memory does not
+        grow with the number of recipients. Unlike ``send_*_message``, it does
+        not remove duplicate ids (that would need memory for all of them)::
+
+            async with client.fan_out(read_ids(), TextBody(msg="hi")) as results:
+                async for result in results:
+                    record(result.message_ids, result.failed, result.unknown)
+
+        Leaving the block early cancels the requests still waiting or running.
+        *progress*, if given, is called with each result as it is yielded.
+        ``retry_unknown=True`` also retries requests whose outcome is unknown
+        (a read timeout, a 500), accepting that a recipient may get the
+        message twice.
+
+        Raises:
+            ValidationError: an argument is invalid (before anything is sent), or,
+                while iterating, a recipient id is invalid.
+        """
+        kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
+        if level is not None:
+            check_choice("level", level, _LEVELS)
+            if kind != "rooms":
+                raise ValidationError("level", "applies to chat room messages only")
+        sending = self._sender(
+            kind,
+            body,
+            sender=sender,
+            ext=ext,
+            sync_device=sync_device,
+            online_only=online_only,
+            msg_timestamp=msg_timestamp,
+            level=level,
+            retry_unknown=retry_unknown,
+        )
+        return FanOut(
+            sending,
+            sending.packer(self._limiter.rate_limits),
+            to,
+            concurrency=concurrency,
+            progress=progress,
+        )
+
+    def _sender(
         self,
         kind: LimitName,
-        to: str | Iterable[str],
         body: Body,
         *,
         sender: str | None,
@@ -330,8 +396,8 @@ class AgoraChatClient:
         online_only: bool,
         msg_timestamp: datetime | int | None,
         level: str | None,
-    ) -> SendResult:
-        targets = recipients("to", to)
+        retry_unknown: bool,
+    ) -> Sender:
         template = SendMessageRequest(
             to=[],
             type=_body_type(body),
@@ -346,59 +412,49 @@ class AgoraChatClient:
             chatroom_msg_level=level,
         )
         _check_content_size(body, template.ext)
-        cap = RECIPIENT_CAPS[kind]
-        rate_limits = getattr(self._limiter, "rate_limits", None)
-        if isinstance(rate_limits, RateLimits):
-            cap = min(cap, rate_limits.rate(kind).limit)
-        batches = list(pack_recipients(targets, cap=cap, base_size=len(dumps(template))))
-        result = SendResult()
-        fatal: AgoraChatError | None = None
-        for batch in batches:
-            if fatal is not None:
-                result = result.merge(SendResult(failed=dict.fromkeys(batch, fatal)))
-                continue
-            outcome = await self._send_batch(kind, attrs.evolve(template, to=batch))
-            fatal = next((e for e in outcome.failed.values() if isinstance(e, _FATAL)), None)
-            result = result.merge(outcome)
-        return result
+        return Sender(
+            self._transport, kind, template, retry_unknown=retry_unknown, on_event=self._on_event
+        )
 
-    async def _send_batch(self, kind: LimitName, request: SendMessageRequest) -> SendResult:
-        batch = request.to
-        try:
-            data = await self._transport.request(
-                Request(
-                    method="POST",
-                    path=_SEND_PATHS[kind],
-                    limit=kind,
-                    units=len(batch),
-                    json=request,
-                    idempotent=False,
-                )
-            )
-        except OutcomeUnknownError as exc:
-            return SendResult(unknown=dict.fromkeys(batch, exc))
-        except ValidationError:
-            raise
-        except AgoraChatError as exc:
-            return SendResult(failed=dict.fromkeys(batch, exc))
-        ids = data.get("data")
-        if not isinstance(ids, Mapping):
-            unknown = OutcomeUnknownError(
-                "the service accepted the send (HTTP 200) but its answer has no 'data' "
-                f"mapping of message ids: {excerpt(str(data))}"
-            )
-            return SendResult(unknown=dict.fromkeys(batch, unknown))
+    async def _send(
+        self,
+        kind: LimitName,
+        to: str | Iterable[str],
+        body: Body,
+        *,
+        sender: str | None,
+        ext: Mapping[str, Any] | None,
+        sync_device: bool,
+        online_only: bool,
+        msg_timestamp: datetime | int | None,
+        level: str | None,
+        retry_unknown: bool,
+    ) -> SendResult:
+        targets = recipients("to", to)
+        sending = self._sender(
+            kind,
+            body,
+            sender=sender,
+            ext=ext,
+            sync_device=sync_device,
+            online_only=online_only,
+            msg_timestamp=msg_timestamp,
+            level=level,
+            retry_unknown=retry_unknown,
+        )
+        packer = sending.packer(self._limiter.rate_limits)
+        for index, target in enumerate(targets):  # refuse an id that can never fit, up front
+            packer.add(target, index)
         delivered: dict[str, str] = {}
-        missing: dict[str, OutcomeUnknownError] = {}
-        for recipient in batch:
-            message_id = ids.get(recipient)
-            if isinstance(message_id, str | int) and not isinstance(message_id, bool):
-                delivered[recipient] = str(message_id)
-            else:
-                missing[recipient] = OutcomeUnknownError(
-                    f"the service accepted the send but returned no message id for {recipient!r}"
-                )
-        return SendResult(message_ids=delivered, unknown=missing)
+        failed: dict[str, AgoraChatError] = {}
+        unknown: dict[str, OutcomeUnknownError] = {}
+        fan_out = FanOut(sending, sending.packer(self._limiter.rate_limits), targets)
+        async with fan_out as results:
+            async for result in results:
+                delivered.update(result.message_ids)
+                failed.update(result.failed)
+                unknown.update(result.unknown)
+        return SendResult(message_ids=delivered, failed=failed, unknown=unknown)
 
     # -- files -----------------------------------------------------------------------------------
 

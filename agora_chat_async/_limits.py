@@ -4,47 +4,75 @@ What is limited, and in which units
 -----------------------------------
 The reference pages document one quota per app key for each endpoint family:
 
-========  =================================  ==========================================
-name      endpoint                           default
-========  =================================  ==========================================
-users     ``POST /messages/users``           6000 recipients per 60 s (600 per request)
-groups    ``POST /messages/chatgroups``      20 target groups per second (3 per request)
-rooms     ``POST /messages/chatrooms``       100 target rooms per second (10 per request)
-other     every other endpoint               100 calls per second
-========  =================================  ==========================================
+==========  ================================  =========================================
+name        endpoint                          default
+==========  ================================  =========================================
+users       ``POST /messages/users``          6000 recipients per 60 s (600 per request)
+groups      ``POST /messages/chatgroups``     20 target groups per second (3 per request)
+rooms       ``POST /messages/chatrooms``      100 target rooms per second (10 per request)
+send_calls  each of the three send endpoints  100 calls per second
+other       every other endpoint              100 calls per second
+==========  ================================  =========================================
 
 Units are recipients or targets, not requests: one send to 3 groups costs 3 of the
 20 group units of that second. The English page says "20 messages to a chat
 group" per second, which reads as per group; the Chinese page counts per app. We
-count per app, the stricter reading (see ``docs/design.md``).
+count per app, the stricter reading (see ``docs/design.md``). The English page
+also gives the send endpoints a call rate of 100 a second; ``send_calls`` is one
+limit shared by the three of them (again the stricter reading).
+
+A request carries a list of *claims*, one per limit it must respect: a user send
+of 380 recipients claims ``[("users", 380), ("send_calls", 1)]``; a recall claims
+``[("other", 1)]``. It starts only when every claim fits.
 
 The guarantee
 -------------
 :class:`SlidingWindowLimiter` keeps, for each limit, a log of the units it let
-start and when. A request of ``n`` units starts only when the units started in
-the last ``per`` seconds plus ``n`` are at most ``limit``. So in no interval of
+start and when. A claim of ``n`` units fits when the units started in the last
+``per + margin`` seconds plus ``n`` are at most the limit. So in no interval of
 length ``per`` does the client start more than ``limit`` units, whether the
-service counts a sliding window, fixed windows or a token bucket. A request of
-more units than the limit can never start and is refused at once with
-:class:`ValidationError`.
+service counts a sliding window, fixed windows or a token bucket. ``margin``
+(seconds, configurable) widens every window a little so that network jitter
+between the client's start and the server's count cannot squeeze two windows'
+worth of requests into one. A claim larger than the limit can never start and
+is refused at once with :class:`ValidationError`.
 
 Fairness and cancellation
 -------------------------
 Waiters are admitted strictly first come, first served: each limit has a FIFO
 lock, and only its holder waits for capacity. A 600-unit batch is therefore not
 starved by a stream of 1-unit sends, and a 1-unit send waits at most for the
-capacity ahead of it. A waiter that is cancelled leaves the queue without
-having recorded anything, so cancellation never leaks capacity.
+capacity ahead of it. Claims are taken in order, primary limit first and the
+call-rate limit last, each waited for under its own lock, so a user send waiting
+a minute for recipient quota never blocks group sends on the shared call rate.
 
-Memory is bounded by the limit: every log entry holds at least one unit, and
-entries older than ``per`` are dropped.
+A waiter that is cancelled leaves the queue having recorded nothing. A
+:class:`Permit` whose request was never sent (the connection could not be made,
+or the task was cancelled before sending) is refunded, so cancellation never
+leaks capacity.
+
+Adaptation
+----------
+When the service refuses a request for a rate limit anyway (an app key shared
+with another service, a server counting differently), the transport calls
+:meth:`Limiter.penalize` with the request's limits. Each lowers its effective
+limit multiplicatively (to 70%, at most once per window, never below 10% of the
+configured limit) and then recovers additively (10% of the configured limit per
+window elapsed) back to the configured limit. A server enforcing less than
+configured therefore costs a few refusals, not a storm.
+
+Memory is bounded by the limit: every log entry holds at least one unit when it
+is recorded, and entries older than the window are dropped.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from collections import deque
-from typing import Any, Final, Literal, final
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 import attrs
@@ -54,25 +82,41 @@ from ._exceptions import ValidationError
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "Claim",
     "LimitName",
     "Limiter",
+    "Permit",
     "Rate",
     "RateLimits",
     "SlidingWindowLimiter",
 ]
 
-LimitName = Literal["users", "groups", "rooms", "other"]
+LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
+#: One limit a request must respect, and how many of its units the request uses.
+Claim: TypeAlias = tuple[LimitName, int]
+
+#: After a refusal, the effective limit drops to this fraction of itself ...
+DECREASE_FACTOR: Final = 0.7
+#: ... never below this fraction of the configured limit ...
+FLOOR_FRACTION: Final = 0.1
+#: ... and recovers by this fraction of the configured limit per window elapsed.
+RECOVERY_PER_WINDOW: Final = 0.1
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValidationError(attribute.name, f"must be greater than zero, got {value!r}")
 
 
-def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if type(value) is not int:
         raise ValidationError(attribute.name, f"must be an int, got {value!r}")
     _positive(instance, attribute, value)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
 
 
 @final
@@ -91,43 +135,79 @@ class Rate:
 @final
 @attrs.frozen(kw_only=True)
 class RateLimits:
-    """The documented per-app-key limits, one :class:`Rate` per endpoint family.
+    """The documented per-app-key limits, one :class:`Rate` per limit name.
 
     The defaults are the documented quotas. Lower them when the app key is
-    shared with another service::
+    shared with another service, and widen ``margin`` (seconds added to every
+    window) on a network with a lot of jitter::
 
-        RateLimits(users=Rate(3000, per=60))
+        RateLimits(users=Rate(3000, per=60), margin=0.05)
+
+    ``send_calls=None`` drops the call-rate limit on sends.
     """
 
     users: Rate = Rate(6000, per=60)
     groups: Rate = Rate(20, per=1)
     rooms: Rate = Rate(100, per=1)
     other: Rate = Rate(100, per=1)
+    send_calls: Rate | None = Rate(100, per=1)
+    margin: float = attrs.field(default=0.02, validator=_non_negative)
 
-    def rate(self, name: LimitName) -> Rate:
-        """The :class:`Rate` for the limit called *name*."""
-        rate: Rate = getattr(self, name)
+    def rate(self, name: LimitName) -> Rate | None:
+        """The :class:`Rate` for the limit called *name*, or ``None`` when it is off."""
+        rate: Rate | None = getattr(self, name)
         return rate
 
 
-#: The documented quotas: 6000 users a minute; 20 groups, 100 rooms, 100 other calls a second.
+#: The documented quotas and a 20 ms margin.
 DEFAULT_RATE_LIMITS: Final = RateLimits()
 
 
-class Limiter(abc.ABC):
-    """Admits units of work so that the configured rates are never exceeded.
+@attrs.define(slots=True)
+class _Entry:
+    started: float
+    units: int
 
-    The client calls :meth:`acquire` once before each request. Implementations
-    must be safe to share between tasks of one event loop.
+
+class Permit:
+    """Capacity granted by :meth:`Limiter.acquire`; refund it if the request was never sent."""
+
+    __slots__ = ("_refund",)
+
+    def __init__(self, refund: Any = None) -> None:
+        self._refund = refund
+
+    def refund(self) -> None:
+        """Give the capacity back. Only for a request that certainly never reached the server."""
+        refund, self._refund = self._refund, None
+        if refund is not None:
+            refund()
+
+
+class Limiter(abc.ABC):
+    """Admits requests so that the configured rates are never exceeded.
+
+    The client calls :meth:`acquire` with a request's claims before each
+    attempt, :meth:`Permit.refund` if the attempt was never sent, and
+    :meth:`penalize` when the service refused it for a rate limit anyway.
+    Implementations must be safe to share between the tasks of one event loop.
     """
 
+    @property
     @abc.abstractmethod
-    async def acquire(self, name: LimitName, units: int) -> None:
-        """Wait until *units* units may start under the limit *name*, and record them.
+    def rate_limits(self) -> RateLimits:
+        """The configured rates (the batcher sizes batches from them)."""
+
+    @abc.abstractmethod
+    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+        """Wait until every claim fits, record them all at once, and return the permit.
 
         Raises:
-            ValidationError: *units* exceeds the limit itself, so it could never start.
+            ValidationError: a claim exceeds its limit itself, so it could never start.
         """
+
+    def penalize(self, names: Sequence[LimitName]) -> None:  # noqa: B027 - optional
+        """The service refused a request of these limits for a rate limit: slow down."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most limiters hold nothing
         """Release resources held by the limiter (none for the in-memory one)."""
@@ -136,33 +216,69 @@ class Limiter(abc.ABC):
 @attrs.define
 class _Window:
     rate: Rate
+    margin: float
     lock: anyio.Lock = attrs.field(factory=anyio.Lock)
-    log: deque[tuple[float, int]] = attrs.field(factory=deque)
+    log: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
+    effective: float = attrs.field(init=False)
+    changed_at: float | None = None
+    decreased_at: float = -math.inf
+
+    def __attrs_post_init__(self) -> None:
+        self.effective = float(self.rate.limit)
+
+    @property
+    def span(self) -> float:
+        return self.rate.per + self.margin
+
+    def _recover(self, now: float) -> None:
+        limit = self.rate.limit
+        if self.changed_at is not None and self.effective < limit:
+            recovered = (now - self.changed_at) / self.rate.per * RECOVERY_PER_WINDOW * limit
+            self.effective = min(float(limit), self.effective + recovered)
+        self.changed_at = now
 
     def delay(self, now: float, units: int) -> float:
         """Seconds until *units* more may start; 0 when they may start now."""
-        per, log = self.rate.per, self.log
-        while log and log[0][0] <= now - per:
-            self.used -= log.popleft()[1]
-        excess = self.used + units - self.rate.limit
+        self._recover(now)
+        log = self.log
+        while log and log[0].started <= now - self.span:
+            self.used -= log.popleft().units
+        # A claim above the (lowered) effective limit still fits an otherwise empty window.
+        capacity = max(math.floor(self.effective), units)
+        excess = self.used + units - capacity
         if excess <= 0:
             return 0.0
         freed = 0
-        for started, amount in log:
-            freed += amount
+        for entry in log:
+            freed += entry.units
             if freed >= excess:
-                return started + per - now
-        raise AssertionError("unreachable: units <= limit was checked")  # pragma: no cover
+                # At least a microsecond, so that rounding can never leave a waiter spinning.
+                return max(entry.started + self.span - now, 1e-6)
+        raise AssertionError("unreachable: the claim fits an empty window")  # pragma: no cover
 
-    def record(self, now: float, units: int) -> None:
-        self.log.append((now, units))
+    def record(self, now: float, units: int) -> _Entry:
+        entry = _Entry(now, units)
+        self.log.append(entry)
         self.used += units
+        return entry
+
+    def refund(self, entry: _Entry) -> None:
+        self.used -= entry.units
+        entry.units = 0
+
+    def penalize(self, now: float) -> None:
+        self._recover(now)
+        if now - self.decreased_at < self.rate.per:
+            return
+        floor = max(1.0, FLOOR_FRACTION * self.rate.limit)
+        self.effective = max(floor, self.effective * DECREASE_FACTOR)
+        self.decreased_at = now
 
 
 @final
 class SlidingWindowLimiter(Limiter):
-    """The in-memory limiter: exact sliding windows, FIFO admission, injectable clock.
+    """The in-memory limiter: exact sliding windows, FIFO admission, AIMD, injectable clock.
 
     Args:
         rate_limits: the rates to enforce; defaults to :data:`DEFAULT_RATE_LIMITS`.
@@ -183,30 +299,70 @@ class SlidingWindowLimiter(Limiter):
         """The rates this limiter enforces."""
         return self._rate_limits
 
+    def effective_limit(self, name: LimitName) -> float | None:
+        """The limit in force now for *name*: the configured one, or lower after refusals."""
+        window = self._windows.get(name)
+        if window is not None:
+            window._recover(self._clock.now())
+            return window.effective
+        rate = self._rate_limits.rate(name)
+        return None if rate is None else float(rate.limit)
+
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({self._rate_limits!r})"
 
-    async def acquire(self, name: LimitName, units: int) -> None:
-        """Wait, first come first served, until *units* may start under *name*.
-
-        Raises:
-            ValidationError: *units* is not positive or exceeds the limit itself.
-        """
-        rate = self._rate_limits.rate(name)
-        if not 0 < units <= rate.limit:
-            raise ValidationError(
-                "units",
-                f"{units} units can never start under the {name!r} limit of "
-                f"{rate.limit} per {rate.per:g} s; send smaller batches",
-            )
+    def _window(self, name: LimitName) -> _Window | None:
         window = self._windows.get(name)
         if window is None:
-            window = self._windows[name] = _Window(rate)
-        async with window.lock:
-            while True:
-                now = self._clock.now()
-                delay = window.delay(now, units)
-                if delay <= 0:
-                    window.record(now, units)
-                    return
-                await self._clock.sleep(delay)
+            rate = self._rate_limits.rate(name)
+            if rate is None:
+                return None
+            window = self._windows[name] = _Window(rate, self._rate_limits.margin)
+        return window
+
+    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+        """Wait, first come first served, until every claim fits; record them together.
+
+        Raises:
+            ValidationError: a claim is not positive or exceeds its limit itself.
+        """
+        windows: list[tuple[_Window, int]] = []
+        for name, units in claims:
+            rate = self._rate_limits.rate(name)
+            if rate is None:
+                continue
+            if not 0 < units <= rate.limit:
+                raise ValidationError(
+                    "units",
+                    f"{units} units can never start under the {name!r} limit of "
+                    f"{rate.limit} per {rate.per:g} s; send smaller batches",
+                )
+            window = self._window(name)
+            assert window is not None  # noqa: S101 - the rate exists
+            windows.append((window, units))
+        async with AsyncExitStack() as stack:
+            for index, (window, _) in enumerate(windows):
+                await stack.enter_async_context(window.lock)
+                # Wait for this window while holding it; earlier ones only gain capacity.
+                while True:
+                    now = self._clock.now()
+                    delay = max(w.delay(now, u) for w, u in windows[: index + 1])
+                    if delay <= 0:
+                        break
+                    await self._clock.sleep(delay)
+            now = self._clock.now()
+            entries = [(window, window.record(now, units)) for window, units in windows]
+
+        def refund() -> None:
+            for window, entry in entries:
+                window.refund(entry)
+
+        return Permit(refund)
+
+    def penalize(self, names: Sequence[LimitName]) -> None:
+        """Lower the effective limit of each named limit (at most once per window)."""
+        now = self._clock.now()
+        for name in names:
+            window = self._window(name)
+            if window is not None:
+                window.penalize(now)

@@ -7,8 +7,10 @@ One path for all of them::
          |              +------ one retry after a 401 ----------+
          +---- retries of what was certainly not processed -----+  (see _retry.py)
 
-- **Limiter**: :meth:`Limiter.acquire` with the request's limit name and units
-  (recipients or targets for sends, 1 call elsewhere), before every attempt.
+- **Limiter**: :meth:`Limiter.acquire` with the request's claims (recipients or
+  targets and one call for sends, one call elsewhere), before every attempt; the
+  permit is refunded when the attempt never reached the server, and the limits
+  are penalized when the service refuses it for a rate limit anyway.
 - **Auth**: the provider's current token; on a 401 the provider is told, and
   the request is retried once if it says a new token may help.
 - **Send and read**: responses are streamed and read with a cap, so a huge or
@@ -43,19 +45,21 @@ import httpx
 from ._auth import Auth
 from ._clock import Clock
 from ._converter import TokenRequest, TokenResponse, converter, dumps
+from ._events import Event, EventHook, LimiterWait, RateLimited, RequestSent, Retrying
 from ._exceptions import (
     AgoraChatError,
     APIError,
     AuthenticationError,
     ConnectError,
     OutcomeUnknownError,
+    QuotaExhaustedError,
     RateLimitedError,
     TransportError,
     UnexpectedResponseError,
     api_error_class,
     excerpt,
 )
-from ._limits import Limiter, LimitName
+from ._limits import Claim, Limiter, Permit
 from ._logging import install_redaction, logger
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 
@@ -78,19 +82,25 @@ class Request:
     ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
     an absolute address (history files), which gets neither the limiter nor the
     ``Authorization`` header. ``idempotent`` is False for requests that change
-    state: their ambiguous failures become :class:`OutcomeUnknownError`.
+    state: their ambiguous failures become :class:`OutcomeUnknownError`, retried
+    only when ``retry_unknown`` is set.
     """
 
     method: str
     path: str = ""
     url: str | None = None
-    limit: LimitName = "other"
-    units: int = 1
+    claims: tuple[Claim, ...] = (("other", 1),)
     json: object = None
     files: Mapping[str, Any] | None = None
     data: Mapping[str, str] | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
     idempotent: bool = True
+    retry_unknown: bool = False
+
+    @property
+    def where(self) -> str:
+        """The path, or the URL without its query, for messages and events."""
+        return self.path or _safe_url(self.url or "")
 
 
 def _parse_retry_after(value: str | None, now: float) -> float | None:
@@ -131,7 +141,17 @@ def _safe_url(url: httpx.URL | str) -> str:
 class Transport:
     """The pipeline shared by all endpoints of one :class:`AgoraChatClient`."""
 
-    __slots__ = ("_auth", "_base", "_clock", "_http", "_limiter", "_owns_http", "_retry", "_rng")
+    __slots__ = (
+        "_auth",
+        "_base",
+        "_clock",
+        "_http",
+        "_limiter",
+        "_on_event",
+        "_owns_http",
+        "_retry",
+        "_rng",
+    )
 
     def __init__(
         self,
@@ -143,8 +163,10 @@ class Transport:
         owns_http: bool,
         clock: Clock,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        on_event: EventHook | None = None,
     ) -> None:
         self._base = base
+        self._on_event = on_event
         self._retry = retry
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not security
         self._auth = auth
@@ -190,9 +212,9 @@ class Transport:
                 ttl=ttl,
             ),
         )
-        await self._limiter.acquire(request.limit, request.units)
+        permit = await self._limiter.acquire(request.claims)
         try:
-            async with self._send(request, token=None) as response:
+            async with self._send(request, None, permit) as response:
                 if response.status_code >= 400:
                     raise await self._error(request, response)
                 data = await self._decode(request, response)
@@ -243,12 +265,12 @@ class Transport:
         while True:
             yielded = False
             try:
+                token: str | None = None
+                permit: Permit | None = None
                 if request.url is None:
-                    await self._limiter.acquire(request.limit, request.units)
-                    token: str | None = await self._auth.get_token(self)
-                else:
-                    token = None
-                async with self._send(request, token) as response:
+                    token = await self._auth.get_token(self)
+                    permit = await self._acquire(request)
+                async with self._send(request, token, permit, attempt=retries) as response:
                     if (
                         response.status_code == 401
                         and token is not None
@@ -259,7 +281,7 @@ class Transport:
                         logger.info(
                             "401 for %s %s; renewing the token and retrying once",
                             request.method,
-                            request.path,
+                            request.where,
                         )
                         continue
                     if response.status_code >= 400:
@@ -268,15 +290,30 @@ class Transport:
                     yield response
                     return
             except AgoraChatError as error:
-                if yielded or retries >= self._retry.attempts or not is_retryable(error):
+                if isinstance(error, RateLimitedError):
+                    self._rate_limited(request, error)
+                if (
+                    yielded
+                    or retries >= self._retry.attempts
+                    or not self._retryable(request, error)
+                ):
                     raise
                 retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
                 delay = self._retry.delay(retries, retry_after, self._rng)
                 retries += 1
+                self._emit(
+                    Retrying(
+                        method=request.method,
+                        path=request.where,
+                        attempt=retries,
+                        delay=delay,
+                        reason=type(error).__name__,
+                    )
+                )
                 logger.info(
-                    "%s %s not processed (%s); retry %d of %d in %.2f s",
+                    "%s %s: %s; retry %d of %d in %.2f s",
                     request.method,
-                    request.path or _safe_url(request.url or ""),
+                    request.where,
                     type(error).__name__,
                     retries,
                     self._retry.attempts,
@@ -284,8 +321,52 @@ class Transport:
                 )
                 await self._clock.sleep(delay)
 
+    def _retryable(self, request: Request, error: AgoraChatError) -> bool:
+        if is_retryable(error):
+            return True
+        return request.retry_unknown and isinstance(error, OutcomeUnknownError)
+
+    async def _acquire(self, request: Request) -> Permit:
+        started = self._clock.now()
+        permit = await self._limiter.acquire(request.claims)
+        waited = self._clock.now() - started
+        if waited > 0:
+            self._emit(LimiterWait(path=request.where, claims=request.claims, waited=waited))
+            logger.debug("%s waited %.3f s for %s", request.where, waited, request.claims)
+        return permit
+
+    def _rate_limited(self, request: Request, error: RateLimitedError) -> None:
+        if isinstance(error, QuotaExhaustedError):
+            return
+        names = tuple(name for name, _ in request.claims)
+        self._limiter.penalize(names)
+        self._emit(
+            RateLimited(
+                method=request.method,
+                path=request.where,
+                status_code=error.status_code,
+                error=error.error,
+                retry_after=error.retry_after,
+                limits=names,
+            )
+        )
+        logger.info(
+            "%s %s refused for a rate limit (HTTP %d %s); slowing down %s",
+            request.method,
+            request.where,
+            error.status_code,
+            error.error,
+            names,
+        )
+
+    def _emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
     @asynccontextmanager
-    async def _send(self, request: Request, token: str | None) -> AsyncIterator[httpx.Response]:
+    async def _send(
+        self, request: Request, token: str | None, permit: Permit | None, *, attempt: int = 0
+    ) -> AsyncIterator[httpx.Response]:
         url = request.url if request.url is not None else self._base + request.path
         headers: dict[str, str] = {"Accept": "application/json"}
         if token is not None:
@@ -307,6 +388,8 @@ class Transport:
         try:
             response = await self._http.send(http_request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if permit is not None:
+                permit.refund()  # the request never reached the server
             raise ConnectError(
                 f"could not connect for {request.method} {_safe_url(url)}: {type(exc).__name__}; "
                 "nothing was sent, the request can be retried"
@@ -314,12 +397,22 @@ class Transport:
         except httpx.TransportError as exc:
             raise self._ambiguous(request, url, exc) from None
         try:
+            elapsed = time.perf_counter() - started
             logger.debug(
                 "%s %s -> %d in %.0f ms",
                 request.method,
                 _safe_url(url),
                 response.status_code,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
+            )
+            self._emit(
+                RequestSent(
+                    method=request.method,
+                    path=request.where,
+                    status_code=response.status_code,
+                    elapsed=elapsed,
+                    attempt=attempt,
+                )
             )
             yield response
         except httpx.TransportError as exc:
@@ -385,7 +478,7 @@ class Transport:
             "description": excerpt(description),
             "body_excerpt": excerpt(text),
             "method": request.method,
-            "path": request.path or _safe_url(request.url or ""),
+            "path": request.where,
         }
         if issubclass(cls, RateLimitedError):
             kwargs["retry_after"] = _parse_retry_after(

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from agora_chat_async import (
+    DEFAULT_RATE_LIMITS,
     AudioBody,
     AuthenticationError,
     BadRequestError,
@@ -281,9 +282,9 @@ async def test_sends_are_paced_by_the_recipient_quota(make_client, api, clock):
     client = make_client()
     start = clock.now()
     await client.send_group_message([f"g{i}" for i in range(60)], TextBody(msg="m"))
-    # 20 batches of 3 groups under 20 units a second: 6 batches (18 units) fit in each
-    # second, so the batches start at 0, 1, 2 and 3 s.
-    assert clock.now() - start == pytest.approx(3.0)
+    # Window-aligned batches (3+3+3+3+3+3+2) fill each second's 20 units exactly, so the
+    # three windows start at 0, 1 and 2 s, each widened by the safety margin.
+    assert clock.now() - start == pytest.approx(2 * (1 + DEFAULT_RATE_LIMITS.margin))
 
 
 # -- per-recipient accounting -------------------------------------------------------------------

@@ -32,41 +32,41 @@ def test_rate_rejects_nonsense_at_construction(limit, per):
 
 
 async def test_units_within_the_limit_start_at_once(clock: VirtualClock):
-    limiter = SlidingWindowLimiter(RateLimits(users=Rate(10, per=60)), clock=clock)
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(10, per=60), margin=0), clock=clock)
     for _ in range(10):
-        await limiter.acquire("users", 1)
+        await limiter.acquire([("users", 1)])
     assert clock.sleeps == []
 
 
 async def test_the_next_unit_waits_for_the_window_to_slide(clock: VirtualClock):
-    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(20, per=1)), clock=clock)
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(20, per=1), margin=0), clock=clock)
     start = clock.now()
     for _ in range(6):
-        await limiter.acquire("groups", 3)  # 18 units
-    await limiter.acquire("groups", 2)  # 20: still now
+        await limiter.acquire([("groups", 3)])  # 18 units
+    await limiter.acquire([("groups", 2)])  # 20: still now
     assert clock.now() == start
-    await limiter.acquire("groups", 3)  # needs the first 3 to leave the window
+    await limiter.acquire([("groups", 3)])  # needs the first 3 to leave the window
     assert clock.now() == start + 1.0
 
 
 async def test_waits_only_as_long_as_the_oldest_units_need(clock: VirtualClock):
-    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60)), clock=clock)
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60), margin=0), clock=clock)
     t0 = clock.now()
-    await limiter.acquire("users", 200)
+    await limiter.acquire([("users", 200)])
     clock.advance(10)
-    await limiter.acquire("users", 200)
+    await limiter.acquire([("users", 200)])
     clock.advance(10)
-    await limiter.acquire("users", 200)
+    await limiter.acquire([("users", 200)])
     # 600 used; 300 more need the first two entries (400 units) to expire: t0 + 70.
-    await limiter.acquire("users", 300)
+    await limiter.acquire([("users", 300)])
     assert clock.now() == t0 + 70
 
 
 async def test_limits_are_independent(clock: VirtualClock):
-    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(1, per=1)), clock=clock)
-    await limiter.acquire("groups", 1)
-    await limiter.acquire("rooms", 100)
-    await limiter.acquire("other", 100)
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(1, per=1), margin=0), clock=clock)
+    await limiter.acquire([("groups", 1)])
+    await limiter.acquire([("rooms", 100)])
+    await limiter.acquire([("other", 100)])
     assert clock.sleeps == []
 
 
@@ -74,17 +74,17 @@ async def test_limits_are_independent(clock: VirtualClock):
 async def test_impossible_requests_are_refused_at_once(clock: VirtualClock, units: int):
     limiter = SlidingWindowLimiter(clock=clock)
     with pytest.raises(ValidationError, match="units"):
-        await limiter.acquire("groups", units)
+        await limiter.acquire([("groups", units)])
 
 
 async def test_admission_is_first_come_first_served(clock: VirtualClock):
     """A big batch queued first is not overtaken by small sends queued after it."""
-    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60)), clock=clock)
-    await limiter.acquire("users", 500)
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(600, per=60), margin=0), clock=clock)
+    await limiter.acquire([("users", 500)])
     admitted: list[str] = []
 
     async def take(name: str, units: int) -> None:
-        await limiter.acquire("users", units)
+        await limiter.acquire([("users", units)])
         admitted.append(name)
 
     async with anyio.create_task_group() as tg:
@@ -109,16 +109,16 @@ async def test_cancelled_waiter_leaks_no_capacity():
             await anyio.sleep_forever()
 
     clock = BlockingClock()
-    limiter = SlidingWindowLimiter(RateLimits(other=Rate(2, per=1)), clock=clock)
-    await limiter.acquire("other", 2)
+    limiter = SlidingWindowLimiter(RateLimits(other=Rate(2, per=1), margin=0), clock=clock)
+    await limiter.acquire([("other", 2)])
     async with anyio.create_task_group() as tg:
-        tg.start_soon(limiter.acquire, "other", 1)
+        tg.start_soon(limiter.acquire, [("other", 1)])
         await clock.sleeping.wait()
         tg.cancel_scope.cancel()
     clock.advance(1.0)
     # Had the cancelled waiter recorded its unit, only 1 would fit now, and this would sleep.
     clock.sleeping = anyio.Event()
-    await limiter.acquire("other", 2)
+    await limiter.acquire([("other", 2)])
     assert not clock.sleeping.is_set()
 
 
@@ -133,12 +133,14 @@ def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals):
 
     async def scenario() -> list[tuple[float, int]]:
         clock = VirtualClock(start=0.0)
-        limiter = SlidingWindowLimiter(RateLimits(other=Rate(limit, per=per)), clock=clock)
+        limiter = SlidingWindowLimiter(
+            RateLimits(other=Rate(limit, per=per), margin=0), clock=clock
+        )
         started: list[tuple[float, int]] = []
         for gap, wanted in arrivals:
             clock.advance(gap)
             units = min(wanted, limit)
-            await limiter.acquire("other", units)
+            await limiter.acquire([("other", units)])
             started.append((clock.now(), units))
         return started
 
@@ -146,3 +148,107 @@ def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals):
     for index, (begin, _) in enumerate(started):
         in_window = sum(u for t, u in started[index:] if t < begin + per)
         assert in_window <= limit
+
+
+async def test_a_request_waits_until_all_its_claims_fit(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(
+        RateLimits(users=Rate(600, per=60), send_calls=Rate(2, per=1), margin=0), clock=clock
+    )
+    start = clock.now()
+    await limiter.acquire([("users", 1), ("send_calls", 1)])
+    await limiter.acquire([("users", 1), ("send_calls", 1)])
+    await limiter.acquire([("users", 1), ("send_calls", 1)])  # the call rate binds: 2 a second
+    assert clock.now() == start + 1.0
+
+
+async def test_a_long_wait_for_recipients_does_not_block_the_shared_call_rate(
+    clock: VirtualClock,
+):
+    class Gate(VirtualClock):
+        """Lets the test decide when a sleeping waiter wakes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sleeping = anyio.Event()
+            self.wake = anyio.Event()
+
+        async def sleep(self, seconds: float) -> None:
+            self.sleeping.set()
+            await self.wake.wait()
+            self.time += seconds
+
+    gate = Gate()
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(1, per=60), margin=0), clock=gate)
+    await limiter.acquire([("users", 1), ("send_calls", 1)])
+    order: list[str] = []
+
+    async def user_send() -> None:
+        await limiter.acquire([("users", 1), ("send_calls", 1)])  # waits a minute
+        order.append("user")
+
+    async def group_send() -> None:
+        await limiter.acquire([("groups", 3), ("send_calls", 1)])
+        order.append("group")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(user_send)
+        await gate.sleeping.wait()
+        await group_send()  # not blocked by the user send waiting on its recipient quota
+        gate.wake.set()
+    assert order == ["group", "user"]
+
+
+async def test_the_margin_widens_every_window(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(20, per=1), margin=0.05), clock=clock)
+    start = clock.now()
+    await limiter.acquire([("groups", 20)])
+    await limiter.acquire([("groups", 1)])
+    assert clock.now() == pytest.approx(start + 1.05)
+
+
+async def test_a_refunded_permit_gives_its_units_back(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(3, per=1), margin=0), clock=clock)
+    permit = await limiter.acquire([("groups", 3)])
+    permit.refund()
+    permit.refund()  # idempotent
+    await limiter.acquire([("groups", 3)])
+    assert clock.sleeps == []
+
+
+async def test_refusals_lower_the_rate_and_it_recovers(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    assert limiter.effective_limit("rooms") == 100
+    await limiter.acquire([("rooms", 1)])
+    limiter.penalize(["rooms"])
+    assert limiter.effective_limit("rooms") == pytest.approx(70)
+    limiter.penalize(["rooms"])  # at most one decrease per window
+    assert limiter.effective_limit("rooms") == pytest.approx(70)
+    clock.advance(1.0)
+    limiter.penalize(["rooms"])  # recovered 10 to 80, then decreased to 56
+    assert limiter.effective_limit("rooms") == pytest.approx(56)
+    for _ in range(20):
+        clock.advance(1.0)
+        limiter.penalize(["rooms"])
+    assert limiter.effective_limit("rooms") >= 10  # never below 10% of the configured limit
+    clock.advance(10.0)
+    assert limiter.effective_limit("rooms") == 100  # back to the configured limit
+
+
+async def test_a_lowered_rate_admits_fewer_units_per_window(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    await limiter.acquire([("rooms", 1)])
+    limiter.penalize(["rooms"])  # 70 a second
+    start = clock.now()
+    for _ in range(69):
+        await limiter.acquire([("rooms", 1)])
+    assert clock.now() == start
+    await limiter.acquire([("rooms", 1)])
+    assert clock.now() > start
+
+
+async def test_a_claim_on_a_switched_off_limit_is_free(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(send_calls=None), clock=clock)
+    for _ in range(500):
+        await limiter.acquire([("send_calls", 1)])
+    assert clock.sleeps == []
+    assert limiter.effective_limit("send_calls") is None

@@ -43,6 +43,7 @@ from .._accesstoken import PRIVILEGE_CHAT_APP, SERVICE_CHAT, parse_token
 from .._auth import Auth, StaticToken
 from .._client import AgoraChatClient
 from .._clock import Clock
+from .._events import EventHook
 from .._limits import DEFAULT_RATE_LIMITS, LimitName, Rate, RateLimits
 from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._asgi import (
@@ -204,10 +205,9 @@ class Emulator:
         token_ttl: lifetime, in emulated seconds, of tokens from ``POST /token``
             when the request names no ``ttl``.
         app_id, app_certificate: accept AccessToken2 chat app tokens signed with these.
-        rate_limits: the quotas to enforce, per app, in their documented units;
+        rate_limits: the quotas to enforce, per app, in their documented units,
+            including ``send_calls``, the call rate shared by the send endpoints;
             ``None`` for no limits. Defaults to the documented ones.
-        send_call_rate: an optional extra call-rate limit on each send endpoint
-            (the English page mentions 100 calls a second), refused with 429.
         policy: how quotas are counted: ``"sliding"`` (default), ``"fixed"`` or
             ``"token_bucket"``.
         time_scale: emulated seconds per real second (60 runs a "minute" a second).
@@ -233,7 +233,6 @@ class Emulator:
         app_id: str | None = None,
         app_certificate: str | None = None,
         rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
-        send_call_rate: Rate | None = None,
         policy: Policy = "sliding",
         time_scale: float = 1.0,
         clock: Clock | None = None,
@@ -255,7 +254,6 @@ class Emulator:
         self.token_ttl = token_ttl
         self.app_id, self.app_certificate = app_id, app_certificate
         self.rate_limits = rate_limits
-        self.send_call_rate = send_call_rate
         self.policy: Policy = policy
         self.refusals: dict[str, Refusal] = {
             "users": QUOTA_REFUSAL,
@@ -314,14 +312,11 @@ class Emulator:
             self._peaks[name] = PeakTracker(rate.per)
 
     def _rates(self) -> dict[str, Rate]:
-        rates: dict[str, Rate] = {}
-        if self.rate_limits is not None:
-            names: tuple[LimitName, ...] = ("users", "groups", "rooms", "other")
-            for name in names:
-                rates[name] = self.rate_limits.rate(name)
-        if self.send_call_rate is not None:
-            rates["send_calls"] = self.send_call_rate
-        return rates
+        if self.rate_limits is None:
+            return {}
+        names: tuple[LimitName, ...] = ("users", "groups", "rooms", "send_calls", "other")
+        rates = {name: self.rate_limits.rate(name) for name in names}
+        return {name: rate for name, rate in rates.items() if rate is not None}
 
     @property
     def duplicates(self) -> int:
@@ -368,6 +363,7 @@ class Emulator:
         base_url: str = "http://emulator",
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        on_event: EventHook | None = None,
     ) -> AgoraChatClient:
         """An :class:`AgoraChatClient` talking to this emulator in-process (no socket).
 
@@ -389,6 +385,7 @@ class Emulator:
             rate_limits=rate_limits,
             http_client=http,
             retry=retry,
+            on_event=on_event,
         )
 
     # -- ASGI -------------------------------------------------------------------------------------
@@ -663,8 +660,7 @@ class Emulator:
             )
         data = self._json(request)
         to = _check_message(data, kind, self.max_content_bytes)
-        if self.send_call_rate is not None:
-            self._admit("send_calls", 1)
+        self._admit("send_calls", 1)
         if self.plan_quota is not None and self._plan_used + len(to) > self.plan_quota:
             refusal = PLAN_REFUSAL
             raise _Problem(

@@ -35,7 +35,8 @@ def unlimited_client(emulator: Emulator):
     """A client whose own limiter does not hold it back, to probe the emulator's quotas."""
     huge = Rate(10**9, per=1)
     return emulator.client(
-        rate_limits=RateLimits(users=huge, groups=huge, rooms=huge, other=huge), retry=NO_RETRY
+        rate_limits=RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge),
+        retry=NO_RETRY,
     )
 
 
@@ -102,7 +103,7 @@ async def test_plan_quota_answers_resource_limited():
 
 
 async def test_optional_call_rate_on_sends():
-    emulator = Emulator(clock=MockClock(), send_call_rate=Rate(2, per=1))
+    emulator = Emulator(clock=MockClock(), rate_limits=RateLimits(send_calls=Rate(2, per=1)))
     async with emulator.client(retry=NO_RETRY) as client:
         await client.send_user_message("a", TEXT)
         await client.send_user_message("b", TEXT)

@@ -1,0 +1,278 @@
+"""The fan-out engine: one message to any number of recipients, with exact accounting.
+
+Structure (all under one anyio task group, so nothing outlives it)::
+
+    recipients (iterable or async iterable, read lazily)
+        -> producer: validate each id, pack batches (cap, 5000 bytes, window-aligned)
+        -> unbuffered channel
+        -> N workers: limiter -> POST -> per-recipient outcome (413: split and resend halves)
+        -> channel of N results
+        -> the consumer's ``async for``, in completion order
+
+Memory does not grow with the number of recipients: the producer blocks until a
+worker takes its batch, and the workers block until the consumer takes their
+results. Leaving the ``async with`` block early (``break``, an exception,
+cancellation) cancels the producer and the workers; requests waiting in the
+limiter leave its queue having recorded nothing.
+
+Every recipient of every batch ends in exactly one of ``message_ids``,
+``failed`` or ``unknown`` of the batch's :class:`SendResult`. After an error
+that every later batch would meet too (authentication, 404, the plan's quota),
+the remaining batches are reported failed with that error without being sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Final, Self, final
+
+import anyio
+import attrs
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from ._batching import RECIPIENT_CAPS, Packer
+from ._converter import SendMessageRequest, dumps
+from ._events import BatchSplit, EventHook
+from ._exceptions import (
+    AgoraChatError,
+    AuthenticationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PayloadTooLargeError,
+    QuotaExhaustedError,
+    ValidationError,
+    excerpt,
+)
+from ._limits import LimitName, RateLimits
+from ._models import SendResult
+from ._transport import Request, Transport
+from ._validate import check_id
+
+__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "Sender"]
+
+#: Requests in flight at once per fan-out.
+DEFAULT_CONCURRENCY: Final = 4
+SEND_PATHS: Final[Mapping[LimitName, str]] = {
+    "users": "/messages/users",
+    "groups": "/messages/chatgroups",
+    "rooms": "/messages/chatrooms",
+}
+# After one of these, the remaining batches of a send would fail the same way: stop sending.
+_FATAL: Final = (AuthenticationError, NotFoundError, QuotaExhaustedError)
+
+
+@final
+class Sender:
+    """Sends the batches of one message, and remembers an error that ends the fan-out."""
+
+    __slots__ = ("_fatal", "_on_event", "_retry_unknown", "_template", "_transport", "kind")
+
+    def __init__(
+        self,
+        transport: Transport,
+        kind: LimitName,
+        template: SendMessageRequest,
+        *,
+        retry_unknown: bool = False,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self._transport, self.kind, self._template = transport, kind, template
+        self._retry_unknown, self._on_event = retry_unknown, on_event
+        self._fatal: AgoraChatError | None = None
+
+    def packer(self, rate_limits: RateLimits) -> Packer:
+        """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
+        cap = RECIPIENT_CAPS[self.kind]
+        rate = rate_limits.rate(self.kind)
+        window = None
+        if rate is not None:
+            cap = min(cap, rate.limit)
+            window = rate.limit
+        return Packer(cap=cap, base_size=len(dumps(self._template)), window=window)
+
+    async def send(self, batch: list[str]) -> SendResult:
+        """Send one batch; every recipient ends in exactly one bucket of the result."""
+        if self._fatal is not None:
+            return SendResult(failed=dict.fromkeys(batch, self._fatal))
+        request = attrs.evolve(self._template, to=batch)
+        try:
+            data = await self._transport.request(
+                Request(
+                    method="POST",
+                    path=SEND_PATHS[self.kind],
+                    claims=((self.kind, len(batch)), ("send_calls", 1)),
+                    json=request,
+                    idempotent=False,
+                    retry_unknown=self._retry_unknown,
+                )
+            )
+        except OutcomeUnknownError as exc:
+            return SendResult(unknown=dict.fromkeys(batch, exc))
+        except PayloadTooLargeError as exc:
+            if len(batch) == 1:
+                return SendResult(failed={batch[0]: exc})
+            if self._on_event is not None:
+                self._on_event(BatchSplit(path=SEND_PATHS[self.kind], size=len(batch)))
+            half = len(batch) // 2
+            first = await self.send(batch[:half])
+            return first.merge(await self.send(batch[half:]))
+        except ValidationError:
+            raise
+        except AgoraChatError as exc:
+            if isinstance(exc, _FATAL):
+                self._fatal = exc
+            return SendResult(failed=dict.fromkeys(batch, exc))
+        return _outcome(batch, data)
+
+
+def _outcome(batch: list[str], data: Mapping[str, object]) -> SendResult:
+    ids = data.get("data")
+    if not isinstance(ids, Mapping):
+        unknown = OutcomeUnknownError(
+            "the service accepted the send (HTTP 200) but its answer has no 'data' "
+            f"mapping of message ids: {excerpt(str(data))}"
+        )
+        return SendResult(unknown=dict.fromkeys(batch, unknown))
+    delivered: dict[str, str] = {}
+    missing: dict[str, OutcomeUnknownError] = {}
+    for recipient in batch:
+        message_id = ids.get(recipient)
+        if isinstance(message_id, str | int) and not isinstance(message_id, bool):
+            delivered[recipient] = str(message_id)
+        else:
+            missing[recipient] = OutcomeUnknownError(
+                f"the service accepted the send but returned no message id for {recipient!r}"
+            )
+    return SendResult(message_ids=delivered, unknown=missing)
+
+
+@final
+class FanOut:
+    """The results of a fan-out, one :class:`SendResult` per request, in completion order.
+
+    Use it as ``async with client.fan_out(...) as results: async for result in results``.
+    Leaving the block early cancels what is still running.
+    """
+
+    __slots__ = (
+        "_concurrency",
+        "_packer",
+        "_progress",
+        "_recipients",
+        "_results",
+        "_sender",
+        "_stack",
+        "_task_group",
+    )
+
+    def __init__(
+        self,
+        sender: Sender,
+        packer: Packer,
+        recipients: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Callable[[SendResult], object] | None = None,
+    ) -> None:
+        if type(concurrency) is not int or concurrency < 1:
+            raise ValidationError("concurrency", f"must be a positive int, got {concurrency!r}")
+        if isinstance(recipients, str | bytes):
+            raise ValidationError("to", "must be an iterable of ids, not a single string")
+        self._sender, self._packer, self._recipients = sender, packer, recipients
+        self._concurrency, self._progress = concurrency, progress
+        self._stack: AsyncExitStack | None = None
+        self._results: ObjectReceiveStream[SendResult | AgoraChatError] | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeError("a FanOut can be entered only once")
+        stack = self._stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            batches_in, batches_out = anyio.create_memory_object_stream[list[str]](0)
+            results_in, results_out = anyio.create_memory_object_stream[
+                SendResult | AgoraChatError
+            ](self._concurrency)
+            self._results = results_out
+            stack.push_async_callback(results_out.aclose)
+            async with batches_in, batches_out, results_in:
+                self._task_group.start_soon(self._produce, batches_in.clone(), results_in.clone())
+                for _ in range(self._concurrency):
+                    self._task_group.start_soon(self._work, batches_out.clone(), results_in.clone())
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None  # noqa: S101 - entered
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        # The body's own exception (or cancellation) is not the task group's business: the
+        # workers never raise (their errors travel through the results channel), so the group
+        # is closed on its own and the body's exception propagates unwrapped.
+        await self._stack.__aexit__(None, None, None)
+        return None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SendResult:
+        if self._results is None:
+            raise RuntimeError("use `async with client.fan_out(...) as results:` first")
+        try:
+            item = await self._results.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        if isinstance(item, AgoraChatError):
+            raise item
+        if self._progress is not None:
+            self._progress(item)
+        return item
+
+    async def _produce(
+        self,
+        batches: ObjectSendStream[list[str]],
+        results: ObjectSendStream[SendResult | AgoraChatError],
+    ) -> None:
+        async with batches, results:
+            try:
+                index = 0
+                if isinstance(self._recipients, AsyncIterable):
+                    async for recipient in self._recipients:
+                        for batch in self._packer.add(check_id(f"to[{index}]", recipient), index):
+                            await batches.send(batch)
+                        index += 1
+                else:
+                    for recipient in self._recipients:
+                        for batch in self._packer.add(check_id(f"to[{index}]", recipient), index):
+                            await batches.send(batch)
+                        index += 1
+                last = self._packer.flush()
+                if last is not None:
+                    await batches.send(last)
+            except AgoraChatError as error:
+                await results.send(error)
+
+    async def _work(
+        self,
+        batches: ObjectReceiveStream[list[str]],
+        results: ObjectSendStream[SendResult | AgoraChatError],
+    ) -> None:
+        async with batches, results:
+            async for batch in batches:
+                try:
+                    result = await self._sender.send(batch)
+                except AgoraChatError as error:
+                    await results.send(error)
+                    return
+                await results.send(result)
