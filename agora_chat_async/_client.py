@@ -24,7 +24,7 @@ import anyio
 import httpx
 
 from ._auth import Auth
-from ._batching import MAX_CONTENT_BYTES
+from ._batching import MAX_CONTENT_BYTES, pack_recipients
 from ._clock import Clock, SystemClock
 from ._converter import (
     BODY_TYPES,
@@ -442,9 +442,11 @@ class AgoraChatClient:
             level=level,
             retry_unknown=retry_unknown,
         )
-        packer = sending.packer(self._limiter.rate_limits)
-        for index, target in enumerate(targets):  # refuse an id that can never fit, up front
-            packer.add(target, index)
+        # Pack up front: an id that can never fit is refused before anything is sent, and
+        # the common case of a single request skips the fan-out machinery.
+        batches = list(pack_recipients(targets, packer=sending.packer(self._limiter.rate_limits)))
+        if len(batches) == 1:
+            return await sending.send(batches[0])
         delivered: dict[str, str] = {}
         failed: dict[str, AgoraChatError] = {}
         unknown: dict[str, OutcomeUnknownError] = {}

@@ -54,12 +54,21 @@ leaks capacity.
 Adaptation
 ----------
 When the service refuses a request for a rate limit anyway (an app key shared
-with another service, a server counting differently), the transport calls
-:meth:`Limiter.penalize` with the request's limits. Each lowers its effective
-limit multiplicatively (to 70%, at most once per window, never below 10% of the
-configured limit) and then recovers additively (10% of the configured limit per
-window elapsed) back to the configured limit. A server enforcing less than
-configured therefore costs a few refusals, not a storm.
+with another service, a server counting differently, network jitter), the
+transport refunds the request's permit (a refused request was not counted by
+the server either) and calls :meth:`Limiter.penalize` with the limit that was
+exceeded: the recipient quota for a 403 "reach limit", the call rate for a 429
+``reach_limit``. If the refused request had filled the window exactly to the
+limit, the server merely saw two windows' requests in one (jitter between our
+start and its count): the window is widened (1% of ``per``, doubling, at most
+10%). Otherwise the window knows how many units the server accepted, and takes
+95% of that as its effective limit (or 70% of the current one, when the refusal
+came while the window was still nearly empty and says little). It holds there for 5 windows,
+then probes upwards by 5% of the configured limit per window; a refusal met
+while probing doubles the hold (up to 80 windows). A server enforcing less than
+configured therefore costs a handful of refusals at first and a few more,
+ever rarer, afterwards: never a storm. The effective limit never drops below 10%
+of the configured one.
 
 Memory is bounded by the limit: every log entry holds at least one unit when it
 is recorded, and entries older than the window are dropped.
@@ -95,12 +104,24 @@ LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"
 #: One limit a request must respect, and how many of its units the request uses.
 Claim: TypeAlias = tuple[LimitName, int]
 
-#: After a refusal, the effective limit drops to this fraction of itself ...
+#: A refusal early in a window (fewer than this fraction of the effective limit in use)
+#: says little about the server's limit: the effective limit is cut to DECREASE_FACTOR.
+EARLY_FRACTION: Final = 0.5
 DECREASE_FACTOR: Final = 0.7
-#: ... never below this fraction of the configured limit ...
+#: A refusal of a request that had filled the window to its limit is a timing artifact:
+#: the window is widened by this fraction of ``per``, doubling, up to MAX_EXTRA_MARGIN.
+MIN_EXTRA_MARGIN: Final = 0.01
+MAX_EXTRA_MARGIN: Final = 0.1
+#: The estimate taken from a refusal keeps this much headroom below what the server accepted.
+ESTIMATE_HEADROOM: Final = 0.95
+#: The effective limit never drops below this fraction of the configured one.
 FLOOR_FRACTION: Final = 0.1
-#: ... and recovers by this fraction of the configured limit per window elapsed.
-RECOVERY_PER_WINDOW: Final = 0.1
+#: After a refusal, hold the effective limit this many windows before probing upwards;
+#: each refusal met while probing doubles the hold, up to MAX_HOLD_WINDOWS.
+HOLD_WINDOWS: Final = 5
+MAX_HOLD_WINDOWS: Final = 80
+#: While probing, the effective limit grows by this fraction of the configured limit per window.
+PROBE_PER_WINDOW: Final = 0.05
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -206,8 +227,11 @@ class Limiter(abc.ABC):
             ValidationError: a claim exceeds its limit itself, so it could never start.
         """
 
-    def penalize(self, names: Sequence[LimitName]) -> None:  # noqa: B027 - optional
-        """The service refused a request of these limits for a rate limit: slow down."""
+    def penalize(self, claims: Sequence[Claim]) -> None:  # noqa: B027 - optional
+        """The service refused a request for exceeding these limits: adapt to what it allows.
+
+        *claims* are the refused request's claims on the limits it exceeded.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most limiters hold nothing
         """Release resources held by the limiter (none for the in-memory one)."""
@@ -217,40 +241,48 @@ class Limiter(abc.ABC):
 class _Window:
     rate: Rate
     margin: float
-    lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     log: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
     effective: float = attrs.field(init=False)
     changed_at: float | None = None
+    hold_until: float = -math.inf
+    hold_windows: int = HOLD_WINDOWS
+    hold_ceiling: float = math.inf
     decreased_at: float = -math.inf
+    extra_margin: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         self.effective = float(self.rate.limit)
 
     @property
     def span(self) -> float:
-        return self.rate.per + self.margin
+        return self.rate.per + self.margin + self.extra_margin
 
     def _recover(self, now: float) -> None:
         limit = self.rate.limit
-        if self.changed_at is not None and self.effective < limit:
-            recovered = (now - self.changed_at) / self.rate.per * RECOVERY_PER_WINDOW * limit
-            self.effective = min(float(limit), self.effective + recovered)
+        if self.changed_at is not None and self.effective < limit and now > self.hold_until:
+            since = max(self.changed_at, self.hold_until)
+            grown = (now - since) / self.rate.per * PROBE_PER_WINDOW * limit
+            self.effective = min(float(limit), self.effective + grown)
         self.changed_at = now
+
+    def _expire(self, now: float) -> None:
+        log = self.log
+        while log and log[0].started <= now - self.span:
+            self.used -= log.popleft().units
 
     def delay(self, now: float, units: int) -> float:
         """Seconds until *units* more may start; 0 when they may start now."""
         self._recover(now)
-        log = self.log
-        while log and log[0].started <= now - self.span:
-            self.used -= log.popleft().units
+        self._expire(now)
         # A claim above the (lowered) effective limit still fits an otherwise empty window.
         capacity = max(math.floor(self.effective), units)
         excess = self.used + units - capacity
         if excess <= 0:
             return 0.0
         freed = 0
-        for entry in log:
+        for entry in self.log:
             freed += entry.units
             if freed >= excess:
                 # At least a microsecond, so that rounding can never leave a waiter spinning.
@@ -267,13 +299,41 @@ class _Window:
         self.used -= entry.units
         entry.units = 0
 
-    def penalize(self, now: float) -> None:
+    def penalize(self, now: float, units: int) -> None:
+        """The server refused a request of *units* units of this limit: adapt.
+
+        The refused request's permit has been refunded, so ``used`` counts what the
+        server accepted in this window (plus requests still in flight). Three cases:
+
+        - the refused request had filled the window to the effective limit: the
+          server saw two windows' requests in one, a timing artifact of network
+          jitter, so the window is widened (by 1% of ``per``, doubling, up to 10%);
+        - otherwise, what was accepted is the server's limit: 95% of it becomes
+          the effective limit, held for a while before probing upwards;
+        - a window still nearly empty says little: cut by 30%, at most once a window.
+        """
         self._recover(now)
-        if now - self.decreased_at < self.rate.per:
+        self._expire(now)
+        if self.used + units >= math.floor(self.effective):
+            self.extra_margin = min(
+                MAX_EXTRA_MARGIN * self.rate.per,
+                max(2 * self.extra_margin, MIN_EXTRA_MARGIN * self.rate.per),
+            )
             return
         floor = max(1.0, FLOOR_FRACTION * self.rate.limit)
-        self.effective = max(floor, self.effective * DECREASE_FACTOR)
+        probing = self.effective > self.hold_ceiling
+        if self.used >= EARLY_FRACTION * self.effective:
+            estimate = self.used * ESTIMATE_HEADROOM
+        elif now - self.decreased_at >= self.rate.per:
+            estimate = self.effective * DECREASE_FACTOR
+        else:
+            estimate = self.effective
+        self.effective = max(floor, min(self.effective, estimate))
         self.decreased_at = now
+        if probing:
+            self.hold_windows = min(MAX_HOLD_WINDOWS, self.hold_windows * 2)
+        self.hold_until = now + self.hold_windows * self.rate.per
+        self.hold_ceiling = self.effective
 
 
 @final
@@ -359,10 +419,10 @@ class SlidingWindowLimiter(Limiter):
 
         return Permit(refund)
 
-    def penalize(self, names: Sequence[LimitName]) -> None:
-        """Lower the effective limit of each named limit (at most once per window)."""
+    def penalize(self, claims: Sequence[Claim]) -> None:
+        """Adapt each named limit to a refusal of the request holding *claims*."""
         now = self._clock.now()
-        for name in names:
+        for name, units in claims:
             window = self._window(name)
             if window is not None:
-                window.penalize(now)
+                window.penalize(now, units)

@@ -132,6 +132,18 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     return b"".join(chunks), False
 
 
+def _exceeded(claims: tuple[Claim, ...], error: RateLimitedError) -> tuple[Claim, ...]:
+    """Which of a request's claims a refusal is about.
+
+    A 403 "reach limit" is about the message quota (the first claim, in recipients or
+    targets); a 429 ``reach_limit`` about a call rate (the claims counted in calls).
+    """
+    calls = tuple(claim for claim in claims if claim[0] in ("send_calls", "other"))
+    if error.status_code == 403 or not calls:
+        return (claims[0],)
+    return calls
+
+
 def _safe_url(url: httpx.URL | str) -> str:
     parts = urlsplit(str(url))
     return parts._replace(query="", fragment="").geturl()
@@ -264,9 +276,9 @@ class Transport:
         refreshed = False
         while True:
             yielded = False
+            permit: Permit | None = None
             try:
                 token: str | None = None
-                permit: Permit | None = None
                 if request.url is None:
                     token = await self._auth.get_token(self)
                     permit = await self._acquire(request)
@@ -291,6 +303,8 @@ class Transport:
                     return
             except AgoraChatError as error:
                 if isinstance(error, RateLimitedError):
+                    if permit is not None and not isinstance(error, QuotaExhaustedError):
+                        permit.refund()  # refused, so not counted by the server either
                     self._rate_limited(request, error)
                 if (
                     yielded
@@ -338,8 +352,9 @@ class Transport:
     def _rate_limited(self, request: Request, error: RateLimitedError) -> None:
         if isinstance(error, QuotaExhaustedError):
             return
-        names = tuple(name for name, _ in request.claims)
-        self._limiter.penalize(names)
+        exceeded = _exceeded(request.claims, error)
+        self._limiter.penalize(exceeded)
+        names = tuple(name for name, _ in exceeded)
         self._emit(
             RateLimited(
                 method=request.method,
@@ -351,7 +366,7 @@ class Transport:
             )
         )
         logger.info(
-            "%s %s refused for a rate limit (HTTP %d %s); slowing down %s",
+            "%s %s refused for a rate limit (HTTP %d %s); adapting %s",
             request.method,
             request.where,
             error.status_code,

@@ -188,7 +188,7 @@ async def test_events_report_requests_waits_refusals_and_retries():
     async with emulator.client(
         rate_limits=RateLimits(groups=Rate(30, per=1)), on_event=events.append
     ) as client:
-        await client.send_group_message([f"g{i}" for i in range(60)], TEXT)
+        await client.send_group_message([f"g{i}" for i in range(200)], TEXT)
     kinds = {type(e) for e in events}
     assert {RequestSent, LimiterWait, Retrying, RateLimited} <= kinds
     for event in events:

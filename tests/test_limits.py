@@ -215,29 +215,68 @@ async def test_a_refunded_permit_gives_its_units_back(clock: VirtualClock):
     assert clock.sleeps == []
 
 
-async def test_refusals_lower_the_rate_and_it_recovers(clock: VirtualClock):
+async def test_a_refusal_late_in_a_window_sets_the_limit_to_what_was_accepted(
+    clock: VirtualClock,
+):
     limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    await limiter.acquire([("rooms", 80)])
+    refused = await limiter.acquire([("rooms", 10)])
+    refused.refund()  # the transport refunds a refused request before penalizing
+    limiter.penalize([("rooms", 10)])
+    assert limiter.effective_limit("rooms") == pytest.approx(76)  # 95% of the 80 accepted
+
+
+async def test_a_refusal_of_a_full_window_widens_the_window_instead(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    await limiter.acquire([("rooms", 90)])
+    refused = await limiter.acquire([("rooms", 10)])
+    refused.refund()
+    limiter.penalize([("rooms", 10)])  # it filled the window exactly: a timing artifact
     assert limiter.effective_limit("rooms") == 100
+    start = clock.now()
+    await limiter.acquire([("rooms", 11)])  # waits for the first 90 to leave the window
+    assert clock.now() == pytest.approx(start + 1.01)  # one window plus 1% of it
+
+
+async def test_early_refusals_cut_by_thirty_percent_once_a_window(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
     await limiter.acquire([("rooms", 1)])
-    limiter.penalize(["rooms"])
+    limiter.penalize([("rooms", 1)])
     assert limiter.effective_limit("rooms") == pytest.approx(70)
-    limiter.penalize(["rooms"])  # at most one decrease per window
+    limiter.penalize([("rooms", 1)])  # the same window: no second cut
     assert limiter.effective_limit("rooms") == pytest.approx(70)
     clock.advance(1.0)
-    limiter.penalize(["rooms"])  # recovered 10 to 80, then decreased to 56
-    assert limiter.effective_limit("rooms") == pytest.approx(56)
+    limiter.penalize([("rooms", 1)])
+    assert limiter.effective_limit("rooms") == pytest.approx(49)
     for _ in range(20):
         clock.advance(1.0)
-        limiter.penalize(["rooms"])
-    assert limiter.effective_limit("rooms") >= 10  # never below 10% of the configured limit
+        limiter.penalize([("rooms", 1)])
+    assert limiter.effective_limit("rooms") == 10  # never below 10% of the configured limit
+
+
+async def test_the_limit_holds_then_probes_upwards_and_backs_off_further(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    await limiter.acquire([("rooms", 80)])
+    limiter.penalize([("rooms", 5)])
+    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    clock.advance(5.0)  # held for 5 windows
+    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    clock.advance(2.0)  # then probing: +5 a window
+    assert limiter.effective_limit("rooms") == pytest.approx(86)
+    # A refusal while probing above 76: back below what was accepted, and a 10-window hold.
+    await limiter.acquire([("rooms", 70)])
+    limiter.penalize([("rooms", 1)])
+    assert limiter.effective_limit("rooms") == pytest.approx(66.5)
     clock.advance(10.0)
+    assert limiter.effective_limit("rooms") == pytest.approx(66.5)
+    clock.advance(100.0)
     assert limiter.effective_limit("rooms") == 100  # back to the configured limit
 
 
 async def test_a_lowered_rate_admits_fewer_units_per_window(clock: VirtualClock):
     limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
     await limiter.acquire([("rooms", 1)])
-    limiter.penalize(["rooms"])  # 70 a second
+    limiter.penalize([("rooms", 1)])  # 70 a second
     start = clock.now()
     for _ in range(69):
         await limiter.acquire([("rooms", 1)])

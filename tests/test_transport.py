@@ -184,3 +184,36 @@ def test_client_repr_hides_the_token():
     client = AgoraChatClient(BASE_URL, ORG, APP, auth=StaticToken(TOKEN))
     assert TOKEN not in repr(client)
     assert "SlidingWindowLimiter" in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("claims", "status", "expected"),
+    [
+        ((("users", 380), ("send_calls", 1)), 403, (("users", 380),)),
+        ((("users", 380), ("send_calls", 1)), 429, (("send_calls", 1),)),
+        ((("other", 1),), 429, (("other", 1),)),
+        ((("groups", 3),), 429, (("groups", 3),)),
+    ],
+)
+def test_a_refusal_penalizes_the_limit_it_is_about(claims, status, expected):
+    from agora_chat_async._transport import _exceeded
+
+    error = RateLimitedError(status_code=status, error="reach_limit")
+    assert _exceeded(claims, error) == expected
+
+
+async def test_a_refused_request_is_refunded_and_its_limit_adapts(make_client, api, clock):
+    from agora_chat_async import RateLimits
+
+    api.post("/messages/chatgroups").mock(side_effect=[
+        httpx.Response(200, json=envelope("/m", {"g0": "1", "g1": "2", "g2": "3"})),
+        httpx.Response(403, json={"error": "forbidden_op",
+                                  "error_description": "message send reach limit"}),
+        httpx.Response(200, json=envelope("/m", {"g3": "4", "g4": "5", "g5": "6"})),
+    ])
+    client = make_client(rate_limits=RateLimits(margin=0))
+    result = await client.send_group_message([f"g{i}" for i in range(6)], TextBody(msg="m"))
+    assert result.ok
+    # Refused with only 3 of 20 units used (the refused 3 were refunded): too early in the
+    # window to trust as an estimate, so the limit is cut by 30%.
+    assert client.limiter.effective_limit("groups") == 14

@@ -8,6 +8,21 @@ import sys
 from .._limits import Rate, RateLimits
 
 
+def _scaled(limits: RateLimits, factor: float) -> RateLimits:
+    def scale(rate: Rate | None) -> Rate | None:
+        if rate is None:
+            return None
+        return Rate(max(1, int(rate.limit * factor)), per=rate.per)
+
+    return RateLimits(
+        users=scale(limits.users) or limits.users,
+        groups=scale(limits.groups) or limits.groups,
+        rooms=scale(limits.rooms) or limits.rooms,
+        other=scale(limits.other) or limits.other,
+        send_calls=scale(limits.send_calls),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and serve until interrupted."""
     parser = argparse.ArgumentParser(
@@ -41,7 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         help="how quotas are counted (default sliding)",
     )
     parser.add_argument("--unlimited", action="store_true", help="enforce no quota")
-    parser.add_argument("--users-per-minute", type=int, default=6000)
+    parser.add_argument(
+        "--quota-factor",
+        type=float,
+        default=1.0,
+        help="enforce this fraction of every documented quota (0.8: 20%% less; default 1)",
+    )
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="count deliveries without keeping them (for very large runs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -53,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._emulator import Emulator
 
     clients = dict(item.split(":", 1) for item in args.client)
-    limits = None if args.unlimited else RateLimits(users=Rate(args.users_per_minute, per=60))
+    limits = None if args.unlimited else _scaled(RateLimits(), args.quota_factor)
     emulator = Emulator(
         org_name=args.org,
         app_name=args.app,
@@ -63,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         policy=args.policy,
         time_scale=args.time_scale,
         seed=args.seed,
+        record_deliveries=not args.no_record,
     )
     uvicorn.run(emulator, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -219,6 +219,9 @@ class Emulator:
         faults: :class:`Faults` per endpoint name, or ``"*"`` for all.
         seed: seeds the fault draws and generated ids for reproducible runs.
         history_filler: generated records added to every history hour file, for size tests.
+        record_deliveries: keep every :class:`Delivery` (the default); ``False`` only counts
+            them (``delivered_count``), for runs of millions of recipients. Recall, history
+            and ``duplicates`` need the records.
         recall_window: emulated seconds within which a message can be recalled (120).
     """
 
@@ -246,6 +249,7 @@ class Emulator:
         max_request_bytes: int = 5000,
         max_content_bytes: int = 3000,
         max_file_bytes: int = 10_000_000,
+        record_deliveries: bool = True,
     ) -> None:
         self.org_name, self.app_name = org_name, app_name
         self.clock: Clock = clock or ScaledClock(time_scale)
@@ -275,6 +279,7 @@ class Emulator:
         self.max_request_bytes = max_request_bytes
         self.max_content_bytes = max_content_bytes
         self.max_file_bytes = max_file_bytes
+        self.record_deliveries = record_deliveries
         self._signing_key = hashlib.sha256(f"emulator-{seed}".encode()).digest()
         self._wall_origin = time.time() - self.clock.now()
         self.reset()
@@ -287,6 +292,8 @@ class Emulator:
         self._ids = itertools.count(_FIRST_MESSAGE_ID)
         self.deliveries: list[Delivery] = []
         """Every message delivered, one entry per recipient, in order."""
+        self.delivered_count = 0
+        """How many deliveries were made (also when they are not recorded)."""
         self.imports: list[Imported] = []
         """Every imported message, in order."""
         self.deleted_conversations: list[tuple[str, str, str, bool]] = []
@@ -344,7 +351,7 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         """A JSON-friendly summary, also served at ``GET /_emulator/stats``."""
         return {
-            "deliveries": len(self.deliveries),
+            "deliveries": self.delivered_count,
             "duplicates": self.duplicates,
             "imports": len(self.imports),
             "requests": dict(self.requests),
@@ -432,7 +439,8 @@ class Emulator:
         except _Problem as problem:
             self.refused[problem.reason] += 1
             return "", self._error_response(problem), False
-        self.requests[endpoint] += 1
+        if endpoint not in ("stats", "reset"):
+            self.requests[endpoint] += 1
         faults = self._faults_for(endpoint)
         if faults.refuse_503 and self._rng.random() < faults.refuse_503:
             self.refused["fault:503"] += 1
@@ -510,6 +518,8 @@ class Emulator:
         if parts[:1] == ["_emulator"]:
             if parts == ["_emulator", "stats"] and method == "GET":
                 return "stats", self._stats
+            if parts == ["_emulator", "reset"] and method == "POST":
+                return "reset", self._reset
             if len(parts) == 5 and parts[1] == "history" and method == "GET":
                 return "history_file", self._history_file
             raise _Problem(
@@ -621,6 +631,10 @@ class Emulator:
     async def _stats(self, request: HTTPRequest, host: str) -> HTTPResponse:
         return json_response(200, self.stats())
 
+    async def _reset(self, request: HTTPRequest, host: str) -> HTTPResponse:
+        self.reset()
+        return json_response(200, self.stats())
+
     async def _token(self, request: HTTPRequest, host: str) -> HTTPResponse:
         data = self._json(request)
         if data.get("grant_type") != "client_credentials":
@@ -691,9 +705,11 @@ class Emulator:
                 online_only=data.get("routetype") == "ROUTE_ONLINE",
                 sync_device=bool(data.get("sync_device", False)),
             )
-            self.deliveries.append(delivery)
-            self._by_id[message_id] = delivery
-            self._history[_hour(now_ms)].append(_history_record(delivery))
+            self.delivered_count += 1
+            if self.record_deliveries:
+                self.deliveries.append(delivery)
+                self._by_id[message_id] = delivery
+                self._history[_hour(now_ms)].append(_history_record(delivery))
             ids[recipient] = message_id
         path = "/messages/" + self._parts(request)[3]
         return json_response(200, self._envelope(path, ids))

@@ -1,0 +1,75 @@
+"""Shared pieces of the benchmarks: an emulator process on 127.0.0.1 and the aiolimiter baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from aiolimiter import AsyncLimiter
+
+from agora_chat_async import Claim, Limiter, Permit, RateLimits
+from agora_chat_async.testing import free_port
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[str]:
+    """Run `python -m agora_chat_async.testing` on a free local port; yield its base URL."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "agora_chat_async.testing", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/_emulator/stats", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def stats(url: str) -> dict[str, Any]:
+    """The emulator's inspection record."""
+    result: dict[str, Any] = httpx.get(f"{url}/_emulator/stats", timeout=10).json()
+    return result
+
+
+class AiolimiterBaseline(Limiter):
+    """The obvious limiter: one aiolimiter bucket per limit, sized like the quota.
+
+    aiolimiter reads the event loop's real clock, so a time-scaled quota of
+    ``limit`` per ``per`` emulated seconds becomes ``limit`` per ``per / scale`` seconds.
+    """
+
+    def __init__(self, rate_limits: RateLimits, scale: float) -> None:
+        self._rate_limits = rate_limits
+        self._buckets: dict[str, AsyncLimiter] = {}
+        for name in ("users", "groups", "rooms", "other", "send_calls"):
+            rate = rate_limits.rate(name)  # type: ignore[arg-type]
+            if rate is not None:
+                self._buckets[name] = AsyncLimiter(rate.limit, rate.per / scale)
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return self._rate_limits
+
+    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+        for name, units in claims:
+            bucket = self._buckets.get(name)
+            if bucket is not None:
+                await bucket.acquire(units)
+        return Permit()

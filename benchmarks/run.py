@@ -1,0 +1,261 @@
+"""Benchmarks of the rate-limit engine against the bundled emulator over a real local socket.
+
+    python benchmarks/run.py            # everything, about two minutes
+    python benchmarks/run.py --quick    # shorter runs
+
+Needs the ``bench`` extra (``pip install -e '.[bench]'``). Every server is an
+emulator process on 127.0.0.1 counting quotas as a sliding window on a
+time-scaled clock; every run is bounded in recipients and time. Results are
+printed as Markdown tables (and written to ``benchmarks/results.md``).
+
+Quota use is ``delivered / (limit x (elapsed / per + 1))``: a perfect limiter that
+fills N windows starts the first at 0 and the last at (N - 1) x per.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from _harness import AiolimiterBaseline, emulator_process, stats
+
+from agora_chat_async import (
+    AgoraChatClient,
+    Rate,
+    RateLimits,
+    RetryPolicy,
+    StaticToken,
+    TextBody,
+)
+from agora_chat_async.testing import ScaledClock
+
+BODY = TextBody(msg="Benchmark message: the same text for every recipient.")
+#: target -> (time scale, windows, real seconds of jitter the client's margin absorbs).
+#: The margin is scaled to emulated time: at 60x, 15 ms of real jitter is 0.9 s.
+SCENARIOS = {"users": (20.0, 12, 0.030), "groups": (2.0, 40, 0.010), "rooms": (2.0, 40, 0.010)}
+QUICK = {"users": (20.0, 6, 0.030), "groups": (2.0, 10, 0.010), "rooms": (2.0, 10, 0.010)}
+
+
+def recipient_ids(target: str, count: int) -> Iterator[str]:
+    prefix = {"users": "user", "groups": "group", "rooms": "room"}[target]
+    return (f"{prefix}-{index:07d}" for index in range(count))
+
+
+async def quota_run(
+    url: str, target: str, scale: float, windows: int, jitter: float, *, baseline: bool
+) -> dict[str, Any]:
+    """Fan one message out to `windows` windows' worth of recipients; measure use and loss."""
+    limits = RateLimits(margin=jitter * scale)
+    rate = limits.rate(target)  # type: ignore[arg-type]
+    assert rate is not None
+    count = rate.limit * windows
+    clock = ScaledClock(scale)
+    options: dict[str, Any] = {"clock": clock}
+    if baseline:
+        options["limiter"] = AiolimiterBaseline(limits, scale)
+        options["retry"] = RetryPolicy(attempts=0)
+    else:
+        options["rate_limits"] = limits
+    httpx.post(f"{url}/_emulator/reset", timeout=10)
+    delivered = failed = unknown = 0
+    async with AgoraChatClient(
+        url, "test-org", "test-app", auth=StaticToken("test-token"), **options
+    ) as client:
+        start = clock.now()
+        async with client.fan_out(recipient_ids(target, count), BODY, target=target) as results:  # type: ignore[arg-type]
+            async for result in results:
+                delivered += len(result.message_ids)
+                failed += len(result.failed)
+                unknown += len(result.unknown)
+        elapsed = clock.now() - start
+    record = stats(url)
+    refusals = sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
+    requests = sum(record["requests"].values())
+    return {
+        "target": target,
+        "limiter": "aiolimiter baseline" if baseline else "agora-chat-async",
+        "recipients": count,
+        "delivered": delivered,
+        "server deliveries": record["deliveries"],
+        "duplicates": record["duplicates"],
+        "lost": failed,
+        "unknown": unknown,
+        "requests": requests,
+        "refusals (429/403)": refusals,
+        "refusal rate": refusals / max(requests, 1),
+        "quota use": delivered / (rate.limit * (elapsed / rate.per + 1)),
+        "windows": elapsed / rate.per + 1,
+        "peak units/window": record["peak_units"].get(target, 0),
+    }
+
+
+async def count_only_run(url: str) -> dict[str, Any]:
+    """Batches of 600 user ids, counted but not measured: every request is over 5 KB."""
+    httpx.post(f"{url}/_emulator/reset", timeout=10)
+    ids = list(recipient_ids("users", 6000))
+    statuses: dict[int, int] = {}
+    async with httpx.AsyncClient(headers={"Authorization": "Bearer test-token"}) as http:
+        for offset in range(0, len(ids), 600):
+            body = {"to": ids[offset : offset + 600], "type": "txt", "body": {"msg": BODY.msg}}
+            response = await http.post(f"{url}/test-org/test-app/messages/users", json=body)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    record = stats(url)
+    return {"requests": sum(statuses.values()), "statuses": statuses,
+            "delivered": record["deliveries"], "recipients": len(ids)}
+
+
+async def overhead_run(url: str, sends: int = 2000, concurrency: int = 8) -> dict[str, Any]:
+    """Requests per second through the full pipeline, divided by raw httpx doing the same."""
+    huge = Rate(10**9, per=1)
+    limits = RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge,
+                        margin=0)
+    payloads = [
+        json.dumps({"to": [f"u{i}"], "type": "txt", "body": {"msg": BODY.msg}},
+                   separators=(",", ":")).encode()
+        for i in range(sends)
+    ]
+
+    async def pipeline() -> float:
+        async with AgoraChatClient(url, "test-org", "test-app", auth=StaticToken("test-token"),
+                                   rate_limits=limits) as client:
+            await client.send_user_message("warm-up", BODY)
+            counter = iter(range(sends))
+
+            async def worker() -> None:
+                for index in counter:
+                    result = await client.send_user_message(f"u{index}", BODY)
+                    assert result.ok
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for _ in range(concurrency):
+                    tg.start_soon(worker)
+            return sends / (time.perf_counter() - started)
+
+    async def raw() -> float:
+        headers = {"Authorization": "Bearer test-token", "Content-Type": "application/json",
+                   "Accept": "application/json"}
+        async with httpx.AsyncClient(headers=headers) as http:
+            await http.post(f"{url}/test-org/test-app/messages/users", content=payloads[0])
+            counter = iter(payloads)
+
+            async def worker() -> None:
+                for payload in counter:
+                    response = await http.post(f"{url}/test-org/test-app/messages/users",
+                                               content=payload)
+                    response.raise_for_status()
+                    response.json()
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for _ in range(concurrency):
+                    tg.start_soon(worker)
+            return sends / (time.perf_counter() - started)
+
+    rounds = []
+    for _ in range(2):  # alternate, keep the best of each
+        httpx.post(f"{url}/_emulator/reset", timeout=10)
+        rounds.append((await raw(), await pipeline()))
+    raw_rps = max(r for r, _ in rounds)
+    pipeline_rps = max(p for _, p in rounds)
+    return {"raw httpx req/s": raw_rps, "pipeline req/s": pipeline_rps,
+            "ratio": pipeline_rps / raw_rps, "sends": sends, "concurrency": concurrency}
+
+
+async def memory_run(url: str, recipients: int) -> dict[str, Any]:
+    """Fan out to `recipients` generated users; peak Python heap growth of the client."""
+    huge = Rate(10**9, per=1)
+    limits = RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge,
+                        margin=0)
+    httpx.post(f"{url}/_emulator/reset", timeout=10)
+    delivered = 0
+    async with AgoraChatClient(url, "test-org", "test-app", auth=StaticToken("test-token"),
+                               rate_limits=limits) as client:
+        await client.send_user_message("warm-up", BODY)
+        gc.collect()
+        tracemalloc.start()
+        baseline = tracemalloc.get_traced_memory()[0]
+        started = time.perf_counter()
+        async with client.fan_out(recipient_ids("users", recipients), BODY,
+                                  concurrency=8) as results:
+            async for result in results:
+                delivered += len(result.message_ids)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return {"recipients": recipients, "delivered": delivered,
+            "peak growth MB": (peak - baseline) / 1e6, "seconds": elapsed,
+            "server deliveries": stats(url)["deliveries"]}
+
+
+PERCENT = {"refusal rate", "quota use", "ratio"}
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(column: str, value: Any) -> str:
+        if column in PERCENT:
+            return f"{value:.1%}"
+        if isinstance(value, float):
+            return f"{value:,.1f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+async def main(quick: bool, only: str | None = None) -> str:
+    scenarios = QUICK if quick else SCENARIOS
+    if only is not None:
+        scenarios = {only: scenarios[only]}
+    out: list[str] = []
+    columns = ["target", "limiter", "recipients", "delivered", "lost", "unknown", "duplicates",
+               "requests", "refusals (429/403)", "refusal rate", "quota use", "windows",
+               "peak units/window"]
+    for factor, title in ((1.0, "server enforcing the documented quota"),
+                          (0.8, "server enforcing 20% less than configured")):
+        rows = []
+        for target, (scale, windows, jitter) in scenarios.items():
+            with emulator_process("--time-scale", str(scale), "--quota-factor", str(factor)) as url:
+                rows.append(await quota_run(url, target, scale, windows, jitter, baseline=False))
+                rows.append(await quota_run(url, target, scale, windows, jitter, baseline=True))
+        out.append(f"### Quota use, {title}\n\n" + table(rows, columns))
+    if only is not None:
+        return "\n\n".join(out) + "\n"
+    with emulator_process("--time-scale", "60") as url:
+        count_only = await count_only_run(url)
+    out.append(
+        "### Count-only batches (600 ids a request)\n\n"
+        f"{count_only['requests']} requests of 600 user ids: statuses {count_only['statuses']}, "
+        f"{count_only['delivered']} of {count_only['recipients']} delivered."
+    )
+    with emulator_process("--unlimited") as url:
+        overhead = await overhead_run(url)
+    out.append("### Client overhead (unlimited server)\n\n" + table(
+        [overhead], ["sends", "concurrency", "raw httpx req/s", "pipeline req/s", "ratio"]))
+    with emulator_process("--unlimited", "--no-record") as url:
+        memory = await memory_run(url, 100_000 if quick else 1_000_000)
+    out.append("### Fan-out memory\n\n" + table(
+        [memory], ["recipients", "delivered", "server deliveries", "peak growth MB", "seconds"]))
+    return "\n\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--only", choices=tuple(SCENARIOS), help="one quota scenario only")
+    args = parser.parse_args()
+    report = anyio.run(main, args.quick, args.only)
+    print(report)
+    if args.only is None:
+        (Path(__file__).parent / "results.md").write_text(report)
