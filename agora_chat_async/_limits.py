@@ -63,7 +63,7 @@ limit, the server merely saw two windows' requests in one (jitter between our
 start and its count): the window is widened (1% of ``per``, doubling, at most
 10%). Otherwise the window knows how many units the server accepted, and takes
 95% of that as its effective limit (or 70% of the current one, when the refusal
-came while the window was still nearly empty and says little). It holds there for 5 windows,
+came while the window was still nearly empty and says little). It holds there for 8 windows,
 then probes upwards by 5% of the configured limit per window; a refusal met
 while probing doubles the hold (up to 80 windows). A server enforcing less than
 configured therefore costs a handful of refusals at first and a few more,
@@ -118,7 +118,7 @@ ESTIMATE_HEADROOM: Final = 0.95
 FLOOR_FRACTION: Final = 0.1
 #: After a refusal, hold the effective limit this many windows before probing upwards;
 #: each refusal met while probing doubles the hold, up to MAX_HOLD_WINDOWS.
-HOLD_WINDOWS: Final = 5
+HOLD_WINDOWS: Final = 8
 MAX_HOLD_WINDOWS: Final = 80
 #: While probing, the effective limit grows by this fraction of the configured limit per window.
 PROBE_PER_WINDOW: Final = 0.05
@@ -305,23 +305,24 @@ class _Window:
         The refused request's permit has been refunded, so ``used`` counts what the
         server accepted in this window (plus requests still in flight). Three cases:
 
-        - the refused request had filled the window to the effective limit: the
-          server saw two windows' requests in one, a timing artifact of network
-          jitter, so the window is widened (by 1% of ``per``, doubling, up to 10%);
+        - the refused request had filled the window to the effective limit, and that
+          limit was not a probe above a level known to work: the server saw two
+          windows' requests in one, a timing artifact of network jitter, so the
+          window is widened (by 1% of ``per``, doubling, up to 10%);
         - otherwise, what was accepted is the server's limit: 95% of it becomes
           the effective limit, held for a while before probing upwards;
         - a window still nearly empty says little: cut by 30%, at most once a window.
         """
         self._recover(now)
         self._expire(now)
-        if self.used + units >= math.floor(self.effective):
+        probing = self.effective > self.hold_ceiling
+        if self.used + units >= math.floor(self.effective) and not probing:
             self.extra_margin = min(
                 MAX_EXTRA_MARGIN * self.rate.per,
                 max(2 * self.extra_margin, MIN_EXTRA_MARGIN * self.rate.per),
             )
             return
         floor = max(1.0, FLOOR_FRACTION * self.rate.limit)
-        probing = self.effective > self.hold_ceiling
         if self.used >= EARLY_FRACTION * self.effective:
             estimate = self.used * ESTIMATE_HEADROOM
         elif now - self.decreased_at >= self.rate.per:

@@ -12,10 +12,15 @@ when it sent one, otherwise an exponential backoff with full jitter
 (``base * 2**attempt``, at most ``max_backoff``, times a random factor in
 [0.5, 1)), read from the client's clock.
 
-Never retried: anything whose outcome is unknown (a read timeout after sending,
-a dropped connection, 500/502/504), which would risk delivering a message
-twice; refusals that a retry cannot fix (400, 401 after one token refresh,
-403, 404, 413); and 429 ``resource_limited`` (the plan's quota is used up).
+Reads (downloads, history) change nothing, so every transient failure of theirs is
+retried too: read timeouts, dropped connections, 500/502/504. A download already
+being written is not restarted.
+
+Never retried: for requests that change state, anything whose outcome is
+unknown (a read timeout after sending, a dropped connection, 500/502/504), which
+would risk delivering a message twice; refusals that a retry cannot fix (400,
+401 after one token refresh, 403, 404, 413); and 429 ``resource_limited`` (the
+plan's quota is used up: retrying soon cannot help, so it is raised at once).
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from ._exceptions import (
     OutcomeUnknownError,
     QuotaExhaustedError,
     RateLimitedError,
+    ServerError,
     TransportError,
     UnexpectedResponseError,
     api_error_class,
@@ -338,6 +339,11 @@ class Transport:
     def _retryable(self, request: Request, error: AgoraChatError) -> bool:
         if is_retryable(error):
             return True
+        if request.idempotent:
+            # A read changes nothing: every transient failure may be retried.
+            return isinstance(error, TransportError) or (
+                isinstance(error, ServerError) and error.status_code in _AMBIGUOUS_STATUSES
+            )
         return request.retry_unknown and isinstance(error, OutcomeUnknownError)
 
     async def _acquire(self, request: Request) -> Permit:

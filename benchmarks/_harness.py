@@ -42,10 +42,17 @@ def emulator_process(*args: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def stats(url: str) -> dict[str, Any]:
+async def stats(url: str) -> dict[str, Any]:
     """The emulator's inspection record."""
-    result: dict[str, Any] = httpx.get(f"{url}/_emulator/stats", timeout=10).json()
+    async with httpx.AsyncClient(timeout=10) as http:
+        result: dict[str, Any] = (await http.get(f"{url}/_emulator/stats")).json()
     return result
+
+
+async def reset(url: str) -> None:
+    """Forget every delivery, count and window of the emulator."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        (await http.post(f"{url}/_emulator/reset")).raise_for_status()
 
 
 class AiolimiterBaseline(Limiter):

@@ -71,7 +71,10 @@ async def test_a_proxy_error_page_gives_status_and_excerpt(client, api):
     assert len(caught.value.body_excerpt) < 400
 
 
-async def test_huge_error_bodies_are_read_only_up_to_the_cap(client, api):
+async def test_huge_error_bodies_are_read_only_up_to_the_cap(make_client, api):
+    from agora_chat_async import RetryPolicy
+
+    client = make_client(retry=RetryPolicy(attempts=0))
     read = 0
 
     class Endless(httpx.AsyncByteStream):
@@ -205,15 +208,31 @@ def test_a_refusal_penalizes_the_limit_it_is_about(claims, status, expected):
 async def test_a_refused_request_is_refunded_and_its_limit_adapts(make_client, api, clock):
     from agora_chat_async import RateLimits
 
-    api.post("/messages/chatgroups").mock(side_effect=[
-        httpx.Response(200, json=envelope("/m", {"g0": "1", "g1": "2", "g2": "3"})),
-        httpx.Response(403, json={"error": "forbidden_op",
-                                  "error_description": "message send reach limit"}),
-        httpx.Response(200, json=envelope("/m", {"g3": "4", "g4": "5", "g5": "6"})),
-    ])
+    api.post("/messages/chatgroups").mock(
+        side_effect=[
+            httpx.Response(200, json=envelope("/m", {"g0": "1", "g1": "2", "g2": "3"})),
+            httpx.Response(
+                403, json={"error": "forbidden_op", "error_description": "message send reach limit"}
+            ),
+            httpx.Response(200, json=envelope("/m", {"g3": "4", "g4": "5", "g5": "6"})),
+        ]
+    )
     client = make_client(rate_limits=RateLimits(margin=0))
     result = await client.send_group_message([f"g{i}" for i in range(6)], TextBody(msg="m"))
     assert result.ok
     # Refused with only 3 of 20 units used (the refused 3 were refunded): too early in the
     # window to trust as an estimate, so the limit is cut by 30%.
     assert client.limiter.effective_limit("groups") == 14
+
+
+async def test_reads_retry_every_transient_failure(client, api):
+    route = api.get("/chatmessages/2018112717").mock(
+        side_effect=[
+            httpx.ReadTimeout("slow"),
+            httpx.RemoteProtocolError("dropped"),
+            httpx.Response(500),
+            httpx.Response(200, json={"data": [{"url": "https://x/y"}]}),
+        ]
+    )
+    assert (await client.get_history_file("2018112717")).url == "https://x/y"
+    assert route.call_count == 4
