@@ -442,9 +442,12 @@ class AgoraChatClient:
             level=level,
             retry_unknown=retry_unknown,
         )
+        if len(targets) == 1:  # the web handler's case: one request, encoded once
+            return await sending.send_one(targets[0])
         # Pack up front: an id that can never fit is refused before anything is sent, and
-        # the common case of a single request skips the fan-out machinery.
-        batches = list(pack_recipients(targets, packer=sending.packer(self._limiter.rate_limits)))
+        # a single request skips the fan-out machinery.
+        packer = sending.packer(self._limiter.rate_limits)
+        batches = list(pack_recipients(targets, packer=packer))
         if len(batches) == 1:
             return await sending.send(batches[0])
         delivered: dict[str, str] = {}

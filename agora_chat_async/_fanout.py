@@ -32,7 +32,7 @@ import anyio
 import attrs
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ._batching import RECIPIENT_CAPS, Packer
+from ._batching import MAX_REQUEST_BYTES, RECIPIENT_CAPS, Packer
 from ._converter import SendMessageRequest, dumps
 from ._events import BatchSplit, EventHook
 from ._exceptions import (
@@ -67,7 +67,15 @@ _FATAL: Final = (AuthenticationError, NotFoundError, QuotaExhaustedError)
 class Sender:
     """Sends the batches of one message, and remembers an error that ends the fan-out."""
 
-    __slots__ = ("_fatal", "_on_event", "_retry_unknown", "_template", "_transport", "kind")
+    __slots__ = (
+        "_base_size",
+        "_fatal",
+        "_on_event",
+        "_retry_unknown",
+        "_template",
+        "_transport",
+        "kind",
+    )
 
     def __init__(
         self,
@@ -81,6 +89,7 @@ class Sender:
         self._transport, self.kind, self._template = transport, kind, template
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
+        self._base_size = len(dumps(template))
 
     def packer(self, rate_limits: RateLimits) -> Packer:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
@@ -90,20 +99,36 @@ class Sender:
         if rate is not None:
             cap = min(cap, rate.limit)
             window = rate.limit
-        return Packer(cap=cap, base_size=len(dumps(self._template)), window=window)
+        return Packer(cap=cap, base_size=self._base_size, window=window)
 
-    async def send(self, batch: list[str]) -> SendResult:
+    async def send_one(self, recipient: str) -> SendResult:
+        """Send to a single recipient: the request is encoded once, measured, and sent.
+
+        Raises:
+            ValidationError: the request would exceed the 5000-byte limit.
+        """
+        content = dumps(attrs.evolve(self._template, to=[recipient]))
+        if len(content) > MAX_REQUEST_BYTES:
+            raise ValidationError(
+                "to[0]",
+                f"this id makes the request {len(content)} bytes, over the "
+                f"{MAX_REQUEST_BYTES} byte limit; shorten the message or ext",
+            )
+        return await self.send([recipient], content)
+
+    async def send(self, batch: list[str], content: bytes | None = None) -> SendResult:
         """Send one batch; every recipient ends in exactly one bucket of the result."""
         if self._fatal is not None:
             return SendResult(failed=dict.fromkeys(batch, self._fatal))
-        request = attrs.evolve(self._template, to=batch)
+        if content is None:
+            content = dumps(attrs.evolve(self._template, to=batch))
         try:
             data = await self._transport.request(
                 Request(
                     method="POST",
                     path=SEND_PATHS[self.kind],
                     claims=((self.kind, len(batch)), ("send_calls", 1)),
-                    json=request,
+                    content=content,
                     idempotent=False,
                     retry_unknown=self._retry_unknown,
                 )

@@ -112,6 +112,9 @@ DECREASE_FACTOR: Final = 0.7
 #: the window is widened by this fraction of ``per``, doubling, up to MAX_EXTRA_MARGIN.
 MIN_EXTRA_MARGIN: Final = 0.01
 MAX_EXTRA_MARGIN: Final = 0.1
+#: How far past the window (as a fraction of ``per``) a server's count may reach because
+#: of jitter between our start and its count.
+JITTER_TOLERANCE: Final = 0.1
 #: The estimate taken from a refusal keeps this much headroom below what the server accepted.
 ESTIMATE_HEADROOM: Final = 0.95
 #: The effective limit never drops below this fraction of the configured one.
@@ -243,6 +246,9 @@ class _Window:
     margin: float
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     log: deque[_Entry] = attrs.field(factory=deque)
+    #: Entries that left the window within the last JITTER_TOLERANCE x per: a refusal
+    #: right after they left means the server still counted them (jitter), not a lower limit.
+    recently_expired: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
     effective: float = attrs.field(init=False)
     changed_at: float | None = None
@@ -268,9 +274,14 @@ class _Window:
         self.changed_at = now
 
     def _expire(self, now: float) -> None:
-        log = self.log
+        log, expired = self.log, self.recently_expired
         while log and log[0].started <= now - self.span:
-            self.used -= log.popleft().units
+            entry = log.popleft()
+            self.used -= entry.units
+            expired.append(entry)
+        horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
+        while expired and expired[0].started <= horizon:
+            expired.popleft()
 
     def delay(self, now: float, units: int) -> float:
         """Seconds until *units* more may start; 0 when they may start now."""
@@ -305,10 +316,11 @@ class _Window:
         The refused request's permit has been refunded, so ``used`` counts what the
         server accepted in this window (plus requests still in flight). Three cases:
 
-        - the refused request had filled the window to the effective limit, and that
-          limit was not a probe above a level known to work: the server saw two
-          windows' requests in one, a timing artifact of network jitter, so the
-          window is widened (by 1% of ``per``, doubling, up to 10%);
+        - the refused request had filled the window to the effective limit, counting
+          the units that left it within the last 10% of ``per``, and that limit was
+          not a probe above a level known to work: the server saw two windows'
+          requests in one, a timing artifact of network jitter, so the window is
+          widened (by 1% of ``per``, doubling, up to 10%);
         - otherwise, what was accepted is the server's limit: 95% of it becomes
           the effective limit, held for a while before probing upwards;
         - a window still nearly empty says little: cut by 30%, at most once a window.
@@ -316,7 +328,8 @@ class _Window:
         self._recover(now)
         self._expire(now)
         probing = self.effective > self.hold_ceiling
-        if self.used + units >= math.floor(self.effective) and not probing:
+        recent = sum(entry.units for entry in self.recently_expired)
+        if self.used + recent + units >= math.floor(self.effective) and not probing:
             self.extra_margin = min(
                 MAX_EXTRA_MARGIN * self.rate.per,
                 max(2 * self.extra_margin, MIN_EXTRA_MARGIN * self.rate.per),
@@ -389,18 +402,22 @@ class SlidingWindowLimiter(Limiter):
         """
         windows: list[tuple[_Window, int]] = []
         for name, units in claims:
-            rate = self._rate_limits.rate(name)
-            if rate is None:
+            window = self._window(name)
+            if window is None:
                 continue
-            if not 0 < units <= rate.limit:
+            if not 0 < units <= window.rate.limit:
                 raise ValidationError(
                     "units",
                     f"{units} units can never start under the {name!r} limit of "
-                    f"{rate.limit} per {rate.per:g} s; send smaller batches",
+                    f"{window.rate.limit} per {window.rate.per:g} s; send smaller batches",
                 )
-            window = self._window(name)
-            assert window is not None  # noqa: S101 - the rate exists
             windows.append((window, units))
+        if not any(window.lock.locked() for window, _ in windows):
+            # Fast path: nobody is queued and everything fits now. No lock is free while
+            # waiters queue on it (release hands it to the next waiter), so this is FIFO too.
+            now = self._clock.now()
+            if all(window.delay(now, units) <= 0 for window, units in windows):
+                return self._permit([(w, w.record(now, u)) for w, u in windows])
         async with AsyncExitStack() as stack:
             for index, (window, _) in enumerate(windows):
                 await stack.enter_async_context(window.lock)
@@ -413,7 +430,10 @@ class SlidingWindowLimiter(Limiter):
                     await self._clock.sleep(delay)
             now = self._clock.now()
             entries = [(window, window.record(now, units)) for window, units in windows]
+        return self._permit(entries)
 
+    @staticmethod
+    def _permit(entries: list[tuple[_Window, _Entry]]) -> Permit:
         def refund() -> None:
             for window, entry in entries:
                 window.refund(entry)

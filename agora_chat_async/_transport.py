@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -80,6 +81,8 @@ _AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
 class Request:
     """One API request, described before it is sent.
 
+    ``json`` is a wire shape encoded by the converter; ``content``, the same already
+    encoded (the sender measures the bytes before sending them).
     ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
     an absolute address (history files), which gets neither the limiter nor the
     ``Authorization`` header. ``idempotent`` is False for requests that change
@@ -92,6 +95,7 @@ class Request:
     url: str | None = None
     claims: tuple[Claim, ...] = (("other", 1),)
     json: object = None
+    content: bytes | None = None
     files: Mapping[str, Any] | None = None
     data: Mapping[str, str] | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
@@ -347,6 +351,8 @@ class Transport:
         return request.retry_unknown and isinstance(error, OutcomeUnknownError)
 
     async def _acquire(self, request: Request) -> Permit:
+        if self._on_event is None and not logger.isEnabledFor(logging.DEBUG):
+            return await self._limiter.acquire(request.claims)  # nobody to tell of waits
         started = self._clock.now()
         permit = await self._limiter.acquire(request.claims)
         waited = self._clock.now() - started
@@ -392,9 +398,10 @@ class Transport:
         headers: dict[str, str] = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        content: bytes | None = None
+        content = request.content
         if request.json is not None:
             content = dumps(request.json)
+        if content is not None:
             headers["Content-Type"] = "application/json"
         headers.update(request.headers)
         http_request = self._http.build_request(
@@ -419,22 +426,24 @@ class Transport:
             raise self._ambiguous(request, url, exc) from None
         try:
             elapsed = time.perf_counter() - started
-            logger.debug(
-                "%s %s -> %d in %.0f ms",
-                request.method,
-                _safe_url(url),
-                response.status_code,
-                elapsed * 1000,
-            )
-            self._emit(
-                RequestSent(
-                    method=request.method,
-                    path=request.where,
-                    status_code=response.status_code,
-                    elapsed=elapsed,
-                    attempt=attempt,
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %d in %.0f ms",
+                    request.method,
+                    _safe_url(url),
+                    response.status_code,
+                    elapsed * 1000,
                 )
-            )
+            if self._on_event is not None:  # the hot path builds no event nobody reads
+                self._on_event(
+                    RequestSent(
+                        method=request.method,
+                        path=request.where,
+                        status_code=response.status_code,
+                        elapsed=elapsed,
+                        attempt=attempt,
+                    )
+                )
             yield response
         except httpx.TransportError as exc:
             raise self._ambiguous(request, url, exc) from None

@@ -391,3 +391,10 @@ async def test_every_recipient_lands_in_exactly_one_bucket(client, api):
     assert buckets[0] == {"g0", "g1"}
     assert buckets[1] == {"g3", "g4", "g5"}
     assert buckets[2] == {"g2", "g6", "g7", "g8"}
+
+
+async def test_a_single_recipient_that_makes_the_request_too_large_is_refused(client, api):
+    route = api.post("/messages/users").mock(side_effect=echo_ids("/messages/users"))
+    with pytest.raises(ValidationError, match=r"to\[0\].*5000"):
+        await client.send_user_message("u" * 2500, TextBody(msg="x" * 2900))
+    assert route.call_count == 0

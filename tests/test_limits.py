@@ -292,3 +292,15 @@ async def test_a_claim_on_a_switched_off_limit_is_free(clock: VirtualClock):
         await limiter.acquire([("send_calls", 1)])
     assert clock.sleeps == []
     assert limiter.effective_limit("send_calls") is None
+
+
+async def test_a_refusal_just_after_the_window_slid_is_jitter_not_a_lower_limit(
+    clock: VirtualClock,
+):
+    limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
+    await limiter.acquire([("rooms", 100)])
+    clock.advance(1.0)  # the window slides: the 100 units leave it
+    refused = await limiter.acquire([("rooms", 10)])
+    refused.refund()
+    limiter.penalize([("rooms", 10)])  # the server still counted the old 100: jitter
+    assert limiter.effective_limit("rooms") == 100
