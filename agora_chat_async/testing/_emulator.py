@@ -310,7 +310,9 @@ class Emulator:
         self._files: dict[str, _StoredFile] = {}
         self._issued: dict[str, float] = {}
         self._by_id: dict[str, Delivery] = {}
-        self._history: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Deliveries by the UTC hour they were received in; history records are built
+        # from them only when a history file is asked for.
+        self._by_hour: defaultdict[str, list[Delivery]] = defaultdict(list)
         self._counters: dict[str, Counter] = {}
         self._peaks: dict[str, PeakTracker] = {}
         self._plan_used = 0
@@ -687,6 +689,7 @@ class Emulator:
         self._admit(kind, len(to))
         self._plan_used += len(to)
         now_ms = int(self.wall_time() * 1000)
+        hour = _hour(now_ms)
         sender = data.get("from", "admin")
         chat_type = _SEND_KINDS[kind]
         ids: dict[str, str] = {}
@@ -709,7 +712,7 @@ class Emulator:
             if self.record_deliveries:
                 self.deliveries.append(delivery)
                 self._by_id[message_id] = delivery
-                self._history[_hour(now_ms)].append(_history_record(delivery))
+                self._by_hour[hour].append(delivery)
             ids[recipient] = message_id
         path = "/messages/" + self._parts(request)[3]
         return json_response(200, self._envelope(path, ids))
@@ -877,7 +880,7 @@ class Emulator:
         if len(hour) != 10:
             raise _invalid("time must be yyyyMMddHH")
         self._admit("other", 1)
-        if not self._history.get(hour) and not self.history_filler:
+        if not self._by_hour.get(hour) and not self.history_filler:
             raise _Problem(
                 404, "storage_object_not_found", f"no history for {hour}", reason="not_found"
             )
@@ -905,7 +908,7 @@ class Emulator:
             return denied
         if int(expires) < self.wall_time():
             return denied
-        records = list(self._history.get(hour, ()))
+        records = [_history_record(delivery) for delivery in self._by_hour.get(hour, ())]
         return HTTPResponse(
             200, self._gzip_lines(hour, records), {"content-type": "application/octet-stream"}
         )
