@@ -6,12 +6,12 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 import respx
 
 from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
+from agora_chat_async.testing import MockClock
 
 pytest_plugins = ["agora_chat_async.testing._plugin"]
 
@@ -22,27 +22,8 @@ API = f"{BASE_URL}/{ORG}/{APP}"
 TOKEN = "YWMtSECRET-STATIC-TOKEN-0123456789"
 
 
-class VirtualClock:
-    """Time that moves only when something sleeps: exact and instant for limiter tests.
-
-    The limiter lets one waiter sleep at a time per limit, so advancing time by
-    the sleeper's delay is exact.
-    """
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.time = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.time
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.time += max(seconds, 0.0)
-        await anyio.lowlevel.checkpoint()
-
-    def advance(self, seconds: float) -> None:
-        self.time += seconds
+class VirtualClock(MockClock):  # type: ignore[misc]
+    """The public MockClock; a subclass only so that tests can override ``sleep``."""
 
 
 def envelope(path: str, data: Any, *, action: str = "post", **extra: Any) -> dict[str, Any]:

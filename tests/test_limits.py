@@ -175,7 +175,7 @@ async def test_a_long_wait_for_recipients_does_not_block_the_shared_call_rate(
         async def sleep(self, seconds: float) -> None:
             self.sleeping.set()
             await self.wake.wait()
-            self.time += seconds
+            self.advance(seconds)
 
     gate = Gate()
     limiter = SlidingWindowLimiter(RateLimits(users=Rate(1, per=60), margin=0), clock=gate)
