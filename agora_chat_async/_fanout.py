@@ -89,7 +89,7 @@ class Sender:
         self._transport, self.kind, self._template = transport, kind, template
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
-        self._base_size = len(dumps(template))
+        self._base_size: int | None = None  # measured when a packer is first needed
 
     def packer(self, rate_limits: RateLimits) -> Packer:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
@@ -99,6 +99,8 @@ class Sender:
         if rate is not None:
             cap = min(cap, rate.limit)
             window = rate.limit
+        if self._base_size is None:
+            self._base_size = len(dumps(self._template))
         return Packer(cap=cap, base_size=self._base_size, window=window)
 
     async def send_one(self, recipient: str) -> SendResult:

@@ -126,7 +126,14 @@ def _parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """Read at most *limit* bytes of the body; the flag says whether it was cut."""
+    """Read at most *limit* bytes of the body; the flag says whether it was cut.
+
+    A body that declares a small enough ``Content-Length`` and no content encoding is
+    read in one go, as httpx would; any other is read chunk by chunk up to the cap.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= limit and "content-encoding" not in response.headers:
+        return await response.aread(), False
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
