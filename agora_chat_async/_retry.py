@@ -19,8 +19,10 @@ being written is not restarted.
 Never retried: for requests that change state, anything whose outcome is
 unknown (a read timeout after sending, a dropped connection, 500/502/504), which
 would risk delivering a message twice; refusals that a retry cannot fix (400,
-401 after one token refresh, 403, 404, 413); and 429 ``resource_limited`` (the
-plan's quota is used up: retrying soon cannot help, so it is raised at once).
+401 after one token refresh, 403, 404, 413). A 429 ``resource_limited`` (the plan's
+quota is used up) is retried only ``quota_attempts`` times, each after
+``max_backoff``, since retrying soon cannot help; then it is raised as
+:class:`QuotaExhaustedError`, which also stops the rest of a fan-out.
 """
 
 from __future__ import annotations
@@ -53,14 +55,16 @@ class RetryPolicy:
     """How often, and after how long, requests that were certainly not processed are retried.
 
     >>> RetryPolicy(attempts=3, base=0.5, max_backoff=10)
-    RetryPolicy(attempts=3, base=0.5, max_backoff=10)
+    RetryPolicy(attempts=3, base=0.5, max_backoff=10, quota_attempts=2)
 
-    ``RetryPolicy(attempts=0)`` switches retries off.
+    ``RetryPolicy(attempts=0, quota_attempts=0)`` switches retries off.
     """
 
     attempts: int = attrs.field(default=5, validator=_non_negative)
     base: float = attrs.field(default=0.5, validator=_non_negative)
     max_backoff: float = attrs.field(default=30.0, validator=_non_negative)
+    quota_attempts: int = attrs.field(default=2, validator=_non_negative)
+    """Retries after 429 ``resource_limited`` (the plan's quota), each after ``max_backoff``."""
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number *attempt* (0 for the first retry)."""

@@ -318,14 +318,15 @@ class Transport:
                     if permit is not None and not isinstance(error, QuotaExhaustedError):
                         permit.refund()  # refused, so not counted by the server either
                     self._rate_limited(request, error)
-                if (
-                    yielded
-                    or retries >= self._retry.attempts
-                    or not self._retryable(request, error)
-                ):
+                quota = isinstance(error, QuotaExhaustedError)
+                limit = self._retry.quota_attempts if quota else self._retry.attempts
+                if yielded or retries >= limit or not (quota or self._retryable(request, error)):
                     raise
                 retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-                delay = self._retry.delay(retries, retry_after, self._rng)
+                if quota:  # the plan's quota: retrying soon cannot help
+                    delay = self._retry.max_backoff
+                else:
+                    delay = self._retry.delay(retries, retry_after, self._rng)
                 retries += 1
                 self._emit(
                     Retrying(

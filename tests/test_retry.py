@@ -83,10 +83,9 @@ async def test_retries_are_bounded(make_client, api, clock: VirtualClock):
         (httpx.Response(502), "unknown"),
         (httpx.ReadTimeout("slow"), "unknown"),
         (httpx.RemoteProtocolError("dropped"), "unknown"),
-        (httpx.Response(429, json={"error": "resource_limited"}), "failed"),
         (httpx.Response(400, json={"error": "illegal_argument"}), "failed"),
     ],
-    ids=["500", "502", "read timeout", "dropped", "resource_limited", "400"],
+    ids=["500", "502", "read timeout", "dropped", "400"],
 )
 async def test_what_may_have_been_processed_or_cannot_improve_is_never_retried(
     client, api, answer, bucket
@@ -160,3 +159,22 @@ def test_policy_validation_and_delays():
     assert delays[0] < 1
     assert policy.delay(0, 60, rng) == 5  # Retry-After is capped by max_backoff
     assert policy.delay(0, 2, rng) == 2
+
+
+async def test_resource_limited_is_retried_a_bounded_number_of_times_after_long_waits(
+    client, api, clock: VirtualClock
+):
+    route = api.post("/messages/users").mock(
+        return_value=httpx.Response(429, json={"error": "resource_limited"})
+    )
+    result = await client.send_user_message("u", TextBody(msg="m"))
+    assert isinstance(result.failed["u"], QuotaExhaustedError)
+    assert route.call_count == 3  # the first attempt and two retries
+    assert clock.sleeps == [30.0, 30.0]
+
+
+async def test_resource_limited_then_success(client, api):
+    api.post("/messages/users").mock(
+        side_effect=sequence(httpx.Response(429, json={"error": "resource_limited"}), OK)
+    )
+    assert (await client.send_user_message("u", TextBody(msg="m"))).ok

@@ -99,7 +99,7 @@ async def test_plan_quota_answers_resource_limited():
         assert (await client.send_user_message([f"u{i}" for i in range(5)], TEXT)).ok
         result = await client.send_user_message("u5", TEXT)
     assert isinstance(result.failed["u5"], QuotaExhaustedError)
-    assert emulator.refused["plan"] == 1
+    assert emulator.refused["plan"] == 3  # the attempt and RetryPolicy.quota_attempts retries
 
 
 async def test_optional_call_rate_on_sends():
