@@ -453,7 +453,7 @@ class AgoraChatClient:
         delivered: dict[str, str] = {}
         failed: dict[str, AgoraChatError] = {}
         unknown: dict[str, OutcomeUnknownError] = {}
-        fan_out = FanOut(sending, sending.packer(self._limiter.rate_limits), targets)
+        fan_out = FanOut.of_batches(sending, batches)
         async with fan_out as results:
             async for result in results:
                 delivered.update(result.message_ids)

@@ -184,6 +184,7 @@ class FanOut:
     """
 
     __slots__ = (
+        "_batches",
         "_concurrency",
         "_packer",
         "_progress",
@@ -197,7 +198,7 @@ class FanOut:
     def __init__(
         self,
         sender: Sender,
-        packer: Packer,
+        packer: Packer | None,
         recipients: Iterable[str] | AsyncIterable[str],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -208,10 +209,18 @@ class FanOut:
         if isinstance(recipients, str | bytes):
             raise ValidationError("to", "must be an iterable of ids, not a single string")
         self._sender, self._packer, self._recipients = sender, packer, recipients
+        self._batches: Iterable[list[str]] | None = None
         self._concurrency, self._progress = concurrency, progress
         self._stack: AsyncExitStack | None = None
         self._results: ObjectReceiveStream[SendResult | AgoraChatError] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+
+    @classmethod
+    def of_batches(cls, sender: Sender, batches: Iterable[list[str]]) -> FanOut:
+        """A fan-out of batches packed in advance (``send_*_message`` packs up front)."""
+        fan_out = cls(sender, None, ())
+        fan_out._batches = batches
+        return fan_out
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
@@ -272,6 +281,11 @@ class FanOut:
         results: ObjectSendStream[SendResult | AgoraChatError],
     ) -> None:
         async with batches, results:
+            if self._batches is not None:
+                for batch in self._batches:
+                    await batches.send(batch)
+                return
+            assert self._packer is not None  # noqa: S101 - set unless _batches is
             try:
                 index = 0
                 if isinstance(self._recipients, AsyncIterable):
