@@ -85,7 +85,8 @@ class Request:
     encoded (the sender measures the bytes before sending them).
     ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
     an absolute address (history files), which gets neither the limiter nor the
-    ``Authorization`` header. ``idempotent`` is False for requests that change
+    ``Authorization`` header; ``authenticated=False`` (the token endpoint) keeps the
+    limiter but sends no token. ``idempotent`` is False for requests that change
     state: their ambiguous failures become :class:`OutcomeUnknownError`, retried
     only when ``retry_unknown`` is set.
     """
@@ -101,6 +102,7 @@ class Request:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     idempotent: bool = True
     retry_unknown: bool = False
+    authenticated: bool = True
 
     @property
     def where(self) -> str:
@@ -229,6 +231,7 @@ class Transport:
         request = Request(
             method="POST",
             path="/token",
+            authenticated=False,
             json=TokenRequest(
                 grant_type="client_credentials",
                 client_id=client_id,
@@ -236,12 +239,8 @@ class Transport:
                 ttl=ttl,
             ),
         )
-        permit = await self._limiter.acquire(request.claims)
         try:
-            async with self._send(request, None, permit) as response:
-                if response.status_code >= 400:
-                    raise await self._error(request, response)
-                data = await self._decode(request, response)
+            data = await self.request(request)
         except APIError as exc:
             if 400 <= exc.status_code < 500 and not isinstance(exc, RateLimitedError):
                 raise AuthenticationError(
@@ -292,7 +291,8 @@ class Transport:
             try:
                 token: str | None = None
                 if request.url is None:
-                    token = await self._auth.get_token(self)
+                    if request.authenticated:
+                        token = await self._auth.get_token(self)
                     permit = await self._acquire(request)
                 async with self._send(request, token, permit, attempt=retries) as response:
                     if (
