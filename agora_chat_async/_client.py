@@ -442,10 +442,8 @@ class AgoraChatClient:
             level=level,
             retry_unknown=retry_unknown,
         )
-        if len(targets) == 1:  # the web handler's case: one request, encoded once
-            return await sending.send_one(targets[0])
         # Pack up front: an id that can never fit is refused before anything is sent, and
-        # a single request skips the fan-out machinery.
+        # a single request (the web handler's case) skips the fan-out machinery.
         packer = sending.packer(self._limiter.rate_limits)
         batches = list(pack_recipients(targets, packer=packer))
         if len(batches) == 1:

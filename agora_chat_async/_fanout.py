@@ -32,7 +32,7 @@ import anyio
 import attrs
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ._batching import MAX_REQUEST_BYTES, RECIPIENT_CAPS, Packer
+from ._batching import RECIPIENT_CAPS, Packer
 from ._converter import SendMessageRequest, dumps
 from ._events import BatchSplit, EventHook
 from ._exceptions import (
@@ -103,27 +103,11 @@ class Sender:
             self._base_size = len(dumps(self._template))
         return Packer(cap=cap, base_size=self._base_size, window=window)
 
-    async def send_one(self, recipient: str) -> SendResult:
-        """Send to a single recipient: the request is encoded once, measured, and sent.
-
-        Raises:
-            ValidationError: the request would exceed the 5000-byte limit.
-        """
-        content = dumps(attrs.evolve(self._template, to=[recipient]))
-        if len(content) > MAX_REQUEST_BYTES:
-            raise ValidationError(
-                "to[0]",
-                f"this id makes the request {len(content)} bytes, over the "
-                f"{MAX_REQUEST_BYTES} byte limit; shorten the message or ext",
-            )
-        return await self.send([recipient], content)
-
-    async def send(self, batch: list[str], content: bytes | None = None) -> SendResult:
+    async def send(self, batch: list[str]) -> SendResult:
         """Send one batch; every recipient ends in exactly one bucket of the result."""
         if self._fatal is not None:
             return SendResult(failed=dict.fromkeys(batch, self._fatal))
-        if content is None:
-            content = dumps(attrs.evolve(self._template, to=batch))
+        content = dumps(attrs.evolve(self._template, to=batch))
         try:
             data = await self._transport.request(
                 Request(
