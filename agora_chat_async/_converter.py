@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import cattrs
@@ -53,8 +53,6 @@ __all__ = [
     "dumps",
     "structure_body",
 ]
-
-T = TypeVar("T")
 
 #: Body classes by their wire ``type``.
 BODY_TYPES: Final[Mapping[str, type[Body]]] = {
@@ -253,8 +251,3 @@ def dumps(obj: object) -> bytes:
     return json.dumps(converter.unstructure(obj), separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
-
-
-def structure(data: Any, cls: type[T]) -> T:
-    """Structure wire data into *cls* with the one converter."""
-    return converter.structure(data, cls)

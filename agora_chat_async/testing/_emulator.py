@@ -666,7 +666,8 @@ class Emulator:
 
     async def _send(self, request: HTTPRequest, host: str) -> HTTPResponse:
         self._authenticate(request)
-        kind = _SEND_PATHS[self._parts(request)[3]]
+        resource = self._parts(request)[3]
+        kind = _SEND_PATHS[resource]
         if len(request.body) > self.max_request_bytes:
             raise _Problem(
                 413,
@@ -714,7 +715,7 @@ class Emulator:
                 self._by_id[message_id] = delivery
                 self._by_hour[hour].append(delivery)
             ids[recipient] = message_id
-        path = "/messages/" + self._parts(request)[3]
+        path = "/messages/" + resource
         return json_response(200, self._envelope(path, ids))
 
     async def _import(self, request: HTTPRequest, host: str) -> HTTPResponse:
@@ -730,7 +731,8 @@ class Emulator:
         if "msg_timestamp" in data and type(data["msg_timestamp"]) is not int:
             raise _invalid("msg_timestamp must be an integer of milliseconds")
         self._admit("other", 1)
-        group = self._parts(request)[3] == "chatgroups"
+        resource = self._parts(request)[3]
+        group = resource == "chatgroups"
         imported = Imported(
             message_id=str(next(self._ids)),
             chat_type="groupchat" if group else "chat",
@@ -743,7 +745,7 @@ class Emulator:
             need_download=data.get("need_download"),
         )
         self.imports.append(imported)
-        path = f"/messages/{self._parts(request)[3]}/import"
+        path = f"/messages/{resource}/import"
         return json_response(
             200, self._envelope(path, {"msg_id": imported.message_id}, entities=[])
         )
