@@ -24,7 +24,7 @@ import anyio
 import httpx
 
 from ._auth import Auth
-from ._batching import MAX_CONTENT_BYTES, pack_recipients
+from ._batching import check_content_size, pack_recipients
 from ._clock import Clock, SystemClock
 from ._converter import (
     BODY_TYPES,
@@ -411,7 +411,6 @@ class AgoraChatClient:
             else None,
             chatroom_msg_level=level,
         )
-        _check_content_size(body, template.ext)
         return Sender(
             self._transport, kind, template, retry_unknown=retry_unknown, on_event=self._on_event
         )
@@ -812,7 +811,7 @@ class AgoraChatClient:
             else None,
             need_download=need_download,
         )
-        _check_content_size(body, None)
+        check_content_size(len(dumps(body)))
         answer = await self._transport.request(
             Request(method="POST", path=path, json=request, idempotent=False)
         )
@@ -834,17 +833,6 @@ def _body_type(body: object) -> str:
             f"LocationBody, CmdBody or CustomBody; got {type(body).__name__}",
         )
     return kind
-
-
-def _check_content_size(body: Body, ext: Mapping[str, Any] | None) -> None:
-    try:
-        size = len(dumps(body)) + (len(dumps(ext)) if ext is not None else 0)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("ext", f"must be JSON-serialisable: {exc}") from None
-    if size > MAX_CONTENT_BYTES:
-        raise ValidationError(
-            "body", f"body plus ext is {size} bytes; the service allows {MAX_CONTENT_BYTES}"
-        )
 
 
 def _history_hour(hour: datetime | str) -> str:

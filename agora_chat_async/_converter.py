@@ -51,6 +51,7 @@ __all__ = [
     "UploadEntity",
     "converter",
     "dumps",
+    "encode_json",
     "structure_body",
 ]
 
@@ -243,11 +244,14 @@ def _structure_history(obj: Any) -> HistoryRecord:
 converter: Final = _make_converter()
 
 
-def dumps(obj: object) -> bytes:
-    """The exact bytes sent for *obj*: compact JSON, UTF-8, non-ASCII kept as is.
+def encode_json(value: object) -> bytes:
+    """Compact JSON, UTF-8, non-ASCII kept as is: how every request body is encoded.
 
     Size limits (5 KB per request, 3 KB for body plus ext) are measured on these bytes.
     """
-    return json.dumps(converter.unstructure(obj), separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def dumps(obj: object) -> bytes:
+    """The exact bytes sent for *obj*, a wire shape or public class (see :func:`encode_json`)."""
+    return encode_json(converter.unstructure(obj))

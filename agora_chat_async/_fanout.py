@@ -29,11 +29,10 @@ from types import TracebackType
 from typing import Final, Self, final
 
 import anyio
-import attrs
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ._batching import RECIPIENT_CAPS, Packer
-from ._converter import SendMessageRequest, dumps
+from ._batching import RECIPIENT_CAPS, Packer, SendEncoding
+from ._converter import SendMessageRequest
 from ._events import BatchSplit, EventHook
 from ._exceptions import (
     AgoraChatError,
@@ -68,11 +67,10 @@ class Sender:
     """Sends the batches of one message, and remembers an error that ends the fan-out."""
 
     __slots__ = (
-        "_base_size",
+        "_encoding",
         "_fatal",
         "_on_event",
         "_retry_unknown",
-        "_template",
         "_transport",
         "kind",
     )
@@ -86,10 +84,10 @@ class Sender:
         retry_unknown: bool = False,
         on_event: EventHook | None = None,
     ) -> None:
-        self._transport, self.kind, self._template = transport, kind, template
+        self._transport, self.kind = transport, kind
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
-        self._base_size: int | None = None  # measured when a packer is first needed
+        self._encoding = SendEncoding(template)
 
     def packer(self, rate_limits: RateLimits) -> Packer:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
@@ -99,15 +97,13 @@ class Sender:
         if rate is not None:
             cap = min(cap, rate.limit)
             window = rate.limit
-        if self._base_size is None:
-            self._base_size = len(dumps(self._template))
-        return Packer(cap=cap, base_size=self._base_size, window=window)
+        return Packer(cap=cap, base_size=self._encoding.base_size, window=window)
 
     async def send(self, batch: list[str]) -> SendResult:
         """Send one batch; every recipient ends in exactly one bucket of the result."""
         if self._fatal is not None:
             return SendResult(failed=dict.fromkeys(batch, self._fatal))
-        content = dumps(attrs.evolve(self._template, to=batch))
+        content = self._encoding.encode(batch)
         try:
             data = await self._transport.request(
                 Request(

@@ -72,6 +72,8 @@ __all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport"]
 MAX_JSON_BYTES: Final = 16 * 1024 * 1024
 #: The most bytes read from an error response (for its error fields and excerpt).
 MAX_ERROR_BYTES: Final = 64 * 1024
+#: Parsed API addresses kept; paths that name a user or a message make more.
+_MAX_CACHED_URLS: Final = 256
 #: Statuses after which a state-changing request may or may not have been processed.
 _AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
 
@@ -158,6 +160,14 @@ def _exceeded(claims: tuple[Claim, ...], error: RateLimitedError) -> tuple[Claim
     return calls
 
 
+def _api_headers(token: str | None) -> tuple[httpx.Headers, httpx.Headers]:
+    """The headers of an API request without and with a JSON body."""
+    plain = {"Accept": "application/json"}
+    if token is not None:
+        plain["Authorization"] = f"Bearer {token}"
+    return httpx.Headers(plain), httpx.Headers({**plain, "Content-Type": "application/json"})
+
+
 def _safe_url(url: httpx.URL | str) -> str:
     parts = urlsplit(str(url))
     return parts._replace(query="", fragment="").geturl()
@@ -172,11 +182,15 @@ class Transport:
         "_base",
         "_clock",
         "_http",
+        "_json_headers",
         "_limiter",
         "_on_event",
         "_owns_http",
+        "_plain_headers",
         "_retry",
         "_rng",
+        "_token",
+        "_urls",
     )
 
     def __init__(
@@ -200,6 +214,9 @@ class Transport:
         self._http = http
         self._owns_http = owns_http
         self._clock = clock
+        self._urls: dict[str, httpx.URL] = {}
+        self._token: str | None = None  # the token of the cached headers
+        self._plain_headers, self._json_headers = _api_headers(None)
         install_redaction()
 
     @property
@@ -272,8 +289,13 @@ class Transport:
             OutcomeUnknownError: a state-changing request may have been processed.
             UnexpectedResponseError: the answer is not a JSON object.
         """
-        async with self.stream(request) as response:
+        response = await self._open(request)
+        try:
             return await self._decode(request, response)
+        except httpx.TransportError as exc:
+            raise self._ambiguous(request, exc) from None
+        finally:
+            await response.aclose()
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[httpx.Response]:
@@ -281,12 +303,25 @@ class Transport:
 
         Error statuses are raised before anything is yielded, after one token
         refresh on a 401 and after the retries of :class:`RetryPolicy` for
-        requests that were certainly not processed. Raises as :meth:`request`.
+        requests that were certainly not processed. A transport failure while
+        the body is read is raised as :meth:`request` raises it.
+        """
+        response = await self._open(request)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise self._ambiguous(request, exc) from None
+        finally:
+            await response.aclose()
+
+    async def _open(self, request: Request) -> httpx.Response:
+        """The successful response to *request*, body unread; the caller closes it.
+
+        Every attempt, retry and refusal of the pipeline happens here.
         """
         retries = 0
         refreshed = False
         while True:
-            yielded = False
             permit: Permit | None = None
             try:
                 token: str | None = None
@@ -294,7 +329,10 @@ class Transport:
                     if request.authenticated:
                         token = await self._auth.get_token(self)
                     permit = await self._acquire(request)
-                async with self._send(request, token, permit, attempt=retries) as response:
+                response = await self._send(request, token, permit, attempt=retries)
+                if response.status_code < 400:
+                    return response
+                try:
                     if (
                         response.status_code == 401
                         and token is not None
@@ -308,45 +346,51 @@ class Transport:
                             request.where,
                         )
                         continue
-                    if response.status_code >= 400:
-                        raise await self._error(request, response)
-                    yielded = True
-                    yield response
-                    return
+                    raise await self._error(request, response)
+                except httpx.TransportError as exc:
+                    raise self._ambiguous(request, exc) from None
+                finally:
+                    await response.aclose()
             except AgoraChatError as error:
-                if isinstance(error, RateLimitedError):
-                    if permit is not None and not isinstance(error, QuotaExhaustedError):
-                        permit.refund()  # refused, so not counted by the server either
-                    self._rate_limited(request, error)
-                quota = isinstance(error, QuotaExhaustedError)
-                limit = self._retry.quota_attempts if quota else self._retry.attempts
-                if yielded or retries >= limit or not (quota or self._retryable(request, error)):
-                    raise
-                retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-                if quota:  # the plan's quota: retrying soon cannot help
-                    delay = self._retry.max_backoff
-                else:
-                    delay = self._retry.delay(retries, retry_after, self._rng)
+                await self._before_retry(request, error, permit, retries)
                 retries += 1
-                self._emit(
-                    Retrying(
-                        method=request.method,
-                        path=request.where,
-                        attempt=retries,
-                        delay=delay,
-                        reason=type(error).__name__,
-                    )
-                )
-                logger.info(
-                    "%s %s: %s; retry %d of %d in %.2f s",
-                    request.method,
-                    request.where,
-                    type(error).__name__,
-                    retries,
-                    self._retry.attempts,
-                    delay,
-                )
-                await self._clock.sleep(delay)
+
+    async def _before_retry(
+        self, request: Request, error: AgoraChatError, permit: Permit | None, retries: int
+    ) -> None:
+        """Account for a failed attempt; raise *error* if it is final, else wait to retry."""
+        if isinstance(error, RateLimitedError):
+            if permit is not None and not isinstance(error, QuotaExhaustedError):
+                permit.refund()  # refused, so not counted by the server either
+            self._rate_limited(request, error)
+        quota = isinstance(error, QuotaExhaustedError)
+        limit = self._retry.quota_attempts if quota else self._retry.attempts
+        if retries >= limit or not (quota or self._retryable(request, error)):
+            raise error
+        retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+        if quota:  # the plan's quota: retrying soon cannot help
+            delay = self._retry.max_backoff
+        else:
+            delay = self._retry.delay(retries, retry_after, self._rng)
+        self._emit(
+            Retrying(
+                method=request.method,
+                path=request.where,
+                attempt=retries + 1,
+                delay=delay,
+                reason=type(error).__name__,
+            )
+        )
+        logger.info(
+            "%s %s: %s; retry %d of %d in %.2f s",
+            request.method,
+            request.where,
+            type(error).__name__,
+            retries + 1,
+            self._retry.attempts,
+            delay,
+        )
+        await self._clock.sleep(delay)
 
     def _retryable(self, request: Request, error: AgoraChatError) -> bool:
         if is_retryable(error):
@@ -398,20 +442,18 @@ class Transport:
         if self._on_event is not None:
             self._on_event(event)
 
-    @asynccontextmanager
     async def _send(
         self, request: Request, token: str | None, permit: Permit | None, *, attempt: int = 0
-    ) -> AsyncIterator[httpx.Response]:
-        url = request.url if request.url is not None else self._base + request.path
-        headers: dict[str, str] = {"Accept": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+    ) -> httpx.Response:
+        """One attempt: the response with its body unread (the caller closes it)."""
+        url = self._url(request)
         content = request.content
         if request.json is not None:
             content = dumps(request.json)
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        headers.update(request.headers)
+        headers = self._headers(token, content is not None)
+        if request.headers:
+            headers = httpx.Headers(headers)
+            headers.update(request.headers)
         http_request = self._http.build_request(
             request.method,
             url,
@@ -427,39 +469,55 @@ class Transport:
             if permit is not None:
                 permit.refund()  # the request never reached the server
             raise ConnectError(
-                f"could not connect for {request.method} {_safe_url(url)}: {type(exc).__name__}; "
+                f"could not connect for {request.method} {request.where}: {type(exc).__name__}; "
                 "nothing was sent, the request can be retried"
             ) from None
         except httpx.TransportError as exc:
-            raise self._ambiguous(request, url, exc) from None
-        try:
-            elapsed = time.perf_counter() - started
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d in %.0f ms",
-                    request.method,
-                    _safe_url(url),
-                    response.status_code,
-                    elapsed * 1000,
-                )
-            if self._on_event is not None:  # the hot path builds no event nobody reads
-                self._on_event(
-                    RequestSent(
-                        method=request.method,
-                        path=request.where,
-                        status_code=response.status_code,
-                        elapsed=elapsed,
-                        attempt=attempt,
-                    )
-                )
-            yield response
-        except httpx.TransportError as exc:
-            raise self._ambiguous(request, url, exc) from None
-        finally:
-            await response.aclose()
+            raise self._ambiguous(request, exc) from None
+        if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
+            self._sent(request, response, time.perf_counter() - started, attempt)
+        return response
 
-    def _ambiguous(self, request: Request, url: str, exc: httpx.TransportError) -> AgoraChatError:
-        what = f"{request.method} {_safe_url(url)} failed after it was sent: {type(exc).__name__}"
+    def _url(self, request: Request) -> httpx.URL | str:
+        """The request's address; API addresses are parsed once (parsing is costly)."""
+        if request.url is not None:
+            return request.url
+        url = self._urls.get(request.path)
+        if url is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:  # paths naming users or messages
+                self._urls.clear()
+            url = self._urls[request.path] = httpx.URL(self._base + request.path)
+        return url
+
+    def _headers(self, token: str | None, json: bool) -> httpx.Headers:
+        """The headers of an API request, built once per token (httpx copies them)."""
+        if token != self._token:
+            self._token = token
+            self._plain_headers, self._json_headers = _api_headers(token)
+        return self._json_headers if json else self._plain_headers
+
+    def _sent(
+        self, request: Request, response: httpx.Response, elapsed: float, attempt: int
+    ) -> None:
+        logger.debug(
+            "%s %s -> %d in %.0f ms",
+            request.method,
+            request.where,
+            response.status_code,
+            elapsed * 1000,
+        )
+        self._emit(
+            RequestSent(
+                method=request.method,
+                path=request.where,
+                status_code=response.status_code,
+                elapsed=elapsed,
+                attempt=attempt,
+            )
+        )
+
+    def _ambiguous(self, request: Request, exc: httpx.TransportError) -> AgoraChatError:
+        what = f"{request.method} {request.where} failed after it was sent: {type(exc).__name__}"
         error = TransportError(what)
         if request.idempotent:
             return error

@@ -1,11 +1,17 @@
 import json
 
+import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agora_chat_async import TextBody, ValidationError
-from agora_chat_async._batching import MAX_REQUEST_BYTES, encoded_id_size, pack_recipients
+from agora_chat_async._batching import (
+    MAX_REQUEST_BYTES,
+    SendEncoding,
+    encoded_id_size,
+    pack_recipients,
+)
 from agora_chat_async._converter import SendMessageRequest, dumps
 
 
@@ -16,7 +22,45 @@ def request_size(ids: list[str], body: TextBody) -> int:
 def test_encoded_size_counts_quotes_escapes_and_utf8():
     assert encoded_id_size("abc") == 5
     assert encoded_id_size('a"b') == 6
+    assert encoded_id_size("a\\b") == 6
     assert encoded_id_size("用户") == 8
+
+
+@given(st.text(max_size=40))
+@example("a\\b")
+@example('a"b')
+@example("tab\there")
+@example("del\x7f")
+@example("line\u2028sep")
+def test_encoded_size_is_the_length_of_the_json_encoding(recipient):
+    assert encoded_id_size(recipient) == len(dumps(recipient))
+    assert encoded_id_size(recipient) == len(dumps([recipient])) - 2
+
+
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=30), max_size=30),
+    msg=st.text(min_size=1, max_size=50),
+    ext=st.none() | st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8)),
+)
+def test_send_encoding_is_the_converter_encoding_and_the_packer_arithmetic(ids, msg, ext):
+    template = SendMessageRequest(
+        to=[], type="txt", body=TextBody(msg=msg), ext=ext, chatroom_msg_level="high"
+    )
+    encoding = SendEncoding(template)
+    content = encoding.encode(ids)
+    assert content == dumps(attrs.evolve(template, to=ids))
+    commas = max(len(ids) - 1, 0)
+    assert len(content) == encoding.base_size + sum(map(encoded_id_size, ids)) + commas
+
+
+def test_send_encoding_refuses_what_cannot_be_sent():
+    with pytest.raises(ValidationError, match=r"ext.*JSON-serialisable"):
+        SendEncoding(SendMessageRequest(to=[], type="txt", body=TextBody(msg="a"), ext={"x": {1}}))
+    with pytest.raises(ValidationError, match="3001 bytes"):
+        big = TextBody(msg="x" * (3001 - len('{"msg":""}')))
+        SendEncoding(SendMessageRequest(to=[], type="txt", body=big))
+    exactly = TextBody(msg="x" * (3000 - len('{"msg":""}')))
+    assert SendEncoding(SendMessageRequest(to=[], type="txt", body=exactly)).base_size > 3000
 
 
 def test_six_hundred_long_ids_do_not_fit_one_request():
