@@ -29,6 +29,7 @@ from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ForbiddenError as ForbiddenError
+from ._exceptions import LimiterUnavailableError as LimiterUnavailableError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
@@ -69,6 +70,7 @@ from ._models import TextBody as TextBody
 from ._models import UnknownBody as UnknownBody
 from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
+from ._redis_limiter import RedisLimiter as RedisLimiter
 from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
@@ -109,6 +111,7 @@ __all__ = [
     "ImportedMessage",
     "LimitName",
     "Limiter",
+    "LimiterUnavailableError",
     "LimiterWait",
     "LocationBody",
     "NotFoundError",
@@ -121,6 +124,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimits",
     "RecallResult",
+    "RedisLimiter",
     "RequestSent",
     "RetryPolicy",
     "Retrying",

@@ -152,6 +152,7 @@ class AgoraChatClient:
         self._app_name = _check_name("app_name", app_name)
         clock = clock or SystemClock()
         self._limiter = limiter or SlidingWindowLimiter(rate_limits, clock=clock)
+        self._limiter.bind_app(self._org_name, self._app_name)
         owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(

@@ -50,6 +50,7 @@ __all__ = [
     "BadRequestError",
     "ConnectError",
     "ForbiddenError",
+    "LimiterUnavailableError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
@@ -107,6 +108,13 @@ class ValidationError(AgoraChatError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class LimiterUnavailableError(AgoraChatError):
+    """The shared limiter's store (Redis) stayed unreachable; nothing was sent.
+
+    Raised instead of sending without a limit. Retry later, or configure a fallback.
+    """
 
 
 class TransportError(AgoraChatError):

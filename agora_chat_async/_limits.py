@@ -236,6 +236,15 @@ class Limiter(abc.ABC):
         *claims* are the refused request's claims on the limits it exceeded.
         """
 
+    def bind_app(self, org_name: str, app_name: str) -> None:  # noqa: B027 - optional
+        """Called by :class:`AgoraChatClient` with its app, whose quota the limiter counts.
+
+        A limiter shared between processes names its shared state after the app.
+
+        Raises:
+            ValidationError: the limiter already counts another app's quota.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most limiters hold nothing
         """Release resources held by the limiter (none for the in-memory one)."""
 

@@ -12,6 +12,7 @@ import respx
 
 from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
 from agora_chat_async.testing import MockClock
+from tests.redis_server import RedisServer, require_redis_server
 
 pytest_plugins = ["agora_chat_async.testing._plugin"]
 
@@ -85,3 +86,26 @@ async def client(make_client: Any, api: respx.MockRouter) -> AsyncIterator[Agora
 
 def json_body(request: httpx.Request) -> Any:
     return json.loads(request.content)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Iterator[Any]:
+    """A real redis-server on a free local port, stopped after the test."""
+    server = RedisServer(require_redis_server(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: Any) -> AsyncIterator[Any]:
+    """A ``redis.asyncio`` client of ``redis_server``."""
+    import redis.asyncio
+
+    client = redis.asyncio.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,372 @@
+"""One quota, many processes: the limiter whose state lives in Redis.
+
+An app key's quota is shared by every process that sends with it. Each
+:class:`SlidingWindowLimiter` believes it owns the whole quota, so four workers
+send four times too fast. :class:`RedisLimiter` keeps the windows in Redis, and
+every admission decision is one atomic server-side script
+(``_redis_limiter.lua``) in one round trip.
+
+How it decides
+--------------
+Every limit has a log in Redis (a sorted set of claims scored by their start
+time) and a small state hash. The script reads the time from the Redis server
+(``TIME``), so clock skew between hosts does not matter, forgets the claims that
+left the window, and then, for the request's claims in order:
+
+- if every claim fits now, records them all and answers "start now";
+- otherwise it *reserves* the first claim that does not fit at the earliest
+  time it will (never before an earlier reservation of the same limit: first
+  come, first served across all processes) and answers "not before t". The
+  caller sleeps until then (one round trip, no polling) and comes back for its
+  other claims, which usually fit at once.
+
+So the guarantee of the in-memory limiter holds across processes: in no
+interval of ``per`` seconds do all processes together start more than
+``limit`` units (up to the jitter that ``margin`` absorbs, which now includes
+one Redis round trip).
+
+Fairness: reservations of one limit are granted in the order the script ran,
+whichever process asked, so no process starves: a claim waits at most for the
+claims that reached Redis before it.
+
+Refunds and penalties (a request never sent; a 429 from the service) are queued
+in the process and carried by its next admission, in the same round trip. A
+refund that never gets carried (the process stops) only leaves capacity unused
+until the window passes. The adaptive decrease after a 429 is stored in Redis,
+so every worker slows down together.
+
+Keys and memory
+---------------
+All keys of one app share the hash tag ``{<prefix>:<org>#<app>}``, so one
+decision touches one Redis Cluster slot. Logs hold at most ``limit`` entries per
+window; every key expires by itself a few windows after its last use.
+
+When Redis restarts without its data (or is flushed, or fails over to a replica
+that lacks it), the sends of the last window are unknown. The script notices (a
+marker key is missing) and, with ``cold_start_wait=True`` (the default), lets
+nothing start for one window of each limit. The same happens the first time an
+app key is used with a Redis, and after a week unused.
+
+When Redis is unreachable
+-------------------------
+Admissions retry with backoff for ``unavailable_timeout`` seconds, then raise
+:class:`LimiterUnavailableError`; nothing is ever sent unlimited. With
+``fallback=f``, the limiter instead switches to an in-memory limiter at ``f``
+times every rate (choose ``f`` at most 1 / number of processes), logs a
+warning, and tries Redis again every ``unavailable_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import attrs
+
+from ._clock import Clock, SystemClock
+from ._exceptions import LimiterUnavailableError, ValidationError
+from ._limits import (
+    DEFAULT_RATE_LIMITS,
+    Claim,
+    Limiter,
+    LimitName,
+    Permit,
+    Rate,
+    RateLimits,
+    SlidingWindowLimiter,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisLimiter"]
+
+logger: Final = logging.getLogger("agora_chat_async.limiter")
+
+_LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
+_SCRIPT: Final = resources.files(__package__).joinpath("_redis_limiter.lua").read_text("utf-8")
+#: How long the "this Redis has seen this app key" marker lives without admissions.
+_SEEN_TTL_MS: Final = 7 * 24 * 3600 * 1000
+_MICROS: Final = 1_000_000
+
+
+@final
+class RedisLimiter(Limiter):
+    """A :class:`Limiter` shared by every process that uses the same Redis (``redis.asyncio``).
+
+    Needs the ``redis`` extra (``pip install 'agora-chat-async[redis]'``) and asyncio::
+
+        import redis.asyncio as redis
+
+        limiter = RedisLimiter(redis.from_url("redis://localhost:6379/0"))
+        async with AgoraChatClient(url, org, app, auth=auth, limiter=limiter) as client:
+            ...
+
+    Every process of one app key must use the same ``rate_limits``. The client
+    names the app (``org#app``) in the keys; pass ``app_key`` to share one
+    limiter state under another name.
+
+    Args:
+        redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; you close it.
+        rate_limits: the quotas to stay within; the documented ones by default.
+        app_key: the name of the shared quota in the keys; by default ``org#app``
+            of the client the limiter is given to.
+        prefix: the first part of every key.
+        unavailable_timeout: seconds to keep retrying an unreachable Redis before
+            raising (or falling back).
+        fallback: if set, the fraction of every rate an in-memory limiter allows
+            while Redis is unreachable; by default there is no fallback.
+        cold_start_wait: when Redis has no record of this app key (first use,
+            restart without persistence), let nothing start for one window.
+        clock: only for tests: a clock whose time replaces the Redis server's.
+
+    Raises:
+        ValidationError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        rate_limits: RateLimits | None = None,
+        app_key: str | None = None,
+        prefix: str = "agora-chat",
+        unavailable_timeout: float = 30.0,
+        fallback: float | None = None,
+        cold_start_wait: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        if not unavailable_timeout > 0:
+            raise ValidationError(
+                "unavailable_timeout", f"must be > 0 seconds, got {unavailable_timeout!r}"
+            )
+        if fallback is not None and not 0 < fallback <= 1:
+            raise ValidationError("fallback", f"must be in (0, 1], got {fallback!r}")
+        self._redis = redis
+        self._rate_limits = rate_limits or DEFAULT_RATE_LIMITS
+        self._prefix = prefix
+        self._app_key = app_key
+        self._unavailable_timeout = unavailable_timeout
+        self._fallback_fraction = fallback
+        self._fallback: SlidingWindowLimiter | None = None
+        self._falling_back = False
+        self._fallback_until = -math.inf
+        self._cold_start_wait = cold_start_wait
+        self._clock = clock
+        self._script = redis.register_script(_SCRIPT)
+        self._limits = [
+            (name, rate)
+            for name in _LIMIT_NAMES
+            if (rate := self._rate_limits.rate(name)) is not None
+        ]
+        self._index = {name: index + 1 for index, (name, _) in enumerate(self._limits)}
+        self._refunds: list[tuple[int, str]] = []
+        self._penalties: list[tuple[int, int]] = []
+        #: Round trips to Redis so far (admissions, including retries), for benchmarks.
+        self.round_trips = 0
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter({self._rate_limits!r}, app_key={self._app_key!r})"
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The configured rates."""
+        return self._rate_limits
+
+    def bind_app(self, org_name: str, app_name: str) -> None:
+        """Name the quota after the client's app, unless ``app_key`` was given.
+
+        Raises:
+            ValidationError: the limiter is already bound to another app.
+        """
+        key = f"{org_name}#{app_name}"
+        if self._app_key is None:
+            self._app_key = key
+        elif self._app_key != key and self._keys_used:
+            raise ValidationError(
+                "limiter", f"this RedisLimiter counts the quota of {self._app_key!r}, not {key!r}"
+            )
+
+    @property
+    def _keys_used(self) -> bool:
+        return self.round_trips > 0
+
+    def _keys(self) -> list[str]:
+        if self._app_key is None:
+            raise ValidationError(
+                "app_key", "give RedisLimiter(app_key=...) or pass it to an AgoraChatClient"
+            )
+        tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
+        keys = [f"{tag}:seen"]
+        for name, _ in self._limits:
+            keys += [f"{tag}:{name}:state", f"{tag}:{name}:log"]
+        return keys
+
+    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+        """Wait until every claim fits across all processes; record them all.
+
+        Raises:
+            ValidationError: a claim is not positive or exceeds its limit itself.
+            LimiterUnavailableError: Redis stayed unreachable for ``unavailable_timeout``
+                seconds and there is no fallback.
+        """
+        pending: list[tuple[int, int, str]] = []
+        for name, units in claims:
+            index = self._index.get(name)
+            if index is None:
+                continue
+            rate = self._limits[index - 1][1]
+            if not 0 < units <= rate.limit:
+                raise ValidationError(
+                    "units",
+                    f"{units} units can never start under the {name!r} limit of "
+                    f"{rate.limit} per {rate.per:g} s; send smaller batches",
+                )
+            pending.append((index, units, f"{units}:{secrets.token_hex(8)}"))
+        if self._falling_back and self._clock_now() < self._fallback_until:
+            assert self._fallback is not None  # noqa: S101 - made when falling back
+            return await self._fallback.acquire(claims)
+        recorded: list[tuple[int, str]] = []
+        try:
+            while pending:
+                answer = await self._decide(pending)
+                if answer is None:  # Redis unreachable, fallback on
+                    assert self._fallback is not None  # noqa: S101 - _decide's contract
+                    self._refunds.extend(recorded)
+                    return await self._fallback.acquire(claims)
+                delay, reserved = answer
+                if reserved == 0:
+                    recorded += [(index, member) for index, _, member in pending]
+                    break
+                index, _, member = pending.pop(reserved - 1)
+                recorded.append((index, member))
+                await self._sleep(delay)
+        except BaseException:
+            # Cancelled or failed after Redis may have recorded some claims: give them back
+            # with the next admission (removing a claim that was never recorded is harmless).
+            self._refunds.extend(recorded)
+            self._refunds.extend((index, member) for index, _, member in pending)
+            raise
+        return Permit(lambda: self._refunds.extend(recorded))
+
+    async def _decide(self, pending: list[tuple[int, int, str]]) -> tuple[float, int] | None:
+        """One admission decision; ``None`` when Redis is unreachable and the fallback is on."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        refunds, self._refunds = self._refunds, []
+        penalties, self._penalties = self._penalties, []
+        args: list[Any] = [
+            "" if self._clock is None else str(round(self._clock.now() * _MICROS)),
+            len(self._limits),
+            1 if self._cold_start_wait else 0,
+            _SEEN_TTL_MS,
+        ]
+        for _, rate in self._limits:
+            span = rate.per + self._rate_limits.margin
+            args += [rate.limit, round(rate.per * _MICROS), round(span * _MICROS)]
+        args.append(len(refunds))
+        for refund in refunds:
+            args += refund
+        args.append(len(penalties))
+        for penalty in penalties:
+            args += penalty
+        args.append(len(pending))
+        for claim in pending:
+            args += claim
+        keys = self._keys()
+        started = anyio.current_time()
+        # While falling back, one failed attempt is enough to keep falling back.
+        patience = 0.0 if self._falling_back else self._unavailable_timeout
+        backoff = 0.05
+        while True:
+            try:
+                self.round_trips += 1
+                delay_us, reserved, fresh, _ = await self._script(keys=keys, args=args)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                waited = anyio.current_time() - started
+                if waited >= patience:
+                    self._refunds[:0] = refunds  # carried by the first admission that works
+                    if self._fallback_fraction is None:
+                        raise LimiterUnavailableError(
+                            f"Redis has been unreachable for {waited:.1f} s "
+                            f"({type(exc).__name__}); nothing was sent. Check the Redis "
+                            "server, or give RedisLimiter(fallback=...) to keep sending "
+                            "at a fraction of the quota meanwhile"
+                        ) from None
+                    self._start_fallback(exc)
+                    return None
+                await anyio.sleep(min(backoff, patience - waited))
+                backoff = min(backoff * 2, 1.0)
+                continue
+            except BaseException:
+                self._refunds[:0] = refunds  # may or may not have been applied: harmless twice
+                self._penalties[:0] = penalties
+                raise
+            if self._falling_back:
+                logger.warning("Redis is reachable again; the shared limiter is back in use")
+                self._falling_back = False
+            if fresh:
+                logger.warning(
+                    "Redis has no record of recent sends for %s (first use, or it restarted "
+                    "without its data)%s",
+                    self._app_key,
+                    "; nothing starts for one window" if self._cold_start_wait else "",
+                )
+            return int(delay_us) / _MICROS, int(reserved)
+
+    def _start_fallback(self, exc: BaseException) -> None:
+        assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
+        if self._fallback is None:
+            fraction = self._fallback_fraction
+            scaled = {
+                name: Rate(max(1, math.floor(rate.limit * fraction)), per=rate.per)
+                for name, rate in self._limits
+            }
+            limits = attrs.evolve(
+                self._rate_limits,
+                **{name: scaled.get(name) for name in _LIMIT_NAMES},  # type: ignore[arg-type]
+            )
+            self._fallback = SlidingWindowLimiter(limits, clock=self._clock or SystemClock())
+        self._falling_back = True
+        self._fallback_until = self._clock_now() + self._unavailable_timeout
+        logger.warning(
+            "Redis unreachable (%s); sending at %.0f%% of the quota with an in-memory "
+            "limiter, trying Redis again in %.0f s",
+            type(exc).__name__,
+            self._fallback_fraction * 100,
+            self._unavailable_timeout,
+        )
+
+    def penalize(self, claims: Sequence[Claim]) -> None:
+        """Lower the shared effective rate (applied with this process's next admission)."""
+        for name, units in claims:
+            index = self._index.get(name)
+            if index is not None:
+                self._penalties.append((index, units))
+        if self._fallback is not None:
+            self._fallback.penalize(claims)
+
+    async def aclose(self) -> None:
+        """Carry queued refunds and penalties to Redis; the Redis client stays open."""
+        if not (self._refunds or self._penalties) or self._app_key is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
+            try:
+                await self._decide([])
+            except LimiterUnavailableError:
+                logger.warning("could not return unused capacity to Redis before closing")
+
+    def _clock_now(self) -> float:
+        return anyio.current_time() if self._clock is None else self._clock.now()
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._clock is None:
+            await anyio.sleep(seconds)
+        else:
+            await self._clock.sleep(seconds)

@@ -1,0 +1,359 @@
+"""RedisLimiter against a real redis-server: exact decisions on a controlled clock, sharing,
+refunds, cancellation, adaptation, an unreachable or restarted Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agora_chat_async import (
+    AgoraChatClient,
+    Claim,
+    LimiterUnavailableError,
+    Rate,
+    RateLimits,
+    RedisLimiter,
+    StaticToken,
+    TextBody,
+    ValidationError,
+)
+from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, free_port
+from tests.redis_server import RedisServer
+
+LIMITS = RateLimits(
+    users=Rate(10, per=1),
+    groups=Rate(3, per=1),
+    rooms=Rate(5, per=1),
+    other=Rate(5, per=1),
+    send_calls=Rate(4, per=1),
+    margin=0,
+)
+
+
+class RecordingClock(MockClock):  # type: ignore[misc]
+    """Virtual time that does not move when slept on: each acquire's wait is recorded."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+def limiter(client: Any, clock: Any, **kwargs: Any) -> RedisLimiter:
+    options: dict[str, Any] = {
+        "rate_limits": LIMITS,
+        "app_key": "org#app",
+        "cold_start_wait": False,
+        "clock": clock,
+    }
+    return RedisLimiter(client, **(options | kwargs))
+
+
+async def waits(limiter: RedisLimiter, clock: MockClock, claims: Sequence[Claim]) -> float:
+    """How long *claims* had to wait."""
+    before = len(clock.sleeps)
+    await limiter.acquire(claims)
+    return sum(clock.sleeps[before:])
+
+
+async def test_claims_fit_until_the_window_is_full_then_wait_for_exact_expiry(redis_client):
+    clock = MockClock()
+    shared = limiter(redis_client, clock)
+    assert await waits(shared, clock, [("users", 6)]) == 0
+    clock.advance(0.25)
+    assert await waits(shared, clock, [("users", 4)]) == 0
+    # The 6 units of t=0 leave the window at t=1.0: 0.75 s from now.
+    assert await waits(shared, clock, [("users", 5)]) == pytest.approx(0.75, abs=1e-6)
+    assert shared.round_trips == 3  # one decision, one round trip each
+
+
+async def test_margin_widens_every_window(redis_client):
+    clock = MockClock()
+    shared = limiter(redis_client, clock, rate_limits=RateLimits(users=Rate(2, per=1), margin=0.1))
+    await shared.acquire([("users", 2)])
+    assert await waits(shared, clock, [("users", 1)]) == pytest.approx(1.1, abs=1e-6)
+
+
+async def test_processes_share_one_quota(redis_client):
+    clock = RecordingClock()
+    first, second = limiter(redis_client, clock), limiter(redis_client, clock)
+    await first.acquire([("users", 7)])
+    assert await waits(second, clock, [("users", 3)]) == 0
+    assert await waits(second, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
+
+
+async def test_reservations_are_first_come_first_served_across_processes(redis_client):
+    clock = RecordingClock()
+    small, big = limiter(redis_client, clock), limiter(redis_client, clock)
+    for _ in range(10):
+        await small.acquire([("users", 1)])
+        clock.advance(0.01)
+    # At t=0.10 the 10-unit claim is reserved for when the window has emptied (1.09)...
+    assert await waits(big, clock, [("users", 10)]) == pytest.approx(0.99, abs=1e-6)
+    # ...and a 1-unit claim that arrives after it is not served before it leaves (2.09),
+    # although the first 1-unit claim leaves the window at 1.00.
+    assert await waits(small, clock, [("users", 1)]) == pytest.approx(1.99, abs=1e-6)
+
+
+async def test_a_request_waiting_for_one_limit_does_not_hold_the_others(redis_client):
+    clock = RecordingClock()
+    users, groups = limiter(redis_client, clock), limiter(redis_client, clock)
+    await users.acquire([("users", 10), ("send_calls", 1)])
+    # A user send waits for recipient quota: only its "users" claim is reserved meanwhile.
+    await users.acquire([("users", 10), ("send_calls", 1)])
+    assert await waits(groups, clock, [("groups", 3), ("send_calls", 1)]) == 0
+
+
+async def test_claims_larger_than_the_limit_are_refused_at_once(redis_client):
+    shared = limiter(redis_client, MockClock())
+    with pytest.raises(ValidationError, match="can never start"):
+        await shared.acquire([("users", 11)])
+    assert shared.round_trips == 0
+
+
+async def test_refunds_ride_on_the_next_admission(redis_client):
+    clock = MockClock()
+    first, second = limiter(redis_client, clock), limiter(redis_client, clock)
+    permit = await first.acquire([("users", 10)])
+    permit.refund()
+    permit.refund()  # idempotent
+    # The refund is carried by first's next decision, in the same round trip.
+    assert await waits(first, clock, [("users", 4)]) == 0
+    assert await waits(second, clock, [("users", 6)]) == 0
+    assert first.round_trips == 2
+
+
+async def test_a_cancelled_wait_returns_its_reservation(redis_client):
+    clock = MockClock()
+    shared = limiter(redis_client, clock)
+    await shared.acquire([("users", 10)])
+
+    class Forever(MockClock):  # type: ignore[misc]
+        async def sleep(self, seconds: float) -> None:
+            await anyio.sleep_forever()
+
+    stuck = limiter(redis_client, Forever(clock.now()))
+    with anyio.move_on_after(0.2):
+        await stuck.acquire([("users", 10)])  # reserved for t=1.0, then cancelled
+    clock.advance(1.0)
+    # The cancelled reservation is refunded with stuck's next decision.
+    await stuck.aclose()
+    assert await waits(shared, clock, [("users", 10)]) == 0
+
+
+async def test_a_refusal_lowers_the_rate_of_every_process(redis_client):
+    clock = MockClock()
+    first, second = limiter(redis_client, clock), limiter(redis_client, clock)
+    await first.acquire([("users", 8)])
+    first.penalize([("users", 2)])  # the service refused at 8 accepted: keep 95% of 8
+    await first.aclose()  # carries the penalty
+    clock.advance(1.0)
+    assert await waits(second, clock, [("users", 7)]) == 0
+    assert await waits(second, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
+    # After the hold (8 windows) the rate grows back by 5% of the limit per window.
+    clock.advance(30)
+    assert await waits(second, clock, [("users", 10)]) == 0
+
+
+async def test_unreachable_redis_raises_after_the_timeout_and_sends_nothing(caplog):
+    client = redis.asyncio.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    shared = limiter(client, None, unavailable_timeout=0.3)
+    with pytest.raises(LimiterUnavailableError, match="nothing was sent"):
+        await shared.acquire([("users", 1)])
+    await client.aclose()
+
+
+async def test_unreachable_redis_falls_back_to_a_fraction_when_asked(caplog):
+    client = redis.asyncio.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    clock = MockClock()
+    shared = limiter(client, clock, unavailable_timeout=0.2, fallback=0.5)
+    with caplog.at_level(logging.WARNING, logger="agora_chat_async"):
+        assert await waits(shared, clock, [("users", 5)]) == 0
+    assert "50% of the quota" in caplog.text
+    # Half of 10 a second: the next unit waits for the window.
+    assert await waits(shared, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("fallback", [0.0, 1.5])
+async def test_fallback_must_be_a_fraction(redis_client, fallback):
+    with pytest.raises(ValidationError, match="fallback"):
+        RedisLimiter(redis_client, fallback=fallback)
+
+
+async def test_the_client_names_the_keys_after_its_app(redis_client, agora_emulator_server):
+    shared = RedisLimiter(redis_client, cold_start_wait=False)
+    async with AgoraChatClient(
+        agora_emulator_server.url,
+        "test-org",
+        "test-app",
+        auth=StaticToken("test-token"),
+        limiter=shared,
+    ) as client:
+        await client.send_user_message("alice", TextBody(msg="hello"))
+    keys = {key.decode() for key in await redis_client.keys("*")}
+    assert "{agora-chat:test-org#test-app}:users:log" in keys
+    with pytest.raises(ValidationError, match="test-org#test-app"):
+        shared.bind_app("other-org", "other-app")
+
+
+async def test_restart_without_data_waits_one_window_and_never_bursts(redis_server, caplog):
+    client = redis.asyncio.from_url(redis_server.url)
+    clock = MockClock()
+    shared = limiter(client, clock, cold_start_wait=True, unavailable_timeout=5)
+    starts: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="agora_chat_async"):
+        for index in range(60):
+            if index == 25:
+                redis_server.restart()
+            await shared.acquire([("users", 1)])
+            starts.append(clock.now())
+            clock.advance(0.05)
+    await client.aclose()
+    assert caplog.text.count("no record of recent sends") == 2  # first use, then the restart
+    assert_within_limit(starts, [1] * len(starts), limit=10, per=1.0)
+
+
+async def test_an_admission_survives_redis_coming_back(redis_server):
+    client = redis.asyncio.from_url(redis_server.url)
+    shared = limiter(client, MockClock(), unavailable_timeout=10)
+    await shared.acquire([("users", 1)])
+    redis_server.stop()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, _start_later, redis_server)
+        await shared.acquire([("users", 1)])  # retries until Redis is back
+    await client.aclose()
+
+
+def _start_later(server: RedisServer) -> None:
+    import time
+
+    time.sleep(0.3)
+    server.start()
+
+
+def assert_within_limit(starts: list[float], units: list[int], *, limit: int, per: float) -> None:
+    """No interval of length *per* (closed at its end) holds more than *limit* units.
+
+    Times are compared in whole microseconds, as the limiter records them.
+    """
+    events = sorted(zip((round(t * 1e6) for t in starts), units, strict=True))
+    span = round(per * 1e6)
+    for end, _ in events:
+        inside = sum(u for t, u in events if end - span < t <= end)
+        assert inside <= limit, f"{inside} units in the window ending at {end}"
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arrivals=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.001, 0.05, 0.3, 1.0]),
+            st.integers(1, 10),
+            st.integers(0, 2),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_no_window_ever_exceeds_the_limit_for_any_arrivals(redis_server, arrivals):
+    """Three processes, any gaps and sizes: every reservation keeps every window within limit."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clock = RecordingClock()
+        limiters = [limiter(client, clock) for _ in range(3)]
+        starts, units = [], []
+        for gap, size, who in arrivals:
+            clock.advance(gap)
+            waited = await waits(limiters[who], clock, [("users", size)])
+            starts.append(clock.now() + waited)
+            units.append(size)
+        await client.aclose()
+        assert_within_limit(starts, units, limit=10, per=1.0)
+        # First come, first served: start times (in whole microseconds) follow arrival order.
+        micros = [round(start * 1e6) for start in starts]
+        assert micros == sorted(micros)
+
+    asyncio.run(scenario())
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arrivals=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.01, 0.2, 0.7]), st.integers(1, 10)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_every_limit_of_a_request_holds_at_once(redis_server, arrivals):
+    """Requests claiming recipients and a call each: both limits hold at every start."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clock = MockClock()
+        shared = limiter(client, clock)
+        starts, units = [], []
+        for gap, size in arrivals:
+            clock.advance(gap)
+            await shared.acquire([("users", size), ("send_calls", 1)])
+            starts.append(clock.now())
+            units.append(size)
+        await client.aclose()
+        assert_within_limit(starts, units, limit=10, per=1.0)
+        assert_within_limit(starts, [1] * len(starts), limit=4, per=1.0)
+
+    asyncio.run(scenario())
+
+
+def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
+    """Three processes, one app key, one Redis: no 429 from a strict sliding window."""
+    limits = RateLimits(users=Rate(60, per=0.5), margin=0.05)
+    emulator = Emulator(rate_limits=limits, policy="sliding")
+    with EmulatorServer(emulator) as server:
+        workers = [
+            subprocess.Popen(  # noqa: S603 - our interpreter and our test module
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.redis_worker",
+                    server.url,
+                    redis_server.url,
+                    f"w{index}",
+                    "60",
+                    "10",
+                    "60",
+                    "0.5",
+                    "0.05",
+                ],
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).parent.parent,
+            )
+            for index in range(3)
+        ]
+        outputs = [json.loads(worker.communicate(timeout=60)[0]) for worker in workers]
+        stats = emulator.stats()
+    assert all(worker.returncode == 0 for worker in workers)
+    assert sum(out["delivered"] for out in outputs) == 180
+    assert stats["deliveries"] == 180
+    assert stats["duplicates"] == 0
+    assert sum(stats["refused"].values()) == 0
+    # One round trip per request, plus at most one more for a reservation.
+    assert all(out["round_trips"] <= 2 * 6 for out in outputs)
