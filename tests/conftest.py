@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,8 +13,8 @@ import pytest
 import respx
 
 from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
-from agora_chat_async.testing import MockClock
-from tests.redis_server import RedisServer, require_redis_server
+from agora_chat_async.testing import MockClock, RedisServer
+from agora_chat_async.testing._redis import INSTALL_HINT
 
 pytest_plugins = ["agora_chat_async.testing._plugin"]
 
@@ -88,15 +90,20 @@ def json_body(request: httpx.Request) -> Any:
     return json.loads(request.content)
 
 
+def require_redis_server() -> None:
+    """Skip without redis-server; fail instead when AGORA_CHAT_REQUIRE_REDIS=1 (CI)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("AGORA_CHAT_REQUIRE_REDIS") == "1":
+            pytest.fail(f"AGORA_CHAT_REQUIRE_REDIS=1 but {INSTALL_HINT}")
+        pytest.skip(INSTALL_HINT)
+
+
 @pytest.fixture
-def redis_server(tmp_path: Any) -> Iterator[Any]:
+def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free local port, stopped after the test."""
-    server = RedisServer(require_redis_server(), tmp_path)
-    server.start()
-    try:
+    require_redis_server()
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

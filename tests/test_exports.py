@@ -50,8 +50,8 @@ def test_importing_the_package_does_not_load_optional_modules():
 
     code = (
         "import sys, agora_chat_async; "
-        "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async._cli', 'uvicorn') "
-        "if m in sys.modules]; "
+        "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async._cli', "
+        "'uvicorn', 'redis') if m in sys.modules]; "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
     run = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script

@@ -29,8 +29,7 @@ from agora_chat_async import (
     TextBody,
     ValidationError,
 )
-from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, free_port
-from tests.redis_server import RedisServer
+from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
 
 LIMITS = RateLimits(
     users=Rate(10, per=1),
@@ -357,3 +356,17 @@ def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
     assert sum(stats["refused"].values()) == 0
     # One round trip per request, plus at most one more for a reservation.
     assert all(out["round_trips"] <= 2 * 6 for out in outputs)
+
+
+def test_without_redis_server_the_tests_skip_or_fail_as_configured(monkeypatch):
+    from tests.conftest import require_redis_server
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.delenv("AGORA_CHAT_REQUIRE_REDIS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install redis-server"):
+        require_redis_server()
+    monkeypatch.setenv("AGORA_CHAT_REQUIRE_REDIS", "1")
+    with pytest.raises(pytest.fail.Exception, match="AGORA_CHAT_REQUIRE_REDIS=1"):
+        require_redis_server()
+    with pytest.raises(FileNotFoundError, match="apt-get install redis-server"):
+        RedisServer()

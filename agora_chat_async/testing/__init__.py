@@ -8,6 +8,8 @@ This is public API, but ``import agora_chat_async`` does not load it.
   wired to it in-process.
 - :class:`EmulatorServer`: the same on a real local socket (needs uvicorn).
 - :class:`MockClock` and :class:`ScaledClock`: virtual time, and sped-up time.
+- :class:`RedisServer`: a throwaway ``redis-server`` on a free local port, for
+  tests of a :class:`~agora_chat_async.RedisLimiter`.
 - A pytest plugin (``agora_emulator``, ``agora_client``, ``agora_emulator_server``
   fixtures) registered through the ``pytest11`` entry point.
 
@@ -31,6 +33,7 @@ from ._emulator import Imported as Imported
 from ._emulator import Refusal as Refusal
 from ._faults import Faults as Faults
 from ._quota import Policy as Policy
+from ._redis import RedisServer as RedisServer
 from ._server import EmulatorServer as EmulatorServer
 from ._server import free_port as free_port
 
@@ -46,6 +49,7 @@ __all__ = [
     "Imported",
     "MockClock",
     "Policy",
+    "RedisServer",
     "Refusal",
     "ScaledClock",
     "free_port",

@@ -1,53 +1,74 @@
-"""A real redis-server on a free local port, for the tests of RedisLimiter.
-
-Started and stopped by the ``redis_server`` fixture. Where ``redis-server`` is not
-installed the tests that use it skip, unless ``AGORA_CHAT_REQUIRE_REDIS=1`` (set by
-``.ci/run`` after installing it), when they fail instead.
-"""
+"""A real redis-server on a free local port, for tests and benchmarks of RedisLimiter."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from pathlib import Path
+from types import TracebackType
+from typing import Self, final
 
-import pytest
+from ._server import free_port
 
-from agora_chat_async.testing import free_port
-
+#: How to install redis-server, for messages.
 INSTALL_HINT = (
     "redis-server is not installed; install it to run the Redis tests "
     "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
 )
 
 
-def require_redis_server() -> str:
-    """The path of redis-server, or skip (fail when AGORA_CHAT_REQUIRE_REDIS=1)."""
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("AGORA_CHAT_REQUIRE_REDIS") == "1":
-            pytest.fail(f"AGORA_CHAT_REQUIRE_REDIS=1 but {INSTALL_HINT}")
-        pytest.skip(INSTALL_HINT)
-    return path
-
-
+@final
 class RedisServer:
-    """One redis-server process without persistence, bound to 127.0.0.1."""
+    """A ``redis-server`` process on a free port of 127.0.0.1, without persistence.
 
-    def __init__(self, executable: str, directory: Path) -> None:
-        self._executable = executable
-        self._directory = directory
+    Use it as a context manager (started on entry, stopped on exit)::
+
+        with RedisServer() as server:
+            limiter = RedisLimiter(redis.asyncio.from_url(server.url))
+
+    :meth:`restart` stops it and starts it again on the same port with no data,
+    as a Redis without persistence comes back from a crash.
+
+    Raises:
+        FileNotFoundError: ``redis-server`` is not on ``PATH`` (the message says how
+            to install it).
+    """
+
+    def __init__(self, executable: str | None = None) -> None:
+        found = executable or shutil.which("redis-server")
+        if found is None:
+            raise FileNotFoundError(INSTALL_HINT)
+        self._executable = found
+        self._directory = tempfile.TemporaryDirectory(prefix="agora-chat-redis-")
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._directory.cleanup()
+
     def start(self) -> None:
+        """Start the server and wait until it answers ``PING``.
+
+        Raises:
+            RuntimeError: it did not answer within 10 seconds.
+        """
         self._process = subprocess.Popen(  # noqa: S603 - a fixed local binary
             [
                 self._executable,
@@ -60,7 +81,7 @@ class RedisServer:
                 "--appendonly",
                 "no",
                 "--dir",
-                str(self._directory),
+                self._directory.name,
                 "--loglevel",
                 "warning",
             ],
@@ -82,6 +103,7 @@ class RedisServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        """Stop the server (its data is gone); a no-op if it is not running."""
         if self._process is not None:
             self._process.terminate()
             try:
