@@ -105,33 +105,17 @@ class SendEncoding:
 class Packer:
     """Packs recipients, one at a time, into batches; the streaming form of :func:`pack_recipients`.
 
-    Batches hold at most *cap* ids and *max_bytes* of request, and never straddle
-    a multiple of *window* recipients. With ``window`` the limit of the rate
-    (20 groups a second, say), every window-full of recipients is split into
-    batches that fill it exactly (3+3+3+3+3+3+2 = 20), so no batch waits for the
-    next window while the current one still has room for a smaller batch.
+    Batches hold at most *cap* ids and *max_bytes* of request. (When the limiter's
+    window has room for only part of a batch, the sender sends that part at once
+    and the rest next: see :meth:`Limiter.acquire`'s ``min_units``.)
     """
 
-    __slots__ = ("_base", "_batch", "_cap", "_count", "_max_bytes", "_size", "_window")
+    __slots__ = ("_base", "_batch", "_cap", "_max_bytes", "_size")
 
-    def __init__(
-        self,
-        *,
-        cap: int,
-        base_size: int,
-        max_bytes: int = MAX_REQUEST_BYTES,
-        window: int | None = None,
-    ) -> None:
-        self._cap, self._base, self._max_bytes, self._window = cap, base_size, max_bytes, window
+    def __init__(self, *, cap: int, base_size: int, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self._cap, self._base, self._max_bytes = cap, base_size, max_bytes
         self._batch: list[str] = []
         self._size = base_size
-        self._count = 0
-
-    def _room(self) -> int:
-        if self._window is None:
-            return self._cap
-        start = self._count - len(self._batch)
-        return min(self._cap, self._window - start % self._window)
 
     def add(self, recipient: str, index: int = 0) -> list[list[str]]:
         """Add one recipient; return the batches this completes (none, one or two).
@@ -151,8 +135,7 @@ class Packer:
             done.append(self._close())
         self._size += added + (1 if self._batch else 0)
         self._batch.append(recipient)
-        self._count += 1
-        if len(self._batch) >= self._room():
+        if len(self._batch) >= self._cap:
             done.append(self._close())
         return done
 
@@ -171,7 +154,6 @@ def pack_recipients(
     cap: int = 600,
     base_size: int = 0,
     max_bytes: int = MAX_REQUEST_BYTES,
-    window: int | None = None,
     packer: Packer | None = None,
 ) -> Iterator[list[str]]:
     """Split *recipients* into order-preserving batches (see :class:`Packer`).
@@ -184,7 +166,7 @@ def pack_recipients(
         ValidationError: one recipient alone would not fit in a request.
     """
     if packer is None:
-        packer = Packer(cap=cap, base_size=base_size, max_bytes=max_bytes, window=window)
+        packer = Packer(cap=cap, base_size=base_size, max_bytes=max_bytes)
     for index, recipient in enumerate(recipients):
         yield from packer.add(recipient, index)
     last = packer.flush()

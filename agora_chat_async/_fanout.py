@@ -3,7 +3,7 @@
 Structure (all under one anyio task group, so nothing outlives it)::
 
     recipients (iterable or async iterable, read lazily)
-        -> producer: validate each id, pack batches (cap, 5000 bytes, window-aligned)
+        -> producer: validate each id, pack batches (cap, 5000 bytes)
         -> unbuffered channel
         -> N workers: limiter -> POST -> per-recipient outcome (413: split and resend halves)
         -> channel of N results
@@ -44,7 +44,7 @@ from ._exceptions import (
     ValidationError,
     excerpt,
 )
-from ._limits import LimitName, RateLimits
+from ._limits import Claim, LimitName, Permit, RateLimits
 from ._models import SendResult
 from ._transport import Request, Transport
 from ._validate import check_id
@@ -93,14 +93,33 @@ class Sender:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
         cap = RECIPIENT_CAPS[self.kind]
         rate = rate_limits.rate(self.kind)
-        window = None
         if rate is not None:
             cap = min(cap, rate.limit)
-            window = rate.limit
-        return Packer(cap=cap, base_size=self._encoding.base_size, window=window)
+        return Packer(cap=cap, base_size=self._encoding.base_size)
 
     async def send(self, batch: list[str]) -> SendResult:
-        """Send one batch; every recipient ends in exactly one bucket of the result."""
+        """Send one batch; every recipient ends in exactly one bucket of the result.
+
+        The limiter may grant fewer recipients than the batch holds when its window
+        has room for a part of it now (at least a tenth): that part is sent at once
+        and the rest in the next request.
+        """
+        path = SEND_PATHS[self.kind]
+        result = SendResult()
+        while batch:
+            if self._fatal is not None:
+                return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
+            permit = await self._transport.acquire(
+                self._claims(len(batch)), where=path, min_units=-(-len(batch) // 10)
+            )
+            part, batch = batch[: permit.units], batch[permit.units :]
+            result = result.merge(await self._send(part, permit))
+        return result
+
+    def _claims(self, recipients: int) -> tuple[Claim, ...]:
+        return ((self.kind, recipients), ("send_calls", 1))
+
+    async def _send(self, batch: list[str], permit: Permit | None = None) -> SendResult:
         if self._fatal is not None:
             return SendResult(failed=dict.fromkeys(batch, self._fatal))
         content = self._encoding.encode(batch)
@@ -109,11 +128,12 @@ class Sender:
                 Request(
                     method="POST",
                     path=SEND_PATHS[self.kind],
-                    claims=((self.kind, len(batch)), ("send_calls", 1)),
+                    claims=self._claims(len(batch)),
                     content=content,
                     idempotent=False,
                     retry_unknown=self._retry_unknown,
-                )
+                ),
+                permit=permit,
             )
         except OutcomeUnknownError as exc:
             return SendResult(unknown=dict.fromkeys(batch, exc))
@@ -123,8 +143,8 @@ class Sender:
             if self._on_event is not None:
                 self._on_event(BatchSplit(path=SEND_PATHS[self.kind], size=len(batch)))
             half = len(batch) // 2
-            first = await self.send(batch[:half])
-            return first.merge(await self.send(batch[half:]))
+            first = await self._send(batch[:half])
+            return first.merge(await self._send(batch[half:]))
         except ValidationError:
             raise
         except AgoraChatError as exc:

@@ -37,6 +37,10 @@ between the client's start and the server's count cannot squeeze two windows'
 worth of requests into one. A claim larger than the limit can never start and
 is refused at once with :class:`ValidationError`.
 
+A sender's first claim may shrink (``min_units``): when the window has room for
+part of a batch, that part starts now and the rest waits for the next request,
+so windows fill exactly (20 groups a second go out as 3+3+3+3+3+3+2).
+
 Fairness and cancellation
 -------------------------
 Waiters are admitted strictly first come, first served: each limit has a FIFO
@@ -98,6 +102,8 @@ __all__ = [
     "Rate",
     "RateLimits",
     "SlidingWindowLimiter",
+    "check_claims",
+    "check_units",
 ]
 
 LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
@@ -136,6 +142,35 @@ def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: int)
     if type(value) is not int:
         raise ValidationError(attribute.name, f"must be an int, got {value!r}")
     _positive(instance, attribute, value)
+
+
+def check_units(name: str, units: int, rate: Rate) -> None:
+    """Refuse a claim that could never start under *rate*.
+
+    Raises:
+        ValidationError: *units* is not positive or exceeds the limit itself.
+    """
+    if not 0 < units <= rate.limit:
+        raise ValidationError(
+            "units",
+            f"{units} units can never start under the {name!r} limit of "
+            f"{rate.limit} per {rate.per:g} s; send smaller batches",
+        )
+
+
+def check_claims(claims: Sequence[Claim], min_units: int | None) -> bool:
+    """Whether the first claim may shrink; refuse a ``min_units`` out of its range.
+
+    Raises:
+        ValidationError: ``min_units`` is not between 1 and the first claim's units.
+    """
+    if min_units is None:
+        return False
+    if not claims or not 1 <= min_units <= claims[0][1]:
+        raise ValidationError(
+            "min_units", f"must be between 1 and the first claim's units, got {min_units!r}"
+        )
+    return True
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -194,12 +229,17 @@ class _Entry:
 
 
 class Permit:
-    """Capacity granted by :meth:`Limiter.acquire`; refund it if the request was never sent."""
+    """Capacity granted by :meth:`Limiter.acquire`; refund it if the request was never sent.
 
-    __slots__ = ("_refund",)
+    ``units`` is how many units of the first claim were granted: all of them, or
+    fewer when the claim was allowed to shrink (``min_units``).
+    """
 
-    def __init__(self, refund: Any = None) -> None:
+    __slots__ = ("_refund", "units")
+
+    def __init__(self, refund: Any = None, *, units: int = 0) -> None:
         self._refund = refund
+        self.units = units
 
     def refund(self) -> None:
         """Give the capacity back. Only for a request that certainly never reached the server."""
@@ -223,11 +263,17 @@ class Limiter(abc.ABC):
         """The configured rates (the batcher sizes batches from them)."""
 
     @abc.abstractmethod
-    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
         """Wait until every claim fits, record them all at once, and return the permit.
 
+        With ``min_units``, the first claim may shrink: it is granted, in its turn, as
+        soon as at least ``min_units`` of its units fit, and takes as many as fit then
+        (:attr:`Permit.units`). A sender then sends that many recipients now and the
+        rest in its next request: a smaller batch now beats a full one later.
+
         Raises:
-            ValidationError: a claim exceeds its limit itself, so it could never start.
+            ValidationError: a claim exceeds its limit itself, so it could never start,
+                or ``min_units`` is not between 1 and the first claim's units.
         """
 
     def penalize(self, claims: Sequence[Claim]) -> None:  # noqa: B027 - optional
@@ -291,6 +337,10 @@ class _Window:
         horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
         while expired and expired[0].started <= horizon:
             expired.popleft()
+
+    def room(self, need: int) -> int:
+        """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
+        return max(math.floor(self.effective), need) - self.used
 
     def delay(self, now: float, units: int) -> float:
         """Seconds until *units* more may start; 0 when they may start now."""
@@ -403,51 +453,73 @@ class SlidingWindowLimiter(Limiter):
             window = self._windows[name] = _Window(rate, self._rate_limits.margin)
         return window
 
-    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
         """Wait, first come first served, until every claim fits; record them together.
 
+        With ``min_units`` the first claim shrinks to what fits once ``min_units`` do
+        (see :meth:`Limiter.acquire`).
+
         Raises:
-            ValidationError: a claim is not positive or exceeds its limit itself.
+            ValidationError: a claim is not positive or exceeds its limit itself, or
+                ``min_units`` is out of range.
         """
+        shrink_to = min_units if check_claims(claims, min_units) else None
         windows: list[tuple[_Window, int]] = []
-        for name, units in claims:
+        for index, (name, units) in enumerate(claims):
             window = self._window(name)
-            if window is None:
-                continue
-            if not 0 < units <= window.rate.limit:
-                raise ValidationError(
-                    "units",
-                    f"{units} units can never start under the {name!r} limit of "
-                    f"{window.rate.limit} per {window.rate.per:g} s; send smaller batches",
-                )
-            windows.append((window, units))
+            if window is not None:
+                check_units(name, units, window.rate)
+                windows.append((window, units))
+            elif index == 0:
+                shrink_to = None  # no limit on the first claim: it is granted whole
+        # What each window must fit before the request may start: the first claim's
+        # minimum if it may shrink, every other claim in full.
+        needs = list(windows)
+        if shrink_to is not None:
+            needs[0] = (needs[0][0], shrink_to)
+        first = shrink_to is not None
+        whole = claims[0][1] if claims else 0
         if not any(window.lock.locked() for window, _ in windows):
             # Fast path: nobody is queued and everything fits now. No lock is free while
             # waiters queue on it (release hands it to the next waiter), so this is FIFO too.
             now = self._clock.now()
-            if all(window.delay(now, units) <= 0 for window, units in windows):
-                return self._permit([(w, w.record(now, u)) for w, u in windows])
+            if all(window.delay(now, need) <= 0 for window, need in needs):
+                return self._record(now, windows, needs, first, whole)
         async with AsyncExitStack() as stack:
             for index, (window, _) in enumerate(windows):
                 await stack.enter_async_context(window.lock)
                 # Wait for this window while holding it; earlier ones only gain capacity.
                 while True:
                     now = self._clock.now()
-                    delay = max(w.delay(now, u) for w, u in windows[: index + 1])
+                    delay = max(w.delay(now, need) for w, need in needs[: index + 1])
                     if delay <= 0:
                         break
                     await self._clock.sleep(delay)
-            now = self._clock.now()
-            entries = [(window, window.record(now, units)) for window, units in windows]
-        return self._permit(entries)
+            return self._record(self._clock.now(), windows, needs, first, whole)
 
-    @staticmethod
-    def _permit(entries: list[tuple[_Window, _Entry]]) -> Permit:
+    def _record(
+        self,
+        now: float,
+        windows: list[tuple[_Window, int]],
+        needs: list[tuple[_Window, int]],
+        first: bool,
+        whole: int,
+    ) -> Permit:
+        """Record every claim at *now* (the first shrunk to what fits) and make the permit."""
+        granted = [units for _, units in windows]
+        if first:
+            window, need = needs[0]
+            granted[0] = min(granted[0], window.room(need))
+        entries = [
+            (window, window.record(now, units))
+            for (window, _), units in zip(windows, granted, strict=True)
+        ]
+
         def refund() -> None:
             for window, entry in entries:
                 window.refund(entry)
 
-        return Permit(refund)
+        return Permit(refund, units=granted[0] if first else whole)
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""

@@ -1,17 +1,21 @@
 -- One admission decision of RedisLimiter, atomic on the Redis server (see _redis_limiter.py).
 --
 -- Time is the Redis server's (TIME), in integer microseconds, unless ARGV[1] overrides it
--- (tests on a controlled clock). Every limit has a state hash and a log: a sorted set of
--- started (or reserved) claims, scored by start time, member "<units>:<id>".
+-- (tests on a controlled clock). Every limit has a state hash, a log (a sorted set of the
+-- ids of started or reserved claims, scored by start time) and the units of each id.
 --
--- KEYS: [1] the "seen" marker, then per configured limit i: [2i] state, [2i+1] log.
+-- KEYS: [1] the "seen" marker, then per configured limit i: [3i-1] state, [3i] log,
+--       [3i+1] units.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms,
 --       n_limits x (limit, per_us, span_us),
---       n_refunds, n_refunds x (limit index, member),
+--       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units),
---       n_claims, n_claims x (limit index, units, member)
--- Returns {delay_us, reserved (0: every claim recorded now; i: only claim i, reserved at
---          now + delay_us), fresh (1: the marker was missing), now_us}.
+--       n_claims, n_claims x (limit index, units, id, need)
+-- A claim may start once `need` of its `units` fit, and takes as many as fit then.
+-- Every claim of a request is recorded at one time, the earliest at which all fit:
+-- now, or a reservation the caller sleeps until.
+-- Returns {delay_us, fresh, now_us, granted...}: the request may start in delay_us,
+-- with these units granted to each claim; fresh is 1 when the marker was missing.
 
 local PROBE_PER_WINDOW = 0.05
 local ESTIMATE_HEADROOM = 0.95
@@ -21,6 +25,7 @@ local FLOOR_FRACTION = 0.1
 local HOLD_WINDOWS = 8
 local MAX_HOLD_WINDOWS = 80
 local CHUNK = 128
+local BATCH = 1000  -- ids per HMGET/HDEL (Lua's unpack has a stack limit)
 
 -- Lua formats numbers with 14 significant digits; microsecond times need 16.
 local function num(x)
@@ -43,7 +48,7 @@ local limits = {}
 for i = 1, n_limits do
   limits[i] = {
     limit = tonumber(ARGV[pos]), per = tonumber(ARGV[pos + 1]), span = tonumber(ARGV[pos + 2]),
-    state = KEYS[2 * i], log = KEYS[2 * i + 1], loaded = false,
+    state = KEYS[3 * i - 1], log = KEYS[3 * i], units = KEYS[3 * i + 1], loaded = false,
   }
   pos = pos + 3
 end
@@ -53,6 +58,31 @@ end
 -- cold_start nothing starts before a whole window has passed.
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('SET', KEYS[1], num(now), 'PX', seen_ttl)
+
+-- The units of each of `ids` (a list), in order.
+local function units_of(l, ids)
+  local result = {}
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local values = redis.call('HMGET', l.units, unpack(ids, first, last))
+    for j = 1, #values do
+      result[#result + 1] = tonumber(values[j]) or 0
+    end
+  end
+  return result
+end
+
+local function sum(values)
+  local total = 0
+  for _, value in ipairs(values) do total = total + value end
+  return total
+end
+
+local function forget(l, ids)
+  for first = 1, #ids, BATCH do
+    redis.call('HDEL', l.units, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+  end
+end
 
 local function load(l)
   if l.loaded then return end
@@ -71,9 +101,8 @@ local function load(l)
   -- Forget what left the window.
   local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span))
   if #expired > 0 then
-    for _, member in ipairs(expired) do
-      l.used = l.used - tonumber(string.match(member, '^(%d+):'))
-    end
+    l.used = l.used - sum(units_of(l, expired))
+    forget(l, expired)
     redis.call('ZREMRANGEBYSCORE', l.log, '-inf', num(now - l.span))
   end
   -- The effective limit, grown back by PROBE_PER_WINDOW of the limit per window since the hold.
@@ -91,6 +120,7 @@ local function save(l)
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
   redis.call('PEXPIRE', l.state, ttl_ms)
   redis.call('PEXPIRE', l.log, ttl_ms)
+  redis.call('PEXPIRE', l.units, ttl_ms)
 end
 
 if fresh then
@@ -101,11 +131,14 @@ end
 local n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
-  local member = ARGV[pos + 1]
+  local id = ARGV[pos + 1]
   pos = pos + 2
   load(l)
-  if redis.call('ZREM', l.log, member) == 1 then
-    l.used = l.used - tonumber(string.match(member, '^(%d+):'))
+  local units = tonumber(redis.call('HGET', l.units, id))
+  if units then
+    redis.call('ZREM', l.log, id)
+    redis.call('HDEL', l.units, id)
+    l.used = l.used - units
   end
 end
 
@@ -116,10 +149,7 @@ for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   pos = pos + 2
   load(l)
-  local reserved = 0
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', l.log, '(' .. num(now), '+inf')) do
-    reserved = reserved + tonumber(string.match(member, '^(%d+):'))
-  end
+  local reserved = sum(units_of(l, redis.call('ZRANGEBYSCORE', l.log, '(' .. num(now), '+inf')))
   local accepted = l.used - reserved
   local probing = now > l.hold and l.effective > l.eff
   local estimate = l.effective
@@ -137,59 +167,74 @@ for _ = 1, n do
   l.decreased = now
 end
 
--- The earliest start, not before the last reservation (first come, first served) nor now,
--- at which the log's units in the window plus this claim fit the effective limit.
-local function earliest(l, units)
-  local capacity = math.max(math.floor(l.effective), units)
-  local t = math.max(now, l.last)
+-- The earliest start, not before `from`, nor the last reservation that this limit
+-- bound (first come, first served), at which `need` more units fit the effective limit;
+-- and how many fit then. Every recorded claim counts, including reservations after
+-- that time, so a claim placed before a reservation can never overfill its window.
+local function earliest(l, need, from)
+  local capacity = math.max(math.floor(l.effective), need)
+  local t = math.max(from, l.last)
   local total = l.used
+  if t == now and total + need <= capacity then
+    return t, capacity - total  -- load() already dropped what left the window by now
+  end
   local start = 0
-  while total + units > capacity do
+  while true do
     local chunk = redis.call('ZRANGE', l.log, start, start + CHUNK - 1, 'WITHSCORES')
     if #chunk == 0 then break end
-    for j = 1, #chunk, 2 do
-      if total + units <= capacity then break end
-      local started = tonumber(chunk[j + 1])
-      if started + l.span > t then t = started + l.span end
-      total = total - tonumber(string.match(chunk[j], '^(%d+):'))
+    local ids = {}
+    for j = 1, #chunk, 2 do ids[#ids + 1] = chunk[j] end
+    local units = units_of(l, ids)
+    for j = 1, #ids do
+      local leaves = tonumber(chunk[2 * j]) + l.span
+      if leaves > t then
+        if total + need <= capacity then
+          return t, capacity - total
+        end
+        t = leaves  -- wait for this claim to leave the window
+      end
+      total = total - units[j]
     end
     start = start + CHUNK
   end
-  return t
+  return t, capacity - total
 end
 
 n = tonumber(ARGV[pos]); pos = pos + 1
 local claims = {}
 for k = 1, n do
   local l = limits[tonumber(ARGV[pos])]
-  claims[k] = {l = l, units = tonumber(ARGV[pos + 1]), member = ARGV[pos + 2]}
-  pos = pos + 3
+  claims[k] = {
+    l = l, units = tonumber(ARGV[pos + 1]), id = ARGV[pos + 2], need = tonumber(ARGV[pos + 3]),
+  }
+  pos = pos + 4
   load(l)
 end
 
-local function record(claim, at)
+-- Record a claim at `at`. Only a limit that decided the time keeps it as its "last": the
+-- call-rate claim of a user send waiting for recipient quota must not hold group sends.
+local function record(claim, at, room, binding)
   local l = claim.l
-  redis.call('ZADD', l.log, num(at), claim.member)
-  l.used = l.used + claim.units
-  if at > l.last then l.last = at end
+  local granted = math.min(claim.units, room)
+  redis.call('ZADD', l.log, num(at), claim.id)
+  redis.call('HSET', l.units, claim.id, num(granted))
+  l.used = l.used + granted
+  if binding and at > l.last then l.last = at end
+  return granted
 end
 
-local function finish(delay, reserved)
-  for i = 1, n_limits do
-    if limits[i].loaded then save(limits[i]) end
-  end
-  return {delay, reserved, fresh and 1 or 0, now}
-end
-
+local start = now
+local times = {}
 for k, claim in ipairs(claims) do
-  local at = earliest(claim.l, claim.units)
-  if at > now then
-    -- Reserve this claim alone; the caller comes back for the others at that time.
-    record(claim, at)
-    return finish(at - now, k)
-  end
+  times[k] = earliest(claim.l, claim.need, now)
+  if times[k] > start then start = times[k] end
 end
-for _, claim in ipairs(claims) do
-  record(claim, now)
+local reply = {start - now, fresh and 1 or 0, now}
+for k, claim in ipairs(claims) do
+  local _, room = earliest(claim.l, claim.need, start)  -- at `start` itself: it fits by then
+  reply[#reply + 1] = record(claim, start, room, times[k] == start)
 end
-return finish(0, 0)
+for i = 1, n_limits do
+  if limits[i].loaded then save(limits[i]) end
+end
+return reply

@@ -9,25 +9,29 @@ every admission decision is one atomic server-side script
 How it decides
 --------------
 Every limit has a log in Redis (a sorted set of claims scored by their start
-time) and a small state hash. The script reads the time from the Redis server
-(``TIME``), so clock skew between hosts does not matter, forgets the claims that
-left the window, and then, for the request's claims in order:
+time), the units of each claim, and a small state hash. The script reads the
+time from the Redis server (``TIME``), so clock skew between hosts does not
+matter, forgets the claims that left the window, finds the earliest time at
+which every claim of the request fits (never before an earlier reservation of
+the limit that decides it: first come, first served across all processes), and
+records them all at that time. It answers "start now", or "not before t" and
+the caller sleeps until then: one round trip per request, no polling. A shrinkable
+claim (``min_units``) takes as many units as fit at that time.
 
-- if every claim fits now, records them all and answers "start now";
-- otherwise it *reserves* the first claim that does not fit at the earliest
-  time it will (never before an earlier reservation of the same limit: first
-  come, first served across all processes) and answers "not before t". The
-  caller sleeps until then (one round trip, no polling) and comes back for its
-  other claims, which usually fit at once.
+Every recorded claim counts against its window, including reservations in the
+future, so nothing placed before a reservation can overfill the reservation's
+window. Only the limit that decided a request's time holds later claims back:
+the call-rate claim of a user send waiting for recipient quota does not make
+group sends wait.
 
 So the guarantee of the in-memory limiter holds across processes: in no
 interval of ``per`` seconds do all processes together start more than
 ``limit`` units (up to the jitter that ``margin`` absorbs, which now includes
 one Redis round trip).
 
-Fairness: reservations of one limit are granted in the order the script ran,
-whichever process asked, so no process starves: a claim waits at most for the
-claims that reached Redis before it.
+Fairness: requests waiting for one limit are granted in the order the script
+ran, whichever process asked, so no process starves: a claim waits at most for
+the claims that reached Redis before it.
 
 Refunds and penalties (a request never sent; a 429 from the service) are queued
 in the process and carried by its next admission, in the same round trip. A
@@ -79,6 +83,8 @@ from ._limits import (
     Rate,
     RateLimits,
     SlidingWindowLimiter,
+    check_claims,
+    check_units,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +99,17 @@ _SCRIPT: Final = resources.files(__package__).joinpath("_redis_limiter.lua").rea
 #: How long the "this Redis has seen this app key" marker lives without admissions.
 _SEEN_TTL_MS: Final = 7 * 24 * 3600 * 1000
 _MICROS: Final = 1_000_000
+
+
+@attrs.frozen
+class _Claim:
+    """One claim on its way through the script: limit index, units, id, units it needs."""
+
+    index: int
+    units: int
+    id: str
+    need: int
+    first: bool
 
 
 @final
@@ -204,57 +221,55 @@ class RedisLimiter(Limiter):
         tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
         keys = [f"{tag}:seen"]
         for name, _ in self._limits:
-            keys += [f"{tag}:{name}:state", f"{tag}:{name}:log"]
+            keys += [f"{tag}:{name}:state", f"{tag}:{name}:log", f"{tag}:{name}:units"]
         return keys
 
-    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
         """Wait until every claim fits across all processes; record them all.
 
+        With ``min_units`` the first claim shrinks to what fits once ``min_units`` do
+        (see :meth:`Limiter.acquire`).
+
         Raises:
-            ValidationError: a claim is not positive or exceeds its limit itself.
+            ValidationError: a claim is not positive or exceeds its limit itself, or
+                ``min_units`` is out of range.
             LimiterUnavailableError: Redis stayed unreachable for ``unavailable_timeout``
                 seconds and there is no fallback.
         """
-        pending: list[tuple[int, int, str]] = []
-        for name, units in claims:
+        shrinks = check_claims(claims, min_units)
+        whole = claims[0][1] if claims else 0
+        pending: list[_Claim] = []
+        for position, (name, units) in enumerate(claims):
             index = self._index.get(name)
             if index is None:
                 continue
-            rate = self._limits[index - 1][1]
-            if not 0 < units <= rate.limit:
-                raise ValidationError(
-                    "units",
-                    f"{units} units can never start under the {name!r} limit of "
-                    f"{rate.limit} per {rate.per:g} s; send smaller batches",
-                )
-            pending.append((index, units, f"{units}:{secrets.token_hex(8)}"))
+            check_units(name, units, self._limits[index - 1][1])
+            need = min_units if shrinks and position == 0 and min_units is not None else units
+            pending.append(_Claim(index, units, secrets.token_hex(8), need, first=position == 0))
         if self._falling_back and self._clock_now() < self._fallback_until:
             assert self._fallback is not None  # noqa: S101 - made when falling back
-            return await self._fallback.acquire(claims)
+            return await self._fallback.acquire(claims, min_units=min_units)
         recorded: list[tuple[int, str]] = []
         try:
-            while pending:
-                answer = await self._decide(pending)
-                if answer is None:  # Redis unreachable, fallback on
-                    assert self._fallback is not None  # noqa: S101 - _decide's contract
-                    self._refunds.extend(recorded)
-                    return await self._fallback.acquire(claims)
-                delay, reserved = answer
-                if reserved == 0:
-                    recorded += [(index, member) for index, _, member in pending]
-                    break
-                index, _, member = pending.pop(reserved - 1)
-                recorded.append((index, member))
+            answer = await self._decide(pending)
+            if answer is None:  # Redis unreachable, fallback on
+                assert self._fallback is not None  # noqa: S101 - _decide's contract
+                return await self._fallback.acquire(claims, min_units=min_units)
+            delay, grants = answer
+            recorded = [(claim.index, claim.id) for claim in pending]
+            granted = next(
+                (got for claim, got in zip(pending, grants, strict=True) if claim.first), whole
+            )
+            if delay > 0:
                 await self._sleep(delay)
         except BaseException:
-            # Cancelled or failed after Redis may have recorded some claims: give them back
+            # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
-            self._refunds.extend(recorded)
-            self._refunds.extend((index, member) for index, _, member in pending)
+            self._refunds.extend((claim.index, claim.id) for claim in pending)
             raise
-        return Permit(lambda: self._refunds.extend(recorded))
+        return Permit(lambda: self._refunds.extend(recorded), units=granted)
 
-    async def _decide(self, pending: list[tuple[int, int, str]]) -> tuple[float, int] | None:
+    async def _decide(self, pending: list[_Claim]) -> tuple[float, list[int]] | None:
         """One admission decision; ``None`` when Redis is unreachable and the fallback is on."""
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -278,7 +293,7 @@ class RedisLimiter(Limiter):
             args += penalty
         args.append(len(pending))
         for claim in pending:
-            args += claim
+            args += [claim.index, claim.units, claim.id, claim.need]
         keys = self._keys()
         started = anyio.current_time()
         # While falling back, one failed attempt is enough to keep falling back.
@@ -287,7 +302,7 @@ class RedisLimiter(Limiter):
         while True:
             try:
                 self.round_trips += 1
-                delay_us, reserved, fresh, _ = await self._script(keys=keys, args=args)
+                reply = await self._script(keys=keys, args=args)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 waited = anyio.current_time() - started
                 if waited >= patience:
@@ -311,6 +326,7 @@ class RedisLimiter(Limiter):
             if self._falling_back:
                 logger.warning("Redis is reachable again; the shared limiter is back in use")
                 self._falling_back = False
+            delay_us, fresh, _, *granted = reply
             if fresh:
                 logger.warning(
                     "Redis has no record of recent sends for %s (first use, or it restarted "
@@ -318,7 +334,7 @@ class RedisLimiter(Limiter):
                     self._app_key,
                     "; nothing starts for one window" if self._cold_start_wait else "",
                 )
-            return int(delay_us) / _MICROS, int(reserved)
+            return int(delay_us) / _MICROS, [int(units) for units in granted]
 
     def _start_fallback(self, exc: BaseException) -> None:
         assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller

@@ -279,8 +279,12 @@ class Transport:
 
     # -- the pipeline ----------------------------------------------------------------------------
 
-    async def request(self, request: Request) -> dict[str, Any]:
+    async def request(self, request: Request, *, permit: Permit | None = None) -> dict[str, Any]:
         """Send *request* and return its decoded JSON object.
+
+        *permit*, from :meth:`acquire` with the request's claims, is used for the first
+        attempt instead of acquiring one (the sender sized the request from it); it is
+        refunded if that attempt is never sent.
 
         Raises:
             APIError: the service answered with an error status (subclass by status).
@@ -289,7 +293,7 @@ class Transport:
             OutcomeUnknownError: a state-changing request may have been processed.
             UnexpectedResponseError: the answer is not a JSON object.
         """
-        response = await self._open(request)
+        response = await self._open(request, permit)
         try:
             return await self._decode(request, response)
         except httpx.TransportError as exc:
@@ -314,7 +318,7 @@ class Transport:
         finally:
             await response.aclose()
 
-    async def _open(self, request: Request) -> httpx.Response:
+    async def _open(self, request: Request, given: Permit | None = None) -> httpx.Response:
         """The successful response to *request*, body unread; the caller closes it.
 
         Every attempt, retry and refusal of the pipeline happens here.
@@ -328,7 +332,10 @@ class Transport:
                 if request.url is None:
                     if request.authenticated:
                         token = await self._auth.get_token(self)
-                    permit = await self._acquire(request)
+                    if given is not None:
+                        permit, given = given, None
+                    else:
+                        permit = await self.acquire(request.claims, where=request.where)
                 response = await self._send(request, token, permit, attempt=retries)
                 if response.status_code < 400:
                     return response
@@ -354,6 +361,10 @@ class Transport:
             except AgoraChatError as error:
                 await self._before_retry(request, error, permit, retries)
                 retries += 1
+            finally:
+                if given is not None:  # failed before the given permit's attempt was sent
+                    given.refund()
+                    given = None
 
     async def _before_retry(
         self, request: Request, error: AgoraChatError, permit: Permit | None, retries: int
@@ -402,15 +413,24 @@ class Transport:
             )
         return request.retry_unknown and isinstance(error, OutcomeUnknownError)
 
-    async def _acquire(self, request: Request) -> Permit:
+    async def acquire(
+        self, claims: tuple[Claim, ...], *, where: str, min_units: int | None = None
+    ) -> Permit:
+        """A permit from the limiter for a request to *where*; waits are reported as events.
+
+        Raises:
+            ValidationError: a claim could never fit its limit.
+            LimiterUnavailableError: a shared limiter's store is unreachable.
+        """
         if self._on_event is None and not logger.isEnabledFor(logging.DEBUG):
-            return await self._limiter.acquire(request.claims)  # nobody to tell of waits
+            # Nobody to tell of waits.
+            return await self._limiter.acquire(claims, min_units=min_units)
         started = self._clock.now()
-        permit = await self._limiter.acquire(request.claims)
+        permit = await self._limiter.acquire(claims, min_units=min_units)
         waited = self._clock.now() - started
         if waited > 0:
-            self._emit(LimiterWait(path=request.where, claims=request.claims, waited=waited))
-            logger.debug("%s waited %.3f s for %s", request.where, waited, request.claims)
+            self._emit(LimiterWait(path=where, claims=claims, waited=waited))
+            logger.debug("%s waited %.3f s for %s", where, waited, claims)
         return permit
 
     def _rate_limited(self, request: Request, error: RateLimitedError) -> None:

@@ -87,9 +87,10 @@ class AiolimiterBaseline(Limiter):
     def rate_limits(self) -> RateLimits:
         return self._rate_limits
 
-    async def acquire(self, claims: Sequence[Claim]) -> Permit:
+    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
+        """Every claim whole (a bucket cannot say how much of a claim fits now)."""
         for name, units in claims:
             bucket = self._buckets.get(name)
             if bucket is not None:
                 await bucket.acquire(units)
-        return Permit()
+        return Permit(units=claims[0][1] if claims else 0)

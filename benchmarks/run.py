@@ -18,6 +18,7 @@ import argparse
 import gc
 import json
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from agora_chat_async import (
     StaticToken,
     TextBody,
 )
-from agora_chat_async.testing import ScaledClock
+from agora_chat_async.testing import RedisServer, ScaledClock
 
 BODY = TextBody(msg="Benchmark message: the same text for every recipient.")
 #: target -> (time scale, windows, real seconds of jitter the client's margin absorbs).
@@ -193,6 +194,61 @@ async def overhead_run(
     }
 
 
+async def shared_quota_run(
+    url: str, redis_url: str, mode: str, *, workers: int = 4, windows: int = 10
+) -> dict[str, Any]:
+    """`workers` processes fan out to one app at once, sharing one quota (or not).
+
+    The emulator runs at time scale 20 (a 60 s window lasts 3 s), so the workers limit
+    `users=Rate(6000, per=3)` in real seconds: the RedisLimiter reads Redis's clock.
+    """
+    per, margin = 3.0, 0.05
+    count = 6000 * windows // workers
+    await reset(url)
+    worker = Path(__file__).parent / "_shared_worker.py"
+    processes = [
+        await anyio.open_process(
+            [
+                sys.executable,
+                str(worker),
+                url,
+                redis_url,
+                f"{mode}{index}",
+                str(count),
+                str(per),
+                str(margin),
+                mode,
+            ]
+        )
+        for index in range(workers)
+    ]
+    outputs: list[dict[str, Any]] = []
+    for process in processes:
+        assert process.stdout is not None
+        async with process:
+            raw = b"".join([chunk async for chunk in process.stdout])
+        outputs.append(json.loads(raw))
+    record = await stats(url)
+    elapsed = max(o["last"] for o in outputs) - min(o["first"] for o in outputs)
+    delivered = sum(o["delivered"] for o in outputs)
+    refusals = sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
+    requests = sum(record["requests"].values())
+    return {
+        "limiter": "RedisLimiter (shared)" if mode == "redis" else "in-memory, one per process",
+        "workers": workers,
+        "recipients": count * workers,
+        "delivered": delivered,
+        "lost": sum(o["failed"] for o in outputs),
+        "unknown": sum(o["unknown"] for o in outputs),
+        "duplicates": record["duplicates"],
+        "requests": requests,
+        "refusals (429/403)": refusals,
+        "refusal rate": refusals / max(requests, 1),
+        "quota use": delivered / (6000 * (elapsed / per + 1)),
+        "Redis round trips per request": f"{sum(o['round_trips'] for o in outputs) / requests:.2f}",
+    }
+
+
 async def memory_run(url: str, recipients: int) -> dict[str, Any]:
     """Fan out to `recipients` generated users; peak Python heap growth of the client."""
     huge = Rate(10**9, per=1)
@@ -250,7 +306,38 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+SHARED_COLUMNS = [
+    "limiter",
+    "workers",
+    "recipients",
+    "delivered",
+    "lost",
+    "unknown",
+    "duplicates",
+    "requests",
+    "refusals (429/403)",
+    "refusal rate",
+    "quota use",
+    "Redis round trips per request",
+]
+
+
+async def shared_quota_section(quick: bool) -> str:
+    """Four worker processes, one app key: one RedisLimiter, then one limiter each."""
+    windows = 4 if quick else 10
+    with RedisServer() as redis_server:
+        rows = []
+        for mode in ("redis", "local"):
+            with emulator_process("--time-scale", "20") as url:
+                rows.append(await shared_quota_run(url, redis_server.url, mode, windows=windows))
+    return "### Shared quota: 4 worker processes, one app key (users, time scale 20)\n\n" + table(
+        rows, SHARED_COLUMNS
+    )
+
+
 async def main(quick: bool, only: str | None = None) -> str:
+    if only == "shared":
+        return await shared_quota_section(quick) + "\n"
     scenarios = QUICK if quick else SCENARIOS
     if only is not None:
         scenarios = {only: scenarios[only]}
@@ -306,13 +393,16 @@ async def main(quick: bool, only: str | None = None) -> str:
             [memory], ["recipients", "delivered", "server deliveries", "peak growth MB", "seconds"]
         )
     )
+    out.append(await shared_quota_section(quick))
     return "\n\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--only", choices=tuple(SCENARIOS), help="one quota scenario only")
+    parser.add_argument(
+        "--only", choices=(*SCENARIOS, "shared"), help="one quota scenario, or the shared quota"
+    )
     args = parser.parse_args()
     report = anyio.run(main, args.quick, args.only)
     print(report)

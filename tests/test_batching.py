@@ -105,27 +105,3 @@ def test_every_id_lands_in_exactly_one_batch_in_order_within_cap_and_bytes(ids, 
         assert 1 <= len(batch) <= cap
         assert request_size(batch, body) <= MAX_REQUEST_BYTES
         assert json.loads(dumps(SendMessageRequest(to=batch, type="txt", body=body)))["to"] == batch
-
-
-@given(
-    count=st.integers(0, 200),
-    cap=st.sampled_from([3, 10, 600]),
-    window=st.integers(1, 50),
-    id_size=st.integers(1, 30),
-)
-def test_batches_never_straddle_a_window_boundary(count, cap, window, id_size):
-    ids = [f"{i:0{id_size}d}" for i in range(count)]
-    body = TextBody(msg="m")
-    batches = list(pack_recipients(ids, cap=cap, base_size=request_size([], body), window=window))
-    assert [i for batch in batches for i in batch] == ids
-    start = 0
-    for batch in batches:
-        end = start + len(batch)
-        assert start // window == (end - 1) // window
-        assert len(batch) <= cap
-        start = end
-
-
-def test_three_group_batches_fill_a_window_of_twenty():
-    batches = list(pack_recipients([f"g{i}" for i in range(40)], cap=3, base_size=100, window=20))
-    assert [len(b) for b in batches] == [3, 3, 3, 3, 3, 3, 2] * 2

@@ -277,13 +277,26 @@ async def test_a_rate_below_the_cap_shrinks_the_batches(make_client, api):
     assert [len(json_body(c.request)["to"]) for c in route.calls] == [2, 1]
 
 
+async def test_a_batch_is_split_to_use_the_room_left_in_the_window(make_client, api, clock):
+    route = api.post("/messages/chatgroups").mock(side_effect=echo_ids("/messages/chatgroups"))
+    client = make_client(rate_limits=RateLimits(groups=Rate(5, per=1), margin=0))
+    await client.send_group_message(["g1", "g2", "g3"], TextBody(msg="m"))
+    start = clock.now()
+    result = await client.send_group_message(["g4", "g5", "g6"], TextBody(msg="m"))
+    assert result.ok
+    # Two units are left in this second: two groups now, the third when the window slides.
+    assert [json_body(c.request)["to"] for c in route.calls[1:]] == [["g4", "g5"], ["g6"]]
+    assert clock.now() == start + 1.0
+
+
 async def test_sends_are_paced_by_the_recipient_quota(make_client, api, clock):
     api.post("/messages/chatgroups").mock(side_effect=echo_ids("/messages/chatgroups"))
     client = make_client()
     start = clock.now()
     await client.send_group_message([f"g{i}" for i in range(60)], TextBody(msg="m"))
-    # Window-aligned batches (3+3+3+3+3+3+2) fill each second's 20 units exactly, so the
-    # three windows start at 0, 1 and 2 s, each widened by the safety margin.
+    # The seventh batch of each second is granted the 2 units left (3+3+3+3+3+3+2), so each
+    # second's 20 units fill exactly: the three windows start at 0, 1 and 2 s, each widened
+    # by the safety margin.
     assert clock.now() - start == pytest.approx(2 * (1 + DEFAULT_RATE_LIMITS.margin))
 
 

@@ -62,6 +62,25 @@ async def test_waits_only_as_long_as_the_oldest_units_need(clock: VirtualClock):
     assert clock.now() == t0 + 70
 
 
+async def test_a_shrinkable_claim_takes_what_fits_now(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(groups=Rate(20, per=1), margin=0), clock=clock)
+    for _ in range(6):
+        await limiter.acquire([("groups", 3)])  # 18 units
+    permit = await limiter.acquire([("groups", 3), ("send_calls", 1)], min_units=1)
+    assert (permit.units, clock.sleeps) == (2, [])  # the 2 units left, now
+    # Nothing fits now: the claim waits for at least min_units, then takes what fits.
+    permit = await limiter.acquire([("groups", 3)], min_units=2)
+    assert (permit.units, clock.sleeps) == (3, [1.0])
+    assert (await limiter.acquire([("groups", 3)])).units == 3  # whole claims stay whole
+
+
+@pytest.mark.parametrize("min_units", [0, 4, -1])
+async def test_min_units_must_be_within_the_first_claim(clock: VirtualClock, min_units: int):
+    limiter = SlidingWindowLimiter(clock=clock)
+    with pytest.raises(ValidationError, match="min_units"):
+        await limiter.acquire([("groups", 3)], min_units=min_units)
+
+
 async def test_limits_are_independent(clock: VirtualClock):
     limiter = SlidingWindowLimiter(RateLimits(groups=Rate(1, per=1), margin=0), clock=clock)
     await limiter.acquire([("groups", 1)])
@@ -127,9 +146,11 @@ async def test_cancelled_waiter_leaks_no_capacity():
     limit=st.integers(1, 50),
     per=st.sampled_from([0.5, 1.0, 60.0]),
     arrivals=st.lists(st.tuples(st.floats(0, 5, allow_nan=False), st.integers(1, 50)), max_size=40),
+    shrink=st.booleans(),
 )
-def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals):
-    """For any arrival pattern, no interval of length `per` holds more than `limit` units."""
+def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals, shrink):
+    """For any arrival pattern, no interval of length `per` holds more than `limit` units,
+    whether claims are whole or may shrink to what fits."""
 
     async def scenario() -> list[tuple[float, int]]:
         clock = VirtualClock(start=0.0)
@@ -140,8 +161,11 @@ def test_no_window_ever_holds_more_than_the_limit(limit, per, arrivals):
         for gap, wanted in arrivals:
             clock.advance(gap)
             units = min(wanted, limit)
-            await limiter.acquire([("other", units)])
-            started.append((clock.now(), units))
+            permit = await limiter.acquire(
+                [("other", units)], min_units=max(1, units // 2) if shrink else None
+            )
+            assert max(1, units // 2) <= permit.units <= units if shrink else permit.units == units
+            started.append((clock.now(), permit.units))
         return started
 
     started = anyio.run(scenario)

@@ -114,6 +114,20 @@ async def test_a_request_waiting_for_one_limit_does_not_hold_the_others(redis_cl
     assert await waits(groups, clock, [("groups", 3), ("send_calls", 1)]) == 0
 
 
+async def test_a_shrinkable_claim_takes_what_fits_at_its_time(redis_client):
+    clock = RecordingClock()
+    first, second = limiter(redis_client, clock), limiter(redis_client, clock)
+    await first.acquire([("users", 8)])
+    permit = await second.acquire([("users", 5), ("send_calls", 1)], min_units=1)
+    assert (permit.units, clock.sleeps) == (2, [])
+    # Nothing is left now: reserved for when the 8 leave, with all 5 units then.
+    permit = await second.acquire([("users", 5)], min_units=3)
+    assert permit.units == 5
+    assert clock.sleeps == [pytest.approx(1.0, abs=1e-6)]
+    with pytest.raises(ValidationError, match="min_units"):
+        await second.acquire([("users", 5)], min_units=6)
+
+
 async def test_claims_larger_than_the_limit_are_refused_at_once(redis_client):
     shared = limiter(redis_client, MockClock())
     with pytest.raises(ValidationError, match="can never start"):
@@ -279,9 +293,13 @@ def test_no_window_ever_exceeds_the_limit_for_any_arrivals(redis_server, arrival
         starts, units = [], []
         for gap, size, who in arrivals:
             clock.advance(gap)
-            waited = await waits(limiters[who], clock, [("users", size)])
-            starts.append(clock.now() + waited)
-            units.append(size)
+            before = len(clock.sleeps)
+            # Process 2 sends shrinkable claims (a fan-out), the others whole ones.
+            permit = await limiters[who].acquire(
+                [("users", size)], min_units=1 if who == 2 else None
+            )
+            starts.append(clock.now() + sum(clock.sleeps[before:]))
+            units.append(permit.units)
         await client.aclose()
         assert_within_limit(starts, units, limit=10, per=1.0)
         # First come, first served: start times (in whole microseconds) follow arrival order.

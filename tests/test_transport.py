@@ -236,3 +236,23 @@ async def test_reads_retry_every_transient_failure(client, api):
     )
     assert (await client.get_history_file("2018112717")).url == "https://x/y"
     assert route.call_count == 4
+
+
+async def test_a_permit_taken_for_a_request_that_never_left_is_refunded(make_client, api, clock):
+    from agora_chat_async import Auth, AuthenticationError, Rate, RateLimits
+
+    class Refused(Auth):
+        async def get_token(self, session: object) -> str:
+            raise AuthenticationError(status_code=401, description="no", method="POST", path="/")
+
+    route = api.post("/messages/users").mock(
+        return_value=httpx.Response(200, json=envelope("/messages/users", {"a": "1"}))
+    )
+    limits = RateLimits(users=Rate(1, per=60), margin=0)
+    client = make_client(auth=Refused(), rate_limits=limits)
+    result = await client.send_user_message("a", TextBody(msg="m"))
+    assert isinstance(result.failed["a"], AuthenticationError)
+    assert not route.called
+    # The unit went back: a second client-side claim starts at once.
+    await client.limiter.acquire([("users", 1)])
+    assert clock.sleeps == []

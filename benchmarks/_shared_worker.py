@@ -1,0 +1,63 @@
+"""One worker process of the shared-quota benchmark (started by run.py, not by hand).
+
+    python _shared_worker.py URL REDIS_URL NAME COUNT PER MARGIN MODE
+
+Fans one message out to COUNT users named ``NAME-<i>`` under ``users=Rate(6000, per=PER)``
+(real seconds), with a RedisLimiter (MODE ``redis``) or this process's own in-memory
+limiter (MODE ``local``); writes one JSON line of counts and times.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import anyio
+import redis.asyncio
+
+from agora_chat_async import (
+    AgoraChatClient,
+    Limiter,
+    Rate,
+    RateLimits,
+    RedisLimiter,
+    SlidingWindowLimiter,
+    StaticToken,
+    TextBody,
+)
+
+
+async def main(argv: list[str]) -> dict[str, Any]:
+    url, redis_url, name, count, per, margin, mode = argv
+    limits = RateLimits(users=Rate(6000, per=float(per)), margin=float(margin))
+    store = redis.asyncio.from_url(redis_url)
+    limiter: Limiter
+    if mode == "redis":
+        limiter = RedisLimiter(store, rate_limits=limits, cold_start_wait=False)
+    else:
+        limiter = SlidingWindowLimiter(limits)
+    out: dict[str, Any] = {"delivered": 0, "failed": 0, "unknown": 0, "requests": 0}
+    try:
+        async with AgoraChatClient(
+            url, "test-org", "test-app", auth=StaticToken("test-token"), limiter=limiter
+        ) as client:
+            out["first"] = time.time()
+            users = (f"{name}-{index:07d}" for index in range(int(count)))
+            async with client.fan_out(users, TextBody(msg="hello")) as results:
+                async for result in results:
+                    out["requests"] += 1
+                    out["delivered"] += len(result.message_ids)
+                    out["failed"] += len(result.failed)
+                    out["unknown"] += len(result.unknown)
+            out["last"] = time.time()
+    finally:
+        out["round_trips"] = getattr(limiter, "round_trips", 0)
+        await store.aclose()
+    return out
+
+
+if __name__ == "__main__":
+    result = anyio.run(main, sys.argv[1:8])
+    sys.stdout.write(json.dumps(result) + "\n")
