@@ -388,3 +388,15 @@ def test_without_redis_server_the_tests_skip_or_fail_as_configured(monkeypatch):
         require_redis_server()
     with pytest.raises(FileNotFoundError, match="apt-get install redis-server"):
         RedisServer()
+
+
+async def test_the_documented_shared_limiter_test_runs(redis_server):
+    """docs/testing.md's example, as written (with this test's redis-server)."""
+    emulator = Emulator()
+    store = redis.asyncio.from_url(redis_server.url)
+    limiter = RedisLimiter(store, cold_start_wait=False)
+    async with emulator.client(limiter=limiter) as client:
+        result = await client.send_user_message("alice", TextBody(msg="hi"))
+    await store.aclose()
+    assert result.ok
+    assert emulator.delivered_count == 1

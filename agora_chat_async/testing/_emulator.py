@@ -44,7 +44,7 @@ from .._auth import Auth, StaticToken
 from .._client import AgoraChatClient
 from .._clock import Clock
 from .._events import EventHook
-from .._limits import DEFAULT_RATE_LIMITS, LimitName, Rate, RateLimits
+from .._limits import DEFAULT_RATE_LIMITS, Limiter, LimitName, Rate, RateLimits
 from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._asgi import (
     ASGIReceive,
@@ -369,6 +369,7 @@ class Emulator:
         auth: Auth | None = None,
         clock: Clock | None = None,
         rate_limits: RateLimits | None = None,
+        limiter: Limiter | None = None,
         base_url: str = "http://emulator",
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
@@ -379,6 +380,10 @@ class Emulator:
         It uses the first static token unless *auth* is given, and the
         emulator's clock unless *clock* is given, so both count quotas in the
         same (possibly scaled or virtual) time. Close it (``async with``) when done.
+
+        Raises:
+            ValueError: no *auth* and the emulator has no static token.
+            ValidationError: both *rate_limits* and *limiter* were given.
         """
         if auth is None:
             if not self.tokens:
@@ -392,6 +397,7 @@ class Emulator:
             auth=auth,
             clock=clock or self.clock,
             rate_limits=rate_limits,
+            limiter=limiter,
             http_client=http,
             retry=retry,
             on_event=on_event,
