@@ -101,8 +101,8 @@ class Sender:
         """Send one batch; every recipient ends in exactly one bucket of the result.
 
         The limiter may grant fewer recipients than the batch holds when its window
-        has room for a part of it now (at least a tenth): that part is sent at once
-        and the rest in the next request.
+        has room for only a part of it: that part is sent at once and the rest in the
+        next request, so every window fills exactly.
         """
         path = SEND_PATHS[self.kind]
         result = SendResult()
@@ -110,7 +110,7 @@ class Sender:
             if self._fatal is not None:
                 return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
             permit = await self._transport.acquire(
-                self._claims(len(batch)), where=path, min_units=-(-len(batch) // 10)
+                self._claims(len(batch)), where=path, min_units=1
             )
             part, batch = batch[: permit.units], batch[permit.units :]
             result = result.merge(await self._send(part, permit))
