@@ -27,6 +27,7 @@ from ._exceptions import AgoraChatError as AgoraChatError
 from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ForbiddenError as ForbiddenError
 from ._exceptions import LimiterUnavailableError as LimiterUnavailableError
@@ -93,6 +94,7 @@ __all__ = [
     "Body",
     "ChatType",
     "Claim",
+    "ClientClosedError",
     "ClientCredentials",
     "Clock",
     "CmdBody",

@@ -48,6 +48,7 @@ __all__ = [
     "AgoraChatError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConnectError",
     "ForbiddenError",
     "LimiterUnavailableError",
@@ -108,6 +109,13 @@ class ValidationError(AgoraChatError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class ClientClosedError(AgoraChatError):
+    """The client was closed (``aclose()``) before this request was sent; nothing was sent.
+
+    Create a new client to send more.
+    """
 
 
 class LimiterUnavailableError(AgoraChatError):

@@ -37,6 +37,7 @@ from ._events import BatchSplit, EventHook
 from ._exceptions import (
     AgoraChatError,
     AuthenticationError,
+    ClientClosedError,
     NotFoundError,
     OutcomeUnknownError,
     PayloadTooLargeError,
@@ -59,7 +60,7 @@ SEND_PATHS: Final[Mapping[LimitName, str]] = {
     "rooms": "/messages/chatrooms",
 }
 # After one of these, the remaining batches of a send would fail the same way: stop sending.
-_FATAL: Final = (AuthenticationError, NotFoundError, QuotaExhaustedError)
+_FATAL: Final = (AuthenticationError, ClientClosedError, NotFoundError, QuotaExhaustedError)
 
 
 @final

@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, final
+from typing import Any, Final, NoReturn, final
 from urllib.parse import urlsplit
 
 import attrs
@@ -51,6 +51,7 @@ from ._exceptions import (
     AgoraChatError,
     APIError,
     AuthenticationError,
+    ClientClosedError,
     ConnectError,
     OutcomeUnknownError,
     QuotaExhaustedError,
@@ -181,6 +182,7 @@ class Transport:
         "_auth",
         "_base",
         "_clock",
+        "_closed",
         "_http",
         "_json_headers",
         "_limiter",
@@ -215,6 +217,7 @@ class Transport:
         self._owns_http = owns_http
         self._clock = clock
         self._urls: dict[str, httpx.URL] = {}
+        self._closed = False
         self._token: str | None = None  # the token of the cached headers
         self._plain_headers, self._json_headers = _api_headers(None)
         install_redaction()
@@ -230,7 +233,12 @@ class Transport:
         return self._base
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this transport created it."""
+        """Refuse further requests; close the HTTP client if this transport created it.
+
+        Requests not yet sent fail with :class:`ClientClosedError`; requests in flight
+        when a created HTTP client closes end as their transport failure maps.
+        """
+        self._closed = True
         if self._owns_http:
             await self._http.aclose()
 
@@ -482,9 +490,15 @@ class Transport:
             files=request.files,
             data=request.data,
         )
+        if self._closed:
+            self._refuse_closed(request, permit)
         started = time.perf_counter()
         try:
             response = await self._http.send(http_request, stream=True)
+        except RuntimeError:
+            if not self._http.is_closed:  # httpx: "the client has been closed"
+                raise
+            self._refuse_closed(request, permit)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             if permit is not None:
                 permit.refund()  # the request never reached the server
@@ -497,6 +511,14 @@ class Transport:
         if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
             self._sent(request, response, time.perf_counter() - started, attempt)
         return response
+
+    def _refuse_closed(self, request: Request, permit: Permit | None) -> NoReturn:
+        if permit is not None:
+            permit.refund()  # nothing was sent
+        raise ClientClosedError(
+            f"{request.method} {request.where} was not sent: the client is closed; "
+            "create a new AgoraChatClient to send more"
+        )
 
     def _url(self, request: Request) -> httpx.URL | str:
         """The request's address; API addresses are parsed once (parsing is costly)."""
