@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .._limits import Rate, RateLimits
+from ._faults import Faults
 
 
 def _scaled(limits: RateLimits, factor: float) -> RateLimits:
@@ -21,6 +22,19 @@ def _scaled(limits: RateLimits, factor: float) -> RateLimits:
         other=scale(limits.other) or limits.other,
         send_calls=scale(limits.send_calls),
     )
+
+
+def _faults(text: str) -> Faults | None:
+    """``refuse_503=0.05,latency=0.1`` as :class:`Faults`; ``None`` for an empty string."""
+    if not text:
+        return None
+    fields = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not NAME=VALUE")
+        fields[name.strip()] = float(value)
+    return Faults(**fields)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="count deliveries without keeping them (for very large runs)",
     )
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="NAME=VALUE,...",
+        help="faults on every endpoint, as Faults fields: refuse_503=0.05,drop_connection=0.01",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        faults = _faults(args.faults)
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--faults: {exc}")
 
     try:
         import uvicorn
@@ -89,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=args.time_scale,
         seed=args.seed,
         record_deliveries=not args.no_record,
+        faults={"*": faults} if faults is not None else None,
     )
     uvicorn.run(emulator, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -309,6 +309,9 @@ class Emulator:
         """Faults applied, per kind (``process_then_500``, ``drop_connection``, ...)."""
         self._files: dict[str, _StoredFile] = {}
         self._issued: dict[str, float] = {}
+        #: Every bearer token a request presented (issued, static or app tokens): what a
+        #: test searches logs and errors for.
+        self.presented_tokens: set[str] = set()
         self._by_id: dict[str, Delivery] = {}
         # Deliveries by the UTC hour they were received in; history records are built
         # from them only when a history file is asked for.
@@ -585,6 +588,7 @@ class Emulator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise _unauthorized("Unable to authenticate due to corrupt access token")
+        self.presented_tokens.add(token)
         if token in self.tokens:
             return
         expires = self._issued.get(token)
