@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx
@@ -196,6 +198,7 @@ async def test_no_secret_reaches_a_log_record_a_repr_or_an_error(caplog, tmp_pat
     )
     seen: list[object] = []
     shares: list[str] = []
+    signatures: list[str] = []
     with caplog.at_level(logging.DEBUG):
         for auth in (
             ClientCredentials("client-id", secret),
@@ -206,6 +209,16 @@ async def test_no_secret_reaches_a_log_record_a_repr_or_an_error(caplog, tmp_pat
                 result = await client.send_user_message([f"u{i}" for i in range(3000)], TEXT)
                 seen += [result, *result.failed.values(), *result.unknown.values()]
                 emulator.revoke_tokens()
+                hour = datetime.fromtimestamp(emulator.wall_time(), tz=UTC)
+                try:
+                    history = await client.get_history_file(hour)
+                    seen.append(history)
+                    query = dict(parse_qsl(urlsplit(history.url).query))
+                    signatures.append(query["Signature"])
+                    async with client.iter_history(hour) as records:
+                        seen += [record async for record in records]
+                except AgoraChatError as error:
+                    seen.append(error)
                 result = await client.send_room_message([f"r{i}" for i in range(50)], TEXT)
                 seen += [result, *result.failed.values(), *result.unknown.values()]
                 uploaded = None
@@ -230,8 +243,9 @@ async def test_no_secret_reaches_a_log_record_a_repr_or_an_error(caplog, tmp_pat
     tokens = list(emulator.presented_tokens)  # every token the run used
     assert tokens
     assert [share for share in shares if share]
+    assert signatures
     for text in texts:
-        for needle in (secret, certificate, *shares, *tokens):
+        for needle in (secret, certificate, *shares, *signatures, *tokens):
             if needle:
                 assert needle not in text
     assert caplog.records, "the run logged something to search"
