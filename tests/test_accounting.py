@@ -108,6 +108,10 @@ async def test_fan_out_under_faults(request, faults, unknown_expected):
     async with emulator.client() as client:
         result = await client.send_room_message(recipients, TEXT)
     check(request.node.callspec.id, result, emulator, recipients)
+    ambiguous = emulator.faults_injected["process_then_500"]
+    ambiguous += emulator.faults_injected["drop_connection"]
+    # Exactly the recipients of the ambiguous requests (10 rooms each) are unknown.
+    assert len(result.unknown) == 10 * ambiguous
     if unknown_expected:
         assert result.unknown, "the ambiguous cases are reported unknown"
         # Unknown recipients were in fact delivered (processed, answer lost): not resent.
