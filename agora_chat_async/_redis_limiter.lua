@@ -2,14 +2,15 @@
 --
 -- Time is the Redis server's (TIME), in integer microseconds, unless ARGV[1] overrides it
 -- (tests on a controlled clock). Every limit has a state hash, a log (a sorted set of the
--- ids of started or reserved claims, scored by start time) and the units of each id.
+-- ids of started or reserved claims, scored by start time), the claims that left the
+-- window during the last window (same form), and the units of each id.
 --
--- KEYS: [1] the "seen" marker, then per configured limit i: [3i-1] state, [3i] log,
---       [3i+1] units.
+-- KEYS: [1] the "seen" marker, then per configured limit i: [4i-2] state, [4i-1] log,
+--       [4i] recent, [4i+1] units.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms,
 --       n_limits x (limit, per_us, span_us),
 --       n_refunds, n_refunds x (limit index, id),
---       n_penalties, n_penalties x (limit index, units),
+--       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
 --       n_claims, n_claims x (limit index, units, id, need)
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
 -- Every claim of a request is recorded at one time, the earliest at which all fit:
@@ -24,6 +25,13 @@ local DECREASE_FACTOR = 0.7
 local FLOOR_FRACTION = 0.1
 local HOLD_WINDOWS = 8
 local MAX_HOLD_WINDOWS = 80
+-- A refusal of a request that had filled the window to its limit, counting what left the
+-- window within JITTER_TOLERANCE x per, is a timing artifact (the server counted those
+-- claims later than we started them): the window is widened instead, by MIN_EXTRA_MARGIN of
+-- per at first, doubling, up to MAX_EXTRA_MARGIN.
+local JITTER_TOLERANCE = 0.1
+local MIN_EXTRA_MARGIN = 0.01
+local MAX_EXTRA_MARGIN = 0.1
 local CHUNK = 128
 local BATCH = 1000  -- ids per HMGET/HDEL (Lua's unpack has a stack limit)
 
@@ -47,8 +55,9 @@ local pos = 5
 local limits = {}
 for i = 1, n_limits do
   limits[i] = {
-    limit = tonumber(ARGV[pos]), per = tonumber(ARGV[pos + 1]), span = tonumber(ARGV[pos + 2]),
-    state = KEYS[3 * i - 1], log = KEYS[3 * i], units = KEYS[3 * i + 1], loaded = false,
+    limit = tonumber(ARGV[pos]), per = tonumber(ARGV[pos + 1]), base_span = tonumber(ARGV[pos + 2]),
+    state = KEYS[4 * i - 2], log = KEYS[4 * i - 1], recent = KEYS[4 * i], units = KEYS[4 * i + 1],
+    loaded = false,
   }
   pos = pos + 3
 end
@@ -84,42 +93,65 @@ local function forget(l, ids)
   end
 end
 
+-- The effective limit at time t: grown back by PROBE_PER_WINDOW of the limit per window
+-- since the hold ended.
+local function effective_at(l, t)
+  if l.eff < l.limit and t > l.hold then
+    return math.min(l.limit, l.eff + (t - l.hold) / l.per * PROBE_PER_WINDOW * l.limit)
+  end
+  return l.eff
+end
+
 local function load(l)
   if l.loaded then return end
   l.loaded = true
   local fields = redis.call('HMGET', l.state, 'used', 'last', 'eff', 'hold', 'hold_windows',
-    'decreased')
+    'decreased', 'extra')
   l.used = tonumber(fields[1]) or 0
   l.last = tonumber(fields[2]) or 0
   l.eff = tonumber(fields[3]) or l.limit
   l.hold = tonumber(fields[4]) or 0
   l.hold_windows = tonumber(fields[5]) or HOLD_WINDOWS
   l.decreased = tonumber(fields[6]) or -1e18
+  l.extra = tonumber(fields[7]) or 0
+  l.span = l.base_span + l.extra
   if fresh and cold_start and l.last < now + l.span then
     l.last = now + l.span
   end
-  -- Forget what left the window.
-  local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span))
+  -- Move what left the window to `recent`; forget what left it a window ago.
+  local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span), 'WITHSCORES')
   if #expired > 0 then
-    l.used = l.used - sum(units_of(l, expired))
-    forget(l, expired)
+    local ids = {}
+    for j = 1, #expired, 2 do ids[#ids + 1] = expired[j] end
+    l.used = l.used - sum(units_of(l, ids))
+    for first = 1, #expired, 2 * BATCH do
+      local args = {}
+      for j = first, math.min(first + 2 * BATCH - 1, #expired), 2 do
+        args[#args + 1] = expired[j + 1]
+        args[#args + 1] = expired[j]
+      end
+      redis.call('ZADD', l.recent, unpack(args))
+    end
     redis.call('ZREMRANGEBYSCORE', l.log, '-inf', num(now - l.span))
   end
-  -- The effective limit, grown back by PROBE_PER_WINDOW of the limit per window since the hold.
-  l.effective = l.eff
-  if l.eff < l.limit and now > l.hold then
-    l.effective = math.min(l.limit, l.eff + (now - l.hold) / l.per * PROBE_PER_WINDOW * l.limit)
+  local gone = redis.call('ZRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
+  if #gone > 0 then
+    forget(l, gone)
+    redis.call('ZREMRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
   end
+  l.effective = effective_at(l, now)
 end
 
 local function save(l)
   redis.call('HSET', l.state, 'used', num(l.used), 'last', num(l.last), 'eff', num(l.eff),
-    'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased))
+    'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased),
+    'extra', num(l.extra))
   -- Everything expires by itself once the window (and any hold) is over.
   local horizon = math.max(l.last, l.hold, now) - now + 3 * l.span
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
   redis.call('PEXPIRE', l.state, ttl_ms)
   redis.call('PEXPIRE', l.log, ttl_ms)
+  redis.call('PEXPIRE', l.recent, ttl_ms)
   redis.call('PEXPIRE', l.units, ttl_ms)
 end
 
@@ -142,29 +174,49 @@ for _ = 1, n do
   end
 end
 
--- Penalties: the service refused a request for exceeding this limit. What it accepted in
--- the current window (started claims, not reservations) is its limit; keep 95% of that.
+-- Units of the claims (started, reserved or gone) that started in (lo, hi].
+local function units_between(l, lo, hi)
+  local total = 0
+  for _, key in ipairs({l.log, l.recent}) do
+    total = total + sum(units_of(l, redis.call('ZRANGEBYSCORE', key, '(' .. num(lo), num(hi))))
+  end
+  return total
+end
+
+-- Penalties: the service refused a request for exceeding this limit, `ago` microseconds
+-- ago. Judged as of the refusal: if the refused request had filled the window to the
+-- effective limit, counting what had just left it, the server saw two windows' claims in
+-- one (jitter): widen the window. Otherwise what it accepted is its limit: keep 95% of
+-- that, hold, then probe upwards.
 n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
-  pos = pos + 2
+  local units = tonumber(ARGV[pos + 1])
+  local refused = now - tonumber(ARGV[pos + 2])
+  pos = pos + 3
   load(l)
-  local reserved = sum(units_of(l, redis.call('ZRANGEBYSCORE', l.log, '(' .. num(now), '+inf')))
-  local accepted = l.used - reserved
-  local probing = now > l.hold and l.effective > l.eff
-  local estimate = l.effective
-  if accepted >= EARLY_FRACTION * l.effective then
-    estimate = ESTIMATE_HEADROOM * accepted
-  elseif now - l.decreased >= l.per then
-    estimate = DECREASE_FACTOR * l.effective
+  local accepted = units_between(l, refused - l.span, refused)
+  local recent = units_between(l, refused - l.span - JITTER_TOLERANCE * l.per, refused - l.span)
+  local effective = effective_at(l, refused)
+  local probing = refused > l.hold and effective > l.eff
+  if not probing and accepted + recent + units >= math.floor(effective) then
+    l.extra = math.min(MAX_EXTRA_MARGIN * l.per, math.max(2 * l.extra, MIN_EXTRA_MARGIN * l.per))
+    l.span = l.base_span + l.extra
+  else
+    local estimate = effective
+    if accepted >= EARLY_FRACTION * effective then
+      estimate = ESTIMATE_HEADROOM * accepted
+    elseif refused - l.decreased >= l.per then
+      estimate = DECREASE_FACTOR * effective
+    end
+    if probing then
+      l.hold_windows = math.min(MAX_HOLD_WINDOWS, l.hold_windows * 2)
+    end
+    l.eff = math.max(FLOOR_FRACTION * l.limit, math.min(estimate, effective))
+    l.effective = l.eff
+    l.hold = now + l.hold_windows * l.per
+    l.decreased = refused
   end
-  if probing then
-    l.hold_windows = math.min(MAX_HOLD_WINDOWS, l.hold_windows * 2)
-  end
-  l.eff = math.max(FLOOR_FRACTION * l.limit, math.min(estimate, l.effective))
-  l.effective = l.eff
-  l.hold = now + l.hold_windows * l.per
-  l.decreased = now
 end
 
 -- The earliest start, not before `from`, nor the last reservation that this limit

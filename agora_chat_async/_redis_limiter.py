@@ -36,8 +36,11 @@ the claims that reached Redis before it.
 Refunds and penalties (a request never sent; a 429 from the service) are queued
 in the process and carried by its next admission, in the same round trip. A
 refund that never gets carried (the process stops) only leaves capacity unused
-until the window passes. The adaptive decrease after a 429 is stored in Redis,
-so every worker slows down together.
+until the window passes. Adaptation is the in-memory limiter's, stored in Redis
+so that every worker adapts together: a penalty carries how long ago the refusal
+was, and the script judges it as of then (a full window counting what had just
+left it is jitter, and widens the window; otherwise the effective limit drops to
+95% of what was accepted, holds, and probes back up).
 
 Keys and memory
 ---------------
@@ -183,7 +186,7 @@ class RedisLimiter(Limiter):
         ]
         self._index = {name: index + 1 for index, (name, _) in enumerate(self._limits)}
         self._refunds: list[tuple[int, str]] = []
-        self._penalties: list[tuple[int, int]] = []
+        self._penalties: list[tuple[int, int, float]] = []
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
 
@@ -221,7 +224,7 @@ class RedisLimiter(Limiter):
         tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
         keys = [f"{tag}:seen"]
         for name, _ in self._limits:
-            keys += [f"{tag}:{name}:state", f"{tag}:{name}:log", f"{tag}:{name}:units"]
+            keys += [f"{tag}:{name}:{part}" for part in ("state", "log", "recent", "units")]
         return keys
 
     async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
@@ -289,8 +292,9 @@ class RedisLimiter(Limiter):
         for refund in refunds:
             args += refund
         args.append(len(penalties))
-        for penalty in penalties:
-            args += penalty
+        now = self._clock_now()
+        for index, units, refused in penalties:
+            args += [index, units, max(0, round((now - refused) * _MICROS))]
         args.append(len(pending))
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
@@ -361,10 +365,11 @@ class RedisLimiter(Limiter):
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Lower the shared effective rate (applied with this process's next admission)."""
+        now = self._clock_now()
         for name, units in claims:
             index = self._index.get(name)
             if index is not None:
-                self._penalties.append((index, units))
+                self._penalties.append((index, units, now))
         if self._fallback is not None:
             self._fallback.penalize(claims)
 

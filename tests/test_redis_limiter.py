@@ -168,15 +168,37 @@ async def test_a_cancelled_wait_returns_its_reservation(redis_client):
 async def test_a_refusal_lowers_the_rate_of_every_process(redis_client):
     clock = MockClock()
     first, second = limiter(redis_client, clock), limiter(redis_client, clock)
-    await first.acquire([("users", 8)])
-    first.penalize([("users", 2)])  # the service refused at 8 accepted: keep 95% of 8
-    await first.aclose()  # carries the penalty
+    await first.acquire([("users", 6)])
+    clock.advance(0.5)
+    # The service refused 2 more with 6 accepted, far from the limit: its limit is lower.
+    first.penalize([("users", 2)])
+    clock.advance(0.1)
+    await first.aclose()  # carries the penalty (with its time: 0.1 s ago)
     clock.advance(1.0)
-    assert await waits(second, clock, [("users", 7)]) == 0
+    # 95% of 6 is 5.7: five units a window now, for every process.
+    assert await waits(second, clock, [("users", 5)]) == 0
     assert await waits(second, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
     # After the hold (8 windows) the rate grows back by 5% of the limit per window.
     clock.advance(30)
     assert await waits(second, clock, [("users", 10)]) == 0
+
+
+async def test_a_refusal_of_a_full_window_widens_the_window_instead(redis_client):
+    clock = MockClock()
+    first, second = limiter(redis_client, clock), limiter(redis_client, clock)
+    await first.acquire([("users", 4)])
+    clock.advance(0.5)
+    await first.acquire([("users", 6)])
+    clock.advance(0.55)  # the 4 left the window 0.05 s ago
+    permit = await first.acquire([("users", 4)])
+    # Refused with the window full (6 + these 4) and 4 that had just left: the server still
+    # counted them. The transport refunds the refused request, then penalizes.
+    permit.refund()
+    first.penalize([("users", 4)])
+    await first.aclose()
+    clock.advance(0.455)  # t = 1.505: the 6 of t = 0.5 left a plain window at 1.5
+    # The rate is intact, but every window is now 1% of per (0.01 s) wider: they leave at 1.51.
+    assert await waits(second, clock, [("users", 5)]) == pytest.approx(0.005, abs=1e-6)
 
 
 async def test_unreachable_redis_raises_after_the_timeout_and_sends_nothing(caplog):
