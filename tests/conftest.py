@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from agora_chat_async import AgoraChatClient, Auth, RateLimits, StaticToken
+from agora_chat_async import AgoraChatClient, Auth, Rate, RateLimits, StaticToken
 from agora_chat_async.testing import MockClock, RedisServer
 from agora_chat_async.testing._redis import INSTALL_HINT
 
@@ -23,6 +23,11 @@ ORG = "XXXX"
 APP = "YYYY"
 API = f"{BASE_URL}/{ORG}/{APP}"
 TOKEN = "YWMtSECRET-STATIC-TOKEN-0123456789"
+UNLIMITED = Rate(10**9, per=1)
+#: Client limits that never make a request wait.
+NO_LIMITS = RateLimits(
+    users=UNLIMITED, groups=UNLIMITED, rooms=UNLIMITED, other=UNLIMITED, send_calls=UNLIMITED
+)
 
 
 class VirtualClock(MockClock):  # type: ignore[misc]

@@ -36,11 +36,9 @@ from agora_chat_async import (
 )
 from agora_chat_async.testing import Emulator, EmulatorServer, Faults, MockClock
 
+from .conftest import NO_LIMITS
+
 TEXT = TextBody(msg="accounting")
-UNLIMITED = Rate(10**9, per=1)
-NO_LIMITS = RateLimits(
-    users=UNLIMITED, groups=UNLIMITED, rooms=UNLIMITED, other=UNLIMITED, send_calls=UNLIMITED
-)
 REPORT: list[dict[str, Any]] = []
 
 

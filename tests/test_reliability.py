@@ -29,13 +29,9 @@ from agora_chat_async import (
 )
 from agora_chat_async.testing import Emulator, EmulatorServer, Faults, MockClock
 
-from .conftest import API, APP, BASE_URL, ORG, TOKEN
+from .conftest import API, APP, BASE_URL, NO_LIMITS, ORG, TOKEN
 
 TEXT = TextBody(msg="reliability")
-UNLIMITED = Rate(10**9, per=1)
-NO_LIMITS = RateLimits(
-    users=UNLIMITED, groups=UNLIMITED, rooms=UNLIMITED, other=UNLIMITED, send_calls=UNLIMITED
-)
 
 
 def other_tasks() -> set[asyncio.Task[object]]:
