@@ -1,43 +1,59 @@
-"""The ``agora-chat`` command (``pip install 'agora-chat-async[cli]'``).
+"""The ``agora-chat`` command (``pip install 'agora-chat-async[cli]'``): parsing and settings.
 
-``agora-chat demo`` starts the bundled emulator in-process with the documented
-quotas on a sped-up clock, fans one message out to generated users, groups and
-rooms at once with a live progress bar, and ends with a summary table. It needs
-no account and no network.
+Every command but ``demo`` talks to a real service (or to the emulator served with
+``python -m agora_chat_async.testing``), configured from flags or environment variables::
+
+    AGORA_CHAT_BASE_URL, AGORA_CHAT_ORG, AGORA_CHAT_APP, and one of
+    AGORA_CHAT_TOKEN | AGORA_CHAT_CLIENT_ID + AGORA_CHAT_CLIENT_SECRET
+                     | AGORA_CHAT_APP_ID + AGORA_CHAT_APP_CERTIFICATE
+
+Secrets are never printed. A user's mistake (a missing setting, an unreadable file, a
+malformed line) is one line on stderr and exit status 2, never a traceback; a service
+refusal is one line and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._exceptions import AgoraChatError, OutcomeUnknownError
-from ._limits import RateLimits
-from ._models import SendResult, TextBody
+from ._auth import AgoraAppToken, Auth, ClientCredentials, StaticToken
+from ._exceptions import AgoraChatError, ValidationError
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
-
     from ._client import AgoraChatClient
-    from .testing import Emulator
+    from ._events import EventHook
 
-__all__ = ["main"]
-
-_KINDS = ("users", "groups", "rooms")
-#: The client's safety margin in the demo, in emulated seconds: at 60x real time, a
-#: millisecond of scheduling jitter on this machine is 60 ms of emulated time.
-_MARGIN = 0.1
+__all__ = ["CliError", "main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``agora-chat`` command line; returns the exit status."""
+class CliError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "service", "each flag falls back to its AGORA_CHAT_* environment variable"
+    )
+    group.add_argument("--base-url", help="REST host, e.g. https://a1.easemob.com")
+    group.add_argument("--org", help="org name")
+    group.add_argument("--app", help="app name")
+    group.add_argument("--token", help="an app token (prefer AGORA_CHAT_TOKEN: flags show in ps)")
+    group.add_argument("--client-id", help="client ID for client-credentials tokens")
+    group.add_argument("--client-secret", help="client secret (prefer the environment variable)")
+    group.add_argument("--app-id", help="App ID for locally built app tokens")
+    group.add_argument("--app-certificate", help="App certificate (prefer the environment)")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agora-chat", description="Agora Chat from a shell.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     demo = commands.add_parser(
         "demo", help="fan a message out through the bundled emulator (no account needed)"
     )
@@ -50,143 +66,146 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="emulated seconds per real second (60: the per-minute quota runs every second)",
     )
-    args = parser.parse_args(argv)
+
+    _add_service_commands(commands)
+    return parser
+
+
+def _add_service_commands(commands: Any) -> None:
+    send = commands.add_parser("send", help="send one message to users, groups or rooms")
+    send.add_argument("target", choices=("users", "groups", "rooms"))
+    send.add_argument("recipients", nargs="*", help="ids; else --file; else stdin, one a line")
+    send.add_argument("--file", help="a file of ids, one a line")
+    body = send.add_mutually_exclusive_group(required=True)
+    body.add_argument("--text", help="a text message")
+    body.add_argument("--body", metavar="FILE", help='a JSON body: {"type": "img", "url": ...}')
+    send.add_argument("--from", dest="sender", help="the sender (admin when omitted)")
+    send.add_argument("--ext", metavar="JSON", help="extension fields, a JSON object")
+    send.add_argument("--results", metavar="FILE", help="write one JSON line per recipient")
+    send.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_settings(send)
+
+    imports = commands.add_parser(
+        "import", help="import historical messages from a JSON-lines file, resumably"
+    )
+    imports.add_argument("target", choices=("users", "groups"))
+    imports.add_argument("file", help="one message a line, as the import API's request body")
+    imports.add_argument(
+        "--checkpoint", metavar="FILE", help="progress file (default: FILE.checkpoint)"
+    )
+    imports.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
+    imports.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="import again the lines an earlier run may or may not have imported",
+    )
+    imports.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_settings(imports)
+
+    history = commands.add_parser("history", help="one hour of message history")
+    history.add_argument("hour", help="yyyyMMddHH (UTC)")
+    history.add_argument("--output", metavar="FILE", help="write JSON lines here (else stdout)")
+    history.add_argument("--table", action="store_true", help="a readable table instead")
+    _add_settings(history)
+
+    recall = commands.add_parser("recall", help="recall a message (within its recall window)")
+    recall.add_argument("message_id")
+    recall.add_argument("to", help="the recipient user, group or room")
+    recall.add_argument("chat_type", choices=("chat", "groupchat", "chatroom"))
+    recall.add_argument("--from", dest="sender", help="who sent it (admin when omitted)")
+    _add_settings(recall)
+
+    delete = commands.add_parser("delete-conversation", help="delete a conversation of a user")
+    delete.add_argument("username")
+    delete.add_argument("channel", help="the peer user id or the group id")
+    delete.add_argument("chat_type", choices=("chat", "groupchat"))
+    _add_settings(delete)
+
+    upload = commands.add_parser("upload", help="upload a file; prints its uuid and url")
+    upload.add_argument("path")
+    upload.add_argument("--restrict", action="store_true", help="restrict access (share-secret)")
+    _add_settings(upload)
+
+    download = commands.add_parser("download", help="download a file by uuid")
+    download.add_argument("uuid")
+    download.add_argument("destination")
+    download.add_argument("--share-secret", help="for restricted files")
+    download.add_argument("--thumbnail", action="store_true")
+    _add_settings(download)
+
+
+def _setting(args: argparse.Namespace, name: str, env: Mapping[str, str]) -> str | None:
+    value: str | None = getattr(args, name, None)
+    return value or env.get(f"AGORA_CHAT_{name.upper()}") or None
+
+
+def make_client(
+    args: argparse.Namespace, env: Mapping[str, str], *, on_event: EventHook | None = None
+) -> AgoraChatClient:
+    """The client the flags and environment describe.
+
+    Raises:
+        CliError: a setting is missing.
+    """
+    from ._client import AgoraChatClient
+
+    missing = [
+        f"--{name.replace('_', '-')} or AGORA_CHAT_{name.upper()}"
+        for name in ("base_url", "org", "app")
+        if not _setting(args, name, env)
+    ]
+    if missing:
+        raise CliError("missing " + ", ".join(missing))
+    token = _setting(args, "token", env)
+    client_id, secret = _setting(args, "client_id", env), _setting(args, "client_secret", env)
+    app_id, certificate = _setting(args, "app_id", env), _setting(args, "app_certificate", env)
+    auth: Auth
+    if token:
+        auth = StaticToken(token)
+    elif client_id and secret:
+        auth = ClientCredentials(client_id, secret)
+    elif app_id and certificate:
+        auth = AgoraAppToken(app_id, certificate)
+    else:
+        raise CliError(
+            "missing credentials: set AGORA_CHAT_TOKEN, or AGORA_CHAT_CLIENT_ID and "
+            "AGORA_CHAT_CLIENT_SECRET, or AGORA_CHAT_APP_ID and AGORA_CHAT_APP_CERTIFICATE"
+        )
+    return AgoraChatClient(
+        str(_setting(args, "base_url", env)),
+        str(_setting(args, "org", env)),
+        str(_setting(args, "app", env)),
+        auth=auth,
+        on_event=on_event,
+    )
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the ``agora-chat`` command line; returns the exit status."""
+    args = _parser().parse_args(argv)
     try:
         import rich  # noqa: F401
     except ImportError:
         sys.stderr.write("agora-chat needs its extra: pip install 'agora-chat-async[cli]'\n")
         return 2
-    counts = {"users": args.users, "groups": args.groups, "rooms": args.rooms}
-    if any(count < 0 for count in counts.values()) or args.time_scale <= 0:
-        sys.stderr.write("agora-chat demo: counts must be >= 0 and --time-scale > 0\n")
+    if args.command == "demo":
+        from ._cli_demo import run_demo
+
+        counts = {"users": args.users, "groups": args.groups, "rooms": args.rooms}
+        if any(count < 0 for count in counts.values()) or args.time_scale <= 0:
+            sys.stderr.write("agora-chat demo: counts must be >= 0 and --time-scale > 0\n")
+            return 2
+        return run_demo(counts, args.time_scale)
+    from . import _cli_commands
+
+    name = {"import": "import_"}.get(args.command, args.command.replace("-", "_"))
+    command = getattr(_cli_commands, name)
+    try:
+        status: int = anyio.run(command, args, os.environ if env is None else env)
+    except (CliError, ValidationError) as exc:
+        sys.stderr.write(f"agora-chat {args.command}: {exc}\n")
         return 2
-    return anyio.run(_demo, counts, args.time_scale)
-
-
-async def _demo(counts: dict[str, int], scale: float) -> int:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from .testing import Emulator
-
-    console = Console(width=max(Console().width, 100))
-    emulator = Emulator(time_scale=scale)
-    console.print(
-        f"[bold]agora-chat demo[/]: the bundled emulator enforces the documented per-app quotas "
-        f"(6000 users/min, 20 groups/s, 100 rooms/s) on a clock running {scale:g}x real time."
-    )
-    results: dict[str, SendResult] = {kind: SendResult() for kind in _KINDS}
-    started_real, started_emulated = time.perf_counter(), emulator.clock.now()
-    columns = (
-        TextColumn("{task.description:>6}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>8.0f}/emulated min"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        limits = RateLimits(margin=_MARGIN)
-        async with (
-            emulator.client(rate_limits=limits) as client,
-            anyio.create_task_group() as tasks,
-        ):
-            for kind in _KINDS:
-                task = progress.add_task(kind, total=counts[kind], rate=0.0)
-                tasks.start_soon(
-                    _fan_out,
-                    _Target(kind, counts[kind], task),
-                    client,
-                    emulator,
-                    progress,
-                    results,
-                )
-    elapsed_real = time.perf_counter() - started_real
-    elapsed_emulated = emulator.clock.now() - started_emulated
-    console.print(_summary(emulator, results, counts, elapsed_real, elapsed_emulated))
-    ok = all(result.ok for result in results.values())
-    return 0 if ok else 1
-
-
-class _Target(NamedTuple):
-    kind: str
-    total: int
-    task: TaskID
-
-
-async def _fan_out(
-    target: _Target,
-    client: AgoraChatClient,
-    emulator: Emulator,
-    progress: Progress,
-    results: dict[str, SendResult],
-) -> None:
-    kind = target.kind
-    prefix = {"users": "user", "groups": "group", "rooms": "room"}[kind]
-    recipients = (f"{prefix}-{index:06d}" for index in range(target.total))
-    body = TextBody(msg="Hello from agora-chat-async: this message reached everyone, once.")
-    start = emulator.clock.now()
-    delivered: dict[str, str] = {}
-    failed: dict[str, AgoraChatError] = {}
-    unknown: dict[str, OutcomeUnknownError] = {}
-    done = 0
-    async with client.fan_out(recipients, body, target=kind) as batches:  # type: ignore[arg-type]
-        async for result in batches:
-            delivered.update(result.message_ids)
-            failed.update(result.failed)
-            unknown.update(result.unknown)
-            done += result.recipients
-            minutes = max(emulator.clock.now() - start, 1e-9) / 60
-            progress.update(target.task, completed=done, rate=done / minutes)
-    results[kind] = SendResult(message_ids=delivered, failed=failed, unknown=unknown)
-
-
-def _summary(
-    emulator: Emulator,
-    results: dict[str, SendResult],
-    counts: dict[str, int],
-    elapsed_real: float,
-    elapsed_emulated: float,
-) -> Any:
-    from rich.table import Table
-
-    table = Table(title="agora-chat demo: summary", title_justify="left")
-    for column in (
-        "target",
-        "sent to",
-        "delivered",
-        "failed",
-        "unknown",
-        "refused",
-        "peak/window",
-        "quota",
-    ):
-        table.add_column(column, justify="left" if column == "target" else "right")
-    limits = emulator.rate_limits
-    for kind in _KINDS:
-        result = results[kind]
-        rate = limits.rate(kind) if limits is not None else None  # type: ignore[arg-type]
-        allowed = f"{rate.limit}/{rate.per:g}s" if rate is not None else "none"
-        table.add_row(
-            kind,
-            f"{counts[kind]:,}",
-            f"{len(result.message_ids):,}",
-            f"{len(result.failed):,}",
-            f"{len(result.unknown):,}",
-            f"{emulator.refused[f'limit:{kind}']:,}",
-            f"{emulator.peak_units.get(kind, 0):,}",
-            allowed,
-        )
-    table.caption = (
-        f"{elapsed_real:.1f} s real = {elapsed_emulated / 60:.1f} emulated min; "
-        f"{sum(emulator.requests.values()):,} requests; "
-        f"{emulator.duplicates} duplicates; refused = 429/403 answers for a quota"
-    )
-    return table
+    except AgoraChatError as exc:
+        sys.stderr.write(f"agora-chat {args.command}: {exc}\n")
+        return 1
+    return status

@@ -73,3 +73,261 @@ def test_python_m_testing_serves_until_stopped():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- commands against the emulator on a socket ----------------------------------------------------
+
+import json as _json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from agora_chat_async._checkpoint import Checkpoint  # noqa: E402
+from agora_chat_async.testing import Emulator, EmulatorServer  # noqa: E402
+
+
+@pytest.fixture
+def served():
+    emulator = Emulator(clients={"cli-id": "cli-secret-0123456789"})
+    with EmulatorServer(emulator) as server:
+        env = {
+            "AGORA_CHAT_BASE_URL": server.url,
+            "AGORA_CHAT_ORG": "test-org",
+            "AGORA_CHAT_APP": "test-app",
+            "AGORA_CHAT_CLIENT_ID": "cli-id",
+            "AGORA_CHAT_CLIENT_SECRET": "cli-secret-0123456789",
+        }
+        yield emulator, env
+
+
+def test_send_from_arguments_writes_results_and_exits_zero(served, tmp_path, capsys):
+    emulator, env = served
+    results = tmp_path / "results.jsonl"
+    status = main(
+        [
+            "send",
+            "users",
+            "alice",
+            "bob",
+            "--text",
+            "hi",
+            "--results",
+            str(results),
+            "--no-progress",
+        ],
+        env=env,
+    )
+    assert status == 0
+    assert "2 delivered, 0 failed, 0 unknown" in capsys.readouterr().out
+    lines = [_json.loads(line) for line in results.read_text().splitlines()]
+    assert {line["recipient"] for line in lines} == {"alice", "bob"}
+    assert all(line["status"] == "delivered" for line in lines)
+    assert {d.recipient for d in emulator.deliveries} == {"alice", "bob"}
+
+
+def test_send_reads_stdin_and_a_json_body(served, tmp_path, monkeypatch, capsys):
+    emulator, env = served
+    body = tmp_path / "body.json"
+    body.write_text(_json.dumps({"type": "custom", "customEvent": "promo"}))
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("g1\ng2\n\ng3\n"))
+    assert main(["send", "groups", "--body", str(body), "--no-progress"], env=env) == 0
+    assert [d.recipient for d in emulator.deliveries] == ["g1", "g2", "g3"]
+    assert "3 delivered" in capsys.readouterr().out
+
+
+def test_send_exits_one_when_a_recipient_is_not_delivered(served, capsys):
+    _, env = served
+    bad = {**env, "AGORA_CHAT_CLIENT_SECRET": "wrong-secret-0123456789"}
+    assert main(["send", "users", "alice", "--text", "hi", "--no-progress"], env=bad) == 1
+    captured = capsys.readouterr()
+    assert "0 delivered, 1 failed" in captured.out
+    assert "wrong-secret" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["send", "users", "a", "--text", "x"], "missing --base-url or AGORA_CHAT_BASE_URL"),
+        (["send", "users", "a", "--body", "/nonexistent.json"], "cannot read the body file"),
+        (["send", "users", "--file", "/nonexistent.txt", "--text", "x"], "cannot read"),
+        (["import", "users", "/nonexistent.jsonl"], "cannot read the messages file"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_status_two(argv, message, capsys):
+    env = (
+        {}
+        if "missing" in message
+        else {
+            "AGORA_CHAT_BASE_URL": "http://127.0.0.1:9",
+            "AGORA_CHAT_ORG": "o",
+            "AGORA_CHAT_APP": "a",
+            "AGORA_CHAT_TOKEN": "YWMt-token-0123456789",
+        }
+    )
+    assert main([*argv, "--no-progress"], env=env) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_missing_credentials_and_unknown_body_types_are_named(served, tmp_path, capsys):
+    _, env = served
+    no_auth = {k: v for k, v in env.items() if "CLIENT" not in k}
+    assert main(["send", "users", "a", "--text", "x"], env=no_auth) == 2
+    assert "missing credentials" in capsys.readouterr().err
+    body = tmp_path / "body.json"
+    body.write_text('{"type": "hologram", "msg": "x"}')
+    assert main(["send", "users", "a", "--body", str(body)], env=env) == 2
+    assert "unknown body type 'hologram'" in capsys.readouterr().err
+
+
+def messages_file(tmp_path: Path, count: int, *, bad_line: int | None = None) -> Path:
+    path = tmp_path / "messages.jsonl"
+    lines = []
+    for index in range(count):
+        if index == bad_line:
+            lines.append('{"from": "a", "target": ')
+            continue
+        lines.append(
+            _json.dumps(
+                {
+                    "from": f"sender-{index}",
+                    "target": f"target-{index}",
+                    "type": "txt",
+                    "body": {"msg": f"message {index}"},
+                    "msg_timestamp": 1700000000000 + index,
+                }
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def imported_lines(emulator: Emulator) -> list[int]:
+    return sorted(int(i.sender.split("-")[1]) for i in emulator.imports)
+
+
+def test_import_reports_a_malformed_line_with_its_number_before_sending(served, tmp_path, capsys):
+    emulator, env = served
+    path = messages_file(tmp_path, 10, bad_line=6)
+    assert main(["import", "users", str(path), "--no-progress"], env=env) == 2
+    assert f"{path}:7: not JSON" in capsys.readouterr().err
+    assert emulator.imports == []
+
+
+@pytest.mark.parametrize("stop_after", [0, 3, 11])
+@pytest.mark.parametrize("where", ["before the request", "after the answer"])
+def test_an_import_stopped_anywhere_resumes_exactly_once(
+    served, tmp_path, monkeypatch, capsys, stop_after, where
+):
+    """The process dies at line `stop_after`: before its request left, or after the
+    service imported it but before the checkpoint said so. The rerun imports every other
+    line exactly once, and names the one line that was in flight."""
+    emulator, env = served
+    path = messages_file(tmp_path, 20)
+    calls = {"n": 0}
+    method = Checkpoint.start if where == "before the request" else Checkpoint.finish
+    original = method
+
+    def dying(self, line, **kwargs):
+        if calls["n"] == stop_after:
+            if where == "before the request":
+                original(self, line)  # recorded in flight, then died before sending
+            # "after the answer": imported, then died before recording it done
+            raise KeyboardInterrupt  # Ctrl-C, or a kill: nothing after this runs
+        calls["n"] += 1
+        return original(self, line, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, method.__name__, dying)
+    argv = ["import", "users", str(path), "--concurrency", "1", "--no-progress"]
+    with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
+        main(argv, env=env)
+    assert (
+        stopped.group_contains(KeyboardInterrupt)
+        if isinstance(stopped.value, BaseExceptionGroup)
+        else isinstance(stopped.value, KeyboardInterrupt)
+    )
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    assert main(argv, env=env) == 1  # one line is uncertain
+    err = capsys.readouterr().err
+    assert f"lines {stop_after + 1} were being imported" in err
+    imported = imported_lines(emulator)
+    assert len(imported) == len(set(imported)), "no line imported twice"
+    expected = set(range(20))
+    if where == "before the request":
+        expected -= {stop_after}  # it never left: not imported, and reported uncertain
+    assert set(imported) == expected
+
+    # The operator checks the service, and resends the uncertain line if it is missing.
+    if where == "before the request":
+        assert main([*argv, "--resend-uncertain"], env=env) == 0
+        assert imported_lines(emulator) == list(range(20))
+
+
+def test_an_import_run_twice_imports_nothing_the_second_time(served, tmp_path, capsys):
+    emulator, env = served
+    path = messages_file(tmp_path, 12)
+    argv = ["import", "groups", str(path), "--no-progress"]
+    assert main(argv, env=env) == 0
+    assert main(argv, env=env) == 0
+    assert "0 imported" in capsys.readouterr().out
+    assert len(emulator.imports) == 12
+
+
+def test_a_checkpoint_is_never_applied_to_another_file(served, tmp_path, capsys):
+    _, env = served
+    path = messages_file(tmp_path, 3)
+    checkpoint = tmp_path / "progress"
+    assert (
+        main(
+            ["import", "users", str(path), "--checkpoint", str(checkpoint), "--no-progress"],
+            env=env,
+        )
+        == 0
+    )
+    path.write_text(path.read_text() + path.read_text())
+    assert main(["import", "users", str(path), "--checkpoint", str(checkpoint)], env=env) == 2
+    assert "records another input file" in capsys.readouterr().err
+
+
+def test_upload_download_recall_history_and_delete(served, tmp_path, capsys):
+    emulator, env = served
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["upload", str(source), "--restrict"], env=env) == 0
+    uploaded = _json.loads(capsys.readouterr().out)
+    target = tmp_path / "copy.jpg"
+    argv = ["download", uploaded["uuid"], str(target), "--share-secret", uploaded["share_secret"]]
+    assert main(argv, env=env) == 0
+    assert target.read_bytes() == source.read_bytes()
+    assert (
+        main(
+            [
+                "send",
+                "users",
+                "bob",
+                "--text",
+                "oops",
+                "--results",
+                str(tmp_path / "r"),
+                "--no-progress",
+            ],
+            env=env,
+        )
+        == 0
+    )
+    message_id = _json.loads((tmp_path / "r").read_text())["message_id"]
+    capsys.readouterr()
+    assert main(["recall", message_id, "bob", "chat"], env=env) == 0
+    assert f"recalled {message_id}" in capsys.readouterr().out
+    assert main(["delete-conversation", "alice", "bob", "chat"], env=env) == 0
+    from datetime import UTC, datetime
+
+    hour = datetime.fromtimestamp(emulator.wall_time(), tz=UTC).strftime("%Y%m%d%H")
+    out = tmp_path / "history.jsonl"
+    assert main(["history", hour, "--output", str(out)], env=env) == 0
+    records = [_json.loads(line) for line in out.read_text().splitlines()]
+    assert any(record["to"] == "bob" for record in records)
+    assert main(["history", hour, "--table"], env=env) == 0
+    assert "history" in capsys.readouterr().out
