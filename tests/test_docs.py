@@ -39,3 +39,21 @@ def test_examples_compile_and_import_what_exists(where, code):
 
 def test_there_are_examples():
     assert len(examples()) >= 8
+
+
+RUNNABLE = [
+    (f"endpoints.md#{index}", block)
+    for index, block in enumerate(
+        BLOCK.findall((ROOT / "docs" / "endpoints.md").read_text("utf-8"))
+    )
+    if "anyio.run(main)" in block
+]
+
+
+@pytest.mark.parametrize(("where", "code"), RUNNABLE, ids=[w for w, _ in RUNNABLE])
+def test_endpoint_examples_run_against_the_emulator(where, code, capsys):
+    exec(compile(code, where, "exec"), {"__name__": "__main__"})  # noqa: S102 - our own docs
+
+
+def test_every_endpoint_example_is_run():
+    assert len(RUNNABLE) == 6

@@ -199,12 +199,14 @@ class Emulator:
     """A strict in-memory Agora Chat message API for one app; an ASGI application.
 
     Args:
-        org_name, app_name: the only org/app it serves (others get 404).
+        org_name: the only org it serves (others get 404).
+        app_name: the only app it serves (others get 404).
         tokens: static bearer tokens it accepts.
         clients: client ID -> secret pairs for ``POST /token``.
         token_ttl: lifetime, in emulated seconds, of tokens from ``POST /token``
             when the request names no ``ttl``.
-        app_id, app_certificate: accept AccessToken2 chat app tokens signed with these.
+        app_id: accept AccessToken2 chat app tokens for this App ID...
+        app_certificate: ...signed with this certificate.
         rate_limits: the quotas to enforce, per app, in their documented units,
             including ``send_calls``, the call rate shared by the send endpoints;
             ``None`` for no limits. Defaults to the documented ones.
