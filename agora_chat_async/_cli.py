@@ -131,6 +131,7 @@ def _add_service_commands(commands: Any) -> None:
     download.add_argument("destination")
     download.add_argument("--share-secret", help="for restricted files")
     download.add_argument("--thumbnail", action="store_true")
+    download.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_settings(download)
 
 

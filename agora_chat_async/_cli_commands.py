@@ -387,10 +387,29 @@ async def upload(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 async def download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """``agora-chat download UUID DESTINATION``."""
-    async with make_client(args, env) as client:
-        size = await client.download_file(
-            args.uuid, args.destination, share_secret=args.share_secret, thumbnail=args.thumbnail
-        )
+    """``agora-chat download UUID DESTINATION``, with a progress bar."""
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        disable=args.no_progress,
+    ) as bar:
+        task = bar.add_task(args.uuid, total=None)
+
+        def advance(written: int, total: int | None) -> None:
+            bar.update(task, completed=written, total=total)
+
+        async with make_client(args, env) as client:
+            size = await client.download_file(
+                args.uuid,
+                args.destination,
+                share_secret=args.share_secret,
+                thumbnail=args.thumbnail,
+                progress=advance,
+            )
     sys.stdout.write(f"{size} bytes written to {args.destination}\n")
     return 0

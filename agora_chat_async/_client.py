@@ -530,12 +530,15 @@ class AgoraChatClient:
         *,
         share_secret: str | None = None,
         thumbnail: bool = False,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> int:
         """Download a file, or its thumbnail, to a path or a binary stream.
 
         A path is written through a temporary file in the same directory and
         renamed only when the download is complete, so a failure leaves no
-        partial file. Returns the number of bytes written.
+        partial file. Returns the number of bytes written. *progress*, if given,
+        is called after each chunk with the bytes written so far and the total
+        the service announced (``None`` when it did not).
 
         Raises:
             ValidationError: ``uuid`` is empty.
@@ -553,9 +556,12 @@ class AgoraChatClient:
         if not isinstance(destination, str | os.PathLike):
             written = 0
             async with self._transport.stream(request) as response:
+                total = _content_length(response)
                 async for chunk in response.aiter_bytes():
                     destination.write(chunk)
                     written += len(chunk)
+                    if progress is not None:
+                        progress(written, total)
             return written
         target = Path(destination)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -566,9 +572,12 @@ class AgoraChatClient:
                 await anyio.open_file(partial, "wb") as out,
                 self._transport.stream(request) as response,
             ):
+                total = _content_length(response)
                 async for chunk in response.aiter_bytes():
                     await out.write(chunk)
                     written += len(chunk)
+                    if progress is not None:
+                        progress(written, total)
             os.replace(partial, target)
         except BaseException:
             with suppress(FileNotFoundError):
@@ -823,6 +832,13 @@ class AgoraChatClient:
                 f"the import answer has no data.msg_id: {excerpt(str(answer))}"
             )
         return ImportedMessage(str(message_id))
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    declared = response.headers.get("content-length", "")
+    return (
+        int(declared) if declared.isdigit() and "content-encoding" not in response.headers else None
+    )
 
 
 def _body_type(body: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,19 @@ async def test_download_to_a_path_writes_atomically(client, api, tmp_path: Path)
     assert headers["Accept"] == "application/octet-stream"
     assert headers["share-secret"] == "f0Vr-uyyEeiHpHmsu53XXXXXXXXZYgyLkdfsZ4xo2Z0cSBnB"
     assert "thumbnail" not in headers
+
+
+@pytest.mark.parametrize("to_path", [True, False])
+async def test_download_reports_progress_against_the_announced_size(client, api, tmp_path, to_path):
+    api.get("/chatfiles/u1").mock(return_value=httpx.Response(200, content=b"x" * 200_000))
+    seen: list[tuple[int, int | None]] = []
+    destination = tmp_path / "f.bin" if to_path else BytesIO()
+    written = await client.download_file(
+        "u1", destination, progress=lambda done, total: seen.append((done, total))
+    )
+    assert written == 200_000
+    assert seen[-1] == (200_000, 200_000)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
 async def test_download_a_thumbnail_to_a_stream(client, api):
