@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,12 @@ class _Counter:
             self.retries += 1
 
 
-def _progress(enabled: bool) -> Any:
+@contextmanager
+def _progress(
+    description: str, total: int, counter: _Counter, *, enabled: bool
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields ``show(done)``, which also shows the rate, the
+    time left, and the refusals and retries *counter* saw."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -105,7 +110,7 @@ def _progress(enabled: bool) -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
+    with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -116,7 +121,20 @@ def _progress(enabled: bool) -> Any:
         TextColumn("429s {task.fields[refusals]}  retries {task.fields[retries]}"),
         console=Console(stderr=True),
         disable=not enabled,
-    )
+    ) as progress:
+        task = progress.add_task(description, total=total, rate=0.0, refusals=0, retries=0)
+        started = anyio.current_time()
+
+        def show(done: int) -> None:
+            progress.update(
+                task,
+                completed=done,
+                rate=done / max(anyio.current_time() - started, 1e-9),
+                refusals=counter.refusals,
+                retries=counter.retries,
+            )
+
+        yield show
 
 
 # -- send -------------------------------------------------------------------------------------
@@ -147,11 +165,9 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             results = await files.enter_async_context(await _open_for_writing(args.results))
         client = make_client(args, env, on_event=counter)
         async with client:
-            with _progress(not args.no_progress) as progress:
-                task = progress.add_task(
-                    f"{args.target}", total=len(recipients), rate=0.0, refusals=0, retries=0
-                )
-                started = anyio.current_time()
+            with _progress(
+                args.target, len(recipients), counter, enabled=not args.no_progress
+            ) as show:
                 async with client.fan_out(
                     recipients, body, target=args.target, sender=args.sender, ext=ext
                 ) as batches:
@@ -166,15 +182,7 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                     for line in _outcomes(result)
                                 )
                             )
-                        done = sum(totals.values())
-                        elapsed = max(anyio.current_time() - started, 1e-9)
-                        progress.update(
-                            task,
-                            completed=done,
-                            rate=done / elapsed,
-                            refusals=counter.refusals,
-                            retries=counter.retries,
-                        )
+                        show(sum(totals.values()))
     sys.stdout.write(
         f"{totals['delivered']} delivered, {totals['failed']} failed, {totals['unknown']} unknown\n"
     )
@@ -261,15 +269,9 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     importer = client.import_user_message if args.target == "users" else client.import_group_message
     async with client:
         send_stream, receive_stream = anyio.create_memory_object_stream[_Line]()
-        with _progress(not args.no_progress) as progress:
-            task = progress.add_task(
-                f"import {args.target}",
-                total=len(pending),
-                rate=0.0,
-                refusals=0,
-                retries=0,
-            )
-            started = anyio.current_time()
+        with _progress(
+            f"import {args.target}", len(pending), counter, enabled=not args.no_progress
+        ) as show:
             done = 0
 
             async def worker(lines_in: MemoryObjectReceiveStream[_Line]) -> None:
@@ -289,14 +291,7 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         else:
                             checkpoint.finish(index, ok=True)
                         done += 1
-                        elapsed = max(anyio.current_time() - started, 1e-9)
-                        progress.update(
-                            task,
-                            completed=done,
-                            rate=done / elapsed,
-                            refusals=counter.refusals,
-                            retries=counter.retries,
-                        )
+                        show(done)
 
             async with anyio.create_task_group() as tasks:
                 async with receive_stream:

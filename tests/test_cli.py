@@ -128,7 +128,7 @@ def test_send_reads_stdin_and_a_json_body(served, tmp_path, monkeypatch, capsys)
     body = tmp_path / "body.json"
     body.write_text(_json.dumps({"type": "custom", "customEvent": "promo"}))
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("g1\ng2\n\ng3\n"))
-    assert main(["send", "groups", "--body", str(body), "--no-progress"], env=env) == 0
+    assert main(["send", "groups", "--body", str(body)], env=env) == 0  # with its progress bar
     assert [d.recipient for d in emulator.deliveries] == ["g1", "g2", "g3"]
     assert "3 delivered" in capsys.readouterr().out
 
