@@ -364,7 +364,7 @@ def test_every_limit_of_a_request_holds_at_once(redis_server, arrivals):
 
 def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
     """Three processes, one app key, one Redis: no 429 from a strict sliding window."""
-    limits = RateLimits(users=Rate(60, per=0.5), margin=0.05)
+    limits = RateLimits(users=Rate(60, per=0.5), margin=0.1)
     emulator = Emulator(rate_limits=limits, policy="sliding")
     with EmulatorServer(emulator) as server:
         workers = [
@@ -380,7 +380,7 @@ def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
                     "10",
                     "60",
                     "0.5",
-                    "0.05",
+                    "0.1",
                 ],
                 stdout=subprocess.PIPE,
                 cwd=Path(__file__).parent.parent,
