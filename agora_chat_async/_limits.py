@@ -477,14 +477,13 @@ class SlidingWindowLimiter(Limiter):
         needs = list(windows)
         if shrink_to is not None:
             needs[0] = (needs[0][0], shrink_to)
-        first = shrink_to is not None
         whole = claims[0][1] if claims else 0
         if not any(window.lock.locked() for window, _ in windows):
             # Fast path: nobody is queued and everything fits now. No lock is free while
             # waiters queue on it (release hands it to the next waiter), so this is FIFO too.
             now = self._clock.now()
             if all(window.delay(now, need) <= 0 for window, need in needs):
-                return self._record(now, windows, needs, first, whole)
+                return self._record(now, windows, shrink_to, whole)
         async with AsyncExitStack() as stack:
             for index, (window, _) in enumerate(windows):
                 await stack.enter_async_context(window.lock)
@@ -495,21 +494,19 @@ class SlidingWindowLimiter(Limiter):
                     if delay <= 0:
                         break
                     await self._clock.sleep(delay)
-            return self._record(self._clock.now(), windows, needs, first, whole)
+            return self._record(self._clock.now(), windows, shrink_to, whole)
 
     def _record(
         self,
         now: float,
         windows: list[tuple[_Window, int]],
-        needs: list[tuple[_Window, int]],
-        first: bool,
+        shrink_to: int | None,
         whole: int,
     ) -> Permit:
-        """Record every claim at *now* (the first shrunk to what fits) and make the permit."""
+        """Record every claim at *now* (the first shrunk to what fits if *shrink_to*)."""
         granted = [units for _, units in windows]
-        if first:
-            window, need = needs[0]
-            granted[0] = min(granted[0], window.room(need))
+        if shrink_to is not None:
+            granted[0] = min(granted[0], windows[0][0].room(shrink_to))
         entries = [
             (window, window.record(now, units))
             for (window, _), units in zip(windows, granted, strict=True)
@@ -519,7 +516,7 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.refund(entry)
 
-        return Permit(refund, units=granted[0] if first else whole)
+        return Permit(refund, units=granted[0] if shrink_to is not None else whole)
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""
