@@ -276,14 +276,17 @@ local function record(claim, at, room, binding)
 end
 
 local start = now
-local times = {}
+local times, rooms = {}, {}
 for k, claim in ipairs(claims) do
-  times[k] = earliest(claim.l, claim.need, now)
+  times[k], rooms[k] = earliest(claim.l, claim.need, now)
   if times[k] > start then start = times[k] end
 end
 local reply = {start - now, fresh and 1 or 0, now}
 for k, claim in ipairs(claims) do
-  local _, room = earliest(claim.l, claim.need, start)  -- at `start` itself: it fits by then
+  local room = rooms[k]
+  if times[k] < start then  -- it fits earlier: how many fit at `start` itself
+    room = select(2, earliest(claim.l, claim.need, start))
+  end
   reply[#reply + 1] = record(claim, start, room, times[k] == start)
 end
 for i = 1, n_limits do

@@ -177,7 +177,9 @@ class RedisLimiter(Limiter):
         self._falling_back = False
         self._fallback_until = -math.inf
         self._cold_start_wait = cold_start_wait
-        self._clock = clock
+        #: With a test clock, its time replaces the Redis server's in the script.
+        self._clock_override = clock is not None
+        self._clock: Clock = clock or SystemClock()
         self._script = redis.register_script(_SCRIPT)
         self._limits = [
             (name, rate)
@@ -185,6 +187,12 @@ class RedisLimiter(Limiter):
             if (rate := self._rate_limits.rate(name)) is not None
         ]
         self._index = {name: index + 1 for index, (name, _) in enumerate(self._limits)}
+        # The script's per-limit arguments never change: limit, per and span in microseconds.
+        self._limit_args: list[Any] = []
+        for _, rate in self._limits:
+            span = rate.per + self._rate_limits.margin
+            self._limit_args += [rate.limit, round(rate.per * _MICROS), round(span * _MICROS)]
+        self._key_list: list[str] | None = None  # built once the app key is known
         self._refunds: list[tuple[int, str]] = []
         self._penalties: list[tuple[int, int, float]] = []
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
@@ -207,6 +215,7 @@ class RedisLimiter(Limiter):
         key = f"{org_name}#{app_name}"
         if self._app_key is None:
             self._app_key = key
+            self._key_list = None
         elif self._app_key != key and self._keys_used:
             raise ValidationError(
                 "limiter", f"this RedisLimiter counts the quota of {self._app_key!r}, not {key!r}"
@@ -217,15 +226,17 @@ class RedisLimiter(Limiter):
         return self.round_trips > 0
 
     def _keys(self) -> list[str]:
-        if self._app_key is None:
-            raise ValidationError(
-                "app_key", "give RedisLimiter(app_key=...) or pass it to an AgoraChatClient"
-            )
-        tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
-        keys = [f"{tag}:seen"]
-        for name, _ in self._limits:
-            keys += [f"{tag}:{name}:{part}" for part in ("state", "log", "recent", "units")]
-        return keys
+        if self._key_list is None:
+            if self._app_key is None:
+                raise ValidationError(
+                    "app_key", "give RedisLimiter(app_key=...) or pass it to an AgoraChatClient"
+                )
+            tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
+            keys = [f"{tag}:seen"]
+            for name, _ in self._limits:
+                keys += [f"{tag}:{name}:{part}" for part in ("state", "log", "recent", "units")]
+            self._key_list = keys
+        return self._key_list
 
     async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
         """Wait until every claim fits across all processes; record them all.
@@ -249,7 +260,7 @@ class RedisLimiter(Limiter):
             check_units(name, units, self._limits[index - 1][1])
             need = min_units if shrinks and position == 0 and min_units is not None else units
             pending.append(_Claim(index, units, secrets.token_hex(8), need, first=position == 0))
-        if self._falling_back and self._clock_now() < self._fallback_until:
+        if self._falling_back and self._clock.now() < self._fallback_until:
             assert self._fallback is not None  # noqa: S101 - made when falling back
             return await self._fallback.acquire(claims, min_units=min_units)
         recorded: list[tuple[int, str]] = []
@@ -264,7 +275,7 @@ class RedisLimiter(Limiter):
                 (got for claim, got in zip(pending, grants, strict=True) if claim.first), whole
             )
             if delay > 0:
-                await self._sleep(delay)
+                await self._clock.sleep(delay)
         except BaseException:
             # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
@@ -279,20 +290,18 @@ class RedisLimiter(Limiter):
 
         refunds, self._refunds = self._refunds, []
         penalties, self._penalties = self._penalties, []
+        now = self._clock.now()
         args: list[Any] = [
-            "" if self._clock is None else str(round(self._clock.now() * _MICROS)),
+            str(round(now * _MICROS)) if self._clock_override else "",
             len(self._limits),
             1 if self._cold_start_wait else 0,
             _SEEN_TTL_MS,
+            *self._limit_args,
+            len(refunds),
         ]
-        for _, rate in self._limits:
-            span = rate.per + self._rate_limits.margin
-            args += [rate.limit, round(rate.per * _MICROS), round(span * _MICROS)]
-        args.append(len(refunds))
         for refund in refunds:
             args += refund
         args.append(len(penalties))
-        now = self._clock_now()
         for index, units, refused in penalties:
             args += [index, units, max(0, round((now - refused) * _MICROS))]
         args.append(len(pending))
@@ -352,9 +361,9 @@ class RedisLimiter(Limiter):
                 self._rate_limits,
                 **{name: scaled.get(name) for name in _LIMIT_NAMES},  # type: ignore[arg-type]
             )
-            self._fallback = SlidingWindowLimiter(limits, clock=self._clock or SystemClock())
+            self._fallback = SlidingWindowLimiter(limits, clock=self._clock)
         self._falling_back = True
-        self._fallback_until = self._clock_now() + self._unavailable_timeout
+        self._fallback_until = self._clock.now() + self._unavailable_timeout
         logger.warning(
             "Redis unreachable (%s); sending at %.0f%% of the quota with an in-memory "
             "limiter, trying Redis again in %.0f s",
@@ -365,7 +374,7 @@ class RedisLimiter(Limiter):
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Lower the shared effective rate (applied with this process's next admission)."""
-        now = self._clock_now()
+        now = self._clock.now()
         for name, units in claims:
             index = self._index.get(name)
             if index is not None:
@@ -382,12 +391,3 @@ class RedisLimiter(Limiter):
                 await self._decide([])
             except LimiterUnavailableError:
                 logger.warning("could not return unused capacity to Redis before closing")
-
-    def _clock_now(self) -> float:
-        return anyio.current_time() if self._clock is None else self._clock.now()
-
-    async def _sleep(self, seconds: float) -> None:
-        if self._clock is None:
-            await anyio.sleep(seconds)
-        else:
-            await self._clock.sleep(seconds)
