@@ -60,7 +60,7 @@ from ._models import (
     UploadedFile,
 )
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._transport import Request, Transport
+from ._transport import Request, Transport, declared_length
 from ._validate import check_choice, check_id, check_mapping, recipients, to_millis
 from ._version import __version__
 
@@ -556,7 +556,7 @@ class AgoraChatClient:
         if not isinstance(destination, str | os.PathLike):
             written = 0
             async with self._transport.stream(request) as response:
-                total = _content_length(response)
+                total = declared_length(response)
                 async for chunk in response.aiter_bytes():
                     destination.write(chunk)
                     written += len(chunk)
@@ -572,7 +572,7 @@ class AgoraChatClient:
                 await anyio.open_file(partial, "wb") as out,
                 self._transport.stream(request) as response,
             ):
-                total = _content_length(response)
+                total = declared_length(response)
                 async for chunk in response.aiter_bytes():
                     await out.write(chunk)
                     written += len(chunk)
@@ -832,13 +832,6 @@ class AgoraChatClient:
                 f"the import answer has no data.msg_id: {excerpt(str(answer))}"
             )
         return ImportedMessage(str(message_id))
-
-
-def _content_length(response: httpx.Response) -> int | None:
-    declared = response.headers.get("content-length", "")
-    return (
-        int(declared) if declared.isdigit() and "content-encoding" not in response.headers else None
-    )
 
 
 def _body_type(body: object) -> str:

@@ -66,7 +66,7 @@ from ._limits import Claim, Limiter, Permit
 from ._logging import install_redaction, logger
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 
-__all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport"]
+__all__ = ["MAX_ERROR_BYTES", "MAX_JSON_BYTES", "Request", "Transport", "declared_length"]
 
 
 #: The most bytes read from a successful JSON response before it is refused.
@@ -136,8 +136,8 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     A body that declares a small enough ``Content-Length`` and no content encoding is
     read in one go, as httpx would; any other is read chunk by chunk up to the cap.
     """
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) <= limit and "content-encoding" not in response.headers:
+    declared = declared_length(response)
+    if declared is not None and declared <= limit:
         return await response.aread(), False
     chunks: list[bytes] = []
     size = 0
@@ -147,6 +147,15 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
         if size > limit:
             return b"".join(chunks)[:limit], True
     return b"".join(chunks), False
+
+
+def declared_length(response: httpx.Response) -> int | None:
+    """The body size the response announces, if it announces one that is the body's size
+    (a ``Content-Length`` and no content encoding)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and "content-encoding" not in response.headers:
+        return int(declared)
+    return None
 
 
 def _exceeded(claims: tuple[Claim, ...], error: RateLimitedError) -> tuple[Claim, ...]:
@@ -474,6 +483,8 @@ class Transport:
         self, request: Request, token: str | None, permit: Permit | None, *, attempt: int = 0
     ) -> httpx.Response:
         """One attempt: the response with its body unread (the caller closes it)."""
+        if self._closed:
+            self._refuse_closed(request, permit)
         url = self._url(request)
         content = request.content
         if request.json is not None:
@@ -490,8 +501,6 @@ class Transport:
             files=request.files,
             data=request.data,
         )
-        if self._closed:
-            self._refuse_closed(request, permit)
         started = time.perf_counter()
         try:
             response = await self._http.send(http_request, stream=True)
