@@ -16,9 +16,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._checkpoint import Checkpoint
 from ._cli import CliError, make_client
-from ._converter import converter, structure_body
+from ._converter import BODY_TYPES, converter, structure_body
 from ._events import Event, RateLimited, Retrying
-from ._exceptions import AgoraChatError, OutcomeUnknownError, ValidationError
+from ._exceptions import AgoraChatError, OutcomeUnknownError
 from ._models import Body, SendResult, TextBody, UnknownBody
 
 __all__ = ["delete_conversation", "download", "history", "import_", "recall", "send", "upload"]
@@ -49,10 +49,9 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
 def _body(data: Mapping[str, Any], where: str) -> Body:
     body = structure_body(data)
     if isinstance(body, UnknownBody):
-        kinds = "txt, img, audio, video, file, loc, cmd, custom"
         raise CliError(
             f"{where}: unknown body type {body.type!r} or fields that do not match it "
-            f"(types: {kinds})"
+            f"(types: {', '.join(BODY_TYPES)})"
         )
     return body
 
@@ -253,6 +252,8 @@ def _report_import(
 
 async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``agora-chat import users|groups FILE``: resumable; exit 1 if any line is not imported."""
+    if args.concurrency < 1:
+        raise CliError("--concurrency must be at least 1")
     source = Path(args.file)
     lines = _read_text(args.file, "the messages file").splitlines()
     checkpoint_path = Path(args.checkpoint or f"{args.file}.checkpoint")
@@ -261,8 +262,6 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         checkpoint.resend_uncertain()
     uncertain_before = sorted(checkpoint.uncertain)
     pending = _pending(args.file, lines, checkpoint)
-    if args.concurrency < 1:
-        raise CliError("--concurrency must be at least 1")
     failures: list[str] = []
     counter = _Counter()
     client = make_client(args, env, on_event=counter)
@@ -285,7 +284,7 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         except OutcomeUnknownError as exc:
                             checkpoint.leave_uncertain(index)
                             failures.append(f"{where}: may or may not be imported: {exc}")
-                        except (AgoraChatError, ValidationError) as exc:
+                        except AgoraChatError as exc:
                             checkpoint.finish(index, ok=False)
                             failures.append(f"{where}: not imported: {exc}")
                         else:
