@@ -143,7 +143,8 @@ class RedisLimiter(Limiter):
             while Redis is unreachable; by default there is no fallback.
         cold_start_wait: when Redis has no record of this app key (first use,
             restart without persistence), let nothing start for one window.
-        clock: only for tests: a clock whose time replaces the Redis server's.
+        clock: only for tests: a clock whose time replaces the Redis server's, and on
+            which the limiter waits (reservations, retries of an unreachable Redis).
 
     Raises:
         ValidationError: an argument is out of range.
@@ -308,17 +309,20 @@ class RedisLimiter(Limiter):
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
         keys = self._keys()
-        started = anyio.current_time()
+        started = now
         # While falling back, one failed attempt is enough to keep falling back.
         patience = 0.0 if self._falling_back else self._unavailable_timeout
         backoff = 0.05
         while True:
+            if self._clock_override:  # the time of this attempt, not of the first one
+                args[0] = str(round(self._clock.now() * _MICROS))
             try:
                 self.round_trips += 1
                 reply = await self._script(keys=keys, args=args)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                waited = anyio.current_time() - started
-                if waited >= patience:
+                waited = self._clock.now() - started
+                # A microsecond of slack: on a float clock the last sleep may fall short.
+                if waited >= patience - 1e-6:
                     self._refunds[:0] = refunds  # carried by the first admission that works
                     if self._fallback_fraction is None:
                         raise LimiterUnavailableError(
@@ -329,7 +333,7 @@ class RedisLimiter(Limiter):
                         ) from None
                     self._start_fallback(exc)
                     return None
-                await anyio.sleep(min(backoff, patience - waited))
+                await self._clock.sleep(min(backoff, patience - waited))
                 backoff = min(backoff * 2, 1.0)
                 continue
             except BaseException:

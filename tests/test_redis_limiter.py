@@ -152,13 +152,18 @@ async def test_a_cancelled_wait_returns_its_reservation(redis_client):
     shared = limiter(redis_client, clock)
     await shared.acquire([("users", 10)])
 
+    waiting = anyio.Event()
+
     class Forever(MockClock):  # type: ignore[misc]
         async def sleep(self, seconds: float) -> None:
+            waiting.set()
             await anyio.sleep_forever()
 
     stuck = limiter(redis_client, Forever(clock.now()))
-    with anyio.move_on_after(0.2):
-        await stuck.acquire([("users", 10)])  # reserved for t=1.0, then cancelled
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stuck.acquire, [("users", 10)])  # reserved for t=1.0...
+        await waiting.wait()
+        tg.cancel_scope.cancel()  # ...then cancelled while it waits
     clock.advance(1.0)
     # The cancelled reservation is refunded with stuck's next decision.
     await stuck.aclose()
@@ -203,9 +208,13 @@ async def test_a_refusal_of_a_full_window_widens_the_window_instead(redis_client
 
 async def test_unreachable_redis_raises_after_the_timeout_and_sends_nothing(caplog):
     client = redis.asyncio.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    shared = limiter(client, None, unavailable_timeout=0.3)
+    clock = MockClock()
+    shared = limiter(client, clock, unavailable_timeout=0.3)
     with pytest.raises(LimiterUnavailableError, match="nothing was sent"):
         await shared.acquire([("users", 1)])
+    # It retried with backoff for exactly unavailable_timeout on its clock, then gave up.
+    assert sum(clock.sleeps) == pytest.approx(0.3)
+    assert shared.round_trips == len(clock.sleeps) + 1
     await client.aclose()
 
 
@@ -214,7 +223,8 @@ async def test_unreachable_redis_falls_back_to_a_fraction_when_asked(caplog):
     clock = MockClock()
     shared = limiter(client, clock, unavailable_timeout=0.2, fallback=0.5)
     with caplog.at_level(logging.WARNING, logger="agora_chat_async"):
-        assert await waits(shared, clock, [("users", 5)]) == 0
+        # Retried for unavailable_timeout, then granted by the fallback at once.
+        assert await waits(shared, clock, [("users", 5)]) == pytest.approx(0.2)
     assert "50% of the quota" in caplog.text
     # Half of 10 a second: the next unit waits for the window.
     assert await waits(shared, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
@@ -261,21 +271,22 @@ async def test_restart_without_data_waits_one_window_and_never_bursts(redis_serv
 
 
 async def test_an_admission_survives_redis_coming_back(redis_server):
+    class BringsRedisBack(MockClock):  # type: ignore[misc]
+        """The limiter's first wait to retry is when Redis comes back."""
+
+        async def sleep(self, seconds: float) -> None:
+            if not self.sleeps:
+                await anyio.to_thread.run_sync(redis_server.start)
+            await super().sleep(seconds)
+
     client = redis.asyncio.from_url(redis_server.url)
-    shared = limiter(client, MockClock(), unavailable_timeout=10)
+    clock = BringsRedisBack()
+    shared = limiter(client, clock, unavailable_timeout=10)
     await shared.acquire([("users", 1)])
     redis_server.stop()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, _start_later, redis_server)
-        await shared.acquire([("users", 1)])  # retries until Redis is back
+    await shared.acquire([("users", 1)])  # fails, waits to retry, succeeds
+    assert clock.sleeps, "the first attempt met a stopped Redis"
     await client.aclose()
-
-
-def _start_later(server: RedisServer) -> None:
-    import time
-
-    time.sleep(0.3)
-    server.start()
 
 
 def assert_within_limit(starts: list[float], units: list[int], *, limit: int, per: float) -> None:
