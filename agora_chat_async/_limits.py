@@ -55,24 +55,27 @@ A waiter that is cancelled leaves the queue having recorded nothing. A
 or the task was cancelled before sending) is refunded, so cancellation never
 leaks capacity.
 
+Slow answers
+------------
+The service counts a request somewhere between its start and its response. A
+claim leaves the window ``per + margin`` after its start, or, if the answer came
+later than ``margin / 2`` after the start, ``per + margin`` after the answer
+(:meth:`Permit.settle`). A waiter decides again each time it wakes, so a claim
+whose answer came late holds the waiters behind it until then: a slow first
+window (connections being opened, a burst queued at the server) can no longer
+squeeze the next window's first requests into the one the server still counts.
+
 Adaptation
 ----------
 When the service refuses a request for a rate limit anyway (an app key shared
 with another service, a server counting differently, network jitter), the
 transport refunds the request's permit (a refused request was not counted by
 the server either) and calls :meth:`Limiter.penalize` with the limit that was
-exceeded: the recipient quota for a 403 "reach limit", the call rate for a 429
-``reach_limit``. If the refused request had filled the window exactly to the
-limit, the server merely saw two windows' requests in one (jitter between our
-start and its count): the window is widened (1% of ``per``, doubling, at most
-10%). Otherwise the window knows how many units the server accepted, and takes
-95% of that as its effective limit (or 70% of the current one, when the refusal
-came while the window was still nearly empty and says little). It holds there for 8 windows,
-then probes upwards by 5% of the configured limit per window; a refusal met
-while probing doubles the hold (up to 80 windows). A server enforcing less than
-configured therefore costs a handful of refusals at first and a few more,
-ever rarer, afterwards: never a storm. The effective limit never drops below 10%
-of the configured one.
+exceeded. The rules (widen the window after a timing artifact; otherwise take
+95% of what the server accepted, hold, then probe upwards) are one model in
+``_window_rules.py``, which the Redis limiter's script mirrors: a server
+enforcing less than configured costs a handful of refusals at first and a few
+more, ever rarer, afterwards: never a storm.
 
 Memory is bounded by the limit: every log entry holds at least one unit when it
 is recorded, and entries older than the window are dropped.
@@ -92,6 +95,13 @@ import attrs
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ValidationError
+from ._window_rules import (
+    JITTER_TOLERANCE,
+    Adaptation,
+    after_refusal,
+    effective_limit,
+    settled_anchor,
+)
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
@@ -109,28 +119,6 @@ __all__ = [
 LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
 #: One limit a request must respect, and how many of its units the request uses.
 Claim: TypeAlias = tuple[LimitName, int]
-
-#: A refusal early in a window (fewer than this fraction of the effective limit in use)
-#: says little about the server's limit: the effective limit is cut to DECREASE_FACTOR.
-EARLY_FRACTION: Final = 0.5
-DECREASE_FACTOR: Final = 0.7
-#: A refusal of a request that had filled the window to its limit is a timing artifact:
-#: the window is widened by this fraction of ``per``, doubling, up to MAX_EXTRA_MARGIN.
-MIN_EXTRA_MARGIN: Final = 0.01
-MAX_EXTRA_MARGIN: Final = 0.1
-#: How far past the window (as a fraction of ``per``) a server's count may reach because
-#: of jitter between our start and its count.
-JITTER_TOLERANCE: Final = 0.1
-#: The estimate taken from a refusal keeps this much headroom below what the server accepted.
-ESTIMATE_HEADROOM: Final = 0.95
-#: The effective limit never drops below this fraction of the configured one.
-FLOOR_FRACTION: Final = 0.1
-#: After a refusal, hold the effective limit this many windows before probing upwards;
-#: each refusal met while probing doubles the hold, up to MAX_HOLD_WINDOWS.
-HOLD_WINDOWS: Final = 8
-MAX_HOLD_WINDOWS: Final = 80
-#: While probing, the effective limit grows by this fraction of the configured limit per window.
-PROBE_PER_WINDOW: Final = 0.05
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -222,39 +210,60 @@ class RateLimits:
 DEFAULT_RATE_LIMITS: Final = RateLimits()
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, eq=False)
 class _Entry:
+    #: When the claim started, or when its late answer came (:func:`settled_anchor`).
     started: float
     units: int
+    #: In the window's log (not yet expired).
+    live: bool = True
 
 
 class Permit:
-    """Capacity granted by :meth:`Limiter.acquire`; refund it if the request was never sent.
+    """Capacity granted by :meth:`Limiter.acquire`.
 
     ``units`` is how many units of the first claim were granted: all of them, or
     fewer when the claim was allowed to shrink (``min_units``).
+
+    Call :meth:`settle` when the request's answer has arrived (or the attempt
+    ended after it may have reached the server), and :meth:`refund` instead if it
+    certainly never reached the server, or was refused and so not counted.
     """
 
-    __slots__ = ("_refund", "units")
+    __slots__ = ("_refund", "_settle", "units")
 
-    def __init__(self, refund: Any = None, *, units: int = 0) -> None:
+    def __init__(self, refund: Any = None, *, units: int = 0, settle: Any = None) -> None:
         self._refund = refund
+        self._settle = settle
         self.units = units
 
     def refund(self) -> None:
-        """Give the capacity back. Only for a request that certainly never reached the server."""
+        """Give the capacity back. Only for a request the server did not count."""
         refund, self._refund = self._refund, None
+        self._settle = None
         if refund is not None:
             refund()
+
+    def settle(self) -> None:
+        """The answer has arrived: a late one keeps the claims in the window longer.
+
+        The service may count a request at any time until it answers, so a claim
+        answered later than ``margin / 2`` after its start leaves the window
+        ``per + margin`` after the answer instead of after the start. Idempotent.
+        """
+        settle, self._settle = self._settle, None
+        if settle is not None:
+            settle()
 
 
 class Limiter(abc.ABC):
     """Admits requests so that the configured rates are never exceeded.
 
     The client calls :meth:`acquire` with a request's claims before each
-    attempt, :meth:`Permit.refund` if the attempt was never sent, and
-    :meth:`penalize` when the service refused it for a rate limit anyway.
-    Implementations must be safe to share between the tasks of one event loop.
+    attempt, :meth:`Permit.settle` when the answer arrives (then :meth:`flush`),
+    :meth:`Permit.refund` if the attempt was never sent, and :meth:`penalize`
+    when the service refused it for a rate limit anyway. Implementations must
+    be safe to share between the tasks of one event loop.
     """
 
     @property
@@ -282,6 +291,15 @@ class Limiter(abc.ABC):
         *claims* are the refused request's claims on the limits it exceeded.
         """
 
+    async def flush(self) -> None:  # noqa: B027 - optional, the in-memory limiter has nothing
+        """Send what this limiter keeps for shared state (late answers, refunds, refusals).
+
+        A limiter shared between processes sends it with its next admission anyway;
+        the client flushes after a late answer so that other processes see it at
+        once. Never raises for an unreachable store: what could not be sent stays
+        queued.
+        """
+
     def bind_app(self, org_name: str, app_name: str) -> None:  # noqa: B027 - optional
         """Called by :class:`AgoraChatClient` with its app, whose quota the limiter counts.
 
@@ -300,54 +318,44 @@ class _Window:
     rate: Rate
     margin: float
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
+    #: Live entries, in the order they leave the window.
     log: deque[_Entry] = attrs.field(factory=deque)
     #: Entries that left the window within the last JITTER_TOLERANCE x per: a refusal
     #: right after they left means the server still counted them (jitter), not a lower limit.
     recently_expired: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
-    effective: float = attrs.field(init=False)
-    changed_at: float | None = None
-    hold_until: float = -math.inf
-    hold_windows: int = HOLD_WINDOWS
-    hold_ceiling: float = math.inf
-    decreased_at: float = -math.inf
-    extra_margin: float = 0.0
+    adaptation: Adaptation = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.effective = float(self.rate.limit)
+        self.adaptation = Adaptation(base=float(self.rate.limit))
 
     @property
     def span(self) -> float:
-        return self.rate.per + self.margin + self.extra_margin
+        return self.rate.per + self.margin + self.adaptation.extra_margin
 
-    def _recover(self, now: float) -> None:
-        limit = self.rate.limit
-        if self.changed_at is not None and self.effective < limit and now > self.hold_until:
-            since = max(self.changed_at, self.hold_until)
-            grown = (now - since) / self.rate.per * PROBE_PER_WINDOW * limit
-            self.effective = min(float(limit), self.effective + grown)
-        self.changed_at = now
+    def effective(self, now: float) -> float:
+        return effective_limit(self.adaptation, self.rate.limit, self.rate.per, now)
 
     def _expire(self, now: float) -> None:
         log, expired = self.log, self.recently_expired
         while log and log[0].started <= now - self.span:
             entry = log.popleft()
+            entry.live = False
             self.used -= entry.units
             expired.append(entry)
         horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
         while expired and expired[0].started <= horizon:
             expired.popleft()
 
-    def room(self, need: int) -> int:
+    def room(self, now: float, need: int) -> int:
         """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
-        return max(math.floor(self.effective), need) - self.used
+        return max(math.floor(self.effective(now)), need) - self.used
 
     def delay(self, now: float, units: int) -> float:
         """Seconds until *units* more may start; 0 when they may start now."""
-        self._recover(now)
         self._expire(now)
         # A claim above the (lowered) effective limit still fits an otherwise empty window.
-        capacity = max(math.floor(self.effective), units)
+        capacity = max(math.floor(self.effective(now)), units)
         excess = self.used + units - capacity
         if excess <= 0:
             return 0.0
@@ -366,47 +374,48 @@ class _Window:
         return entry
 
     def refund(self, entry: _Entry) -> None:
-        self.used -= entry.units
+        if entry.live:
+            self.used -= entry.units
         entry.units = 0
+
+    def settle(self, entry: _Entry, done: float) -> None:
+        """*entry*'s answer came at *done*: a late answer moves its anchor there."""
+        self._expire(done)
+        anchor = settled_anchor(entry.started, done, self.margin)
+        if not entry.live or entry.units == 0 or anchor is None:
+            return  # answered after a whole window: others have started in its place
+        self.log.remove(entry)
+        entry.started = anchor
+        # Keep the log in leaving order: late answers arrive roughly in order.
+        position = len(self.log)
+        while position and self.log[position - 1].started > anchor:
+            position -= 1
+        self.log.insert(position, entry)
 
     def penalize(self, now: float, units: int) -> None:
         """The server refused a request of *units* units of this limit: adapt.
 
         The refused request's permit has been refunded, so ``used`` counts what the
-        server accepted in this window (plus requests still in flight). Three cases:
-
-        - the refused request had filled the window to the effective limit, counting
-          the units that left it within the last 10% of ``per``, and that limit was
-          not a probe above a level known to work: the server saw two windows'
-          requests in one, a timing artifact of network jitter, so the window is
-          widened (by 1% of ``per``, doubling, up to 10%);
-        - otherwise, what was accepted is the server's limit: 95% of it becomes
-          the effective limit, held for a while before probing upwards;
-        - a window still nearly empty says little: cut by 30%, at most once a window.
+        server accepted in this window (plus requests still in flight).
         """
-        self._recover(now)
         self._expire(now)
-        probing = self.effective > self.hold_ceiling
-        recent = sum(entry.units for entry in self.recently_expired)
-        if self.used + recent + units >= math.floor(self.effective) and not probing:
-            self.extra_margin = min(
-                MAX_EXTRA_MARGIN * self.rate.per,
-                max(2 * self.extra_margin, MIN_EXTRA_MARGIN * self.rate.per),
-            )
-            return
-        floor = max(1.0, FLOOR_FRACTION * self.rate.limit)
-        if self.used >= EARLY_FRACTION * self.effective:
-            estimate = self.used * ESTIMATE_HEADROOM
-        elif now - self.decreased_at >= self.rate.per:
-            estimate = self.effective * DECREASE_FACTOR
-        else:
-            estimate = self.effective
-        self.effective = max(floor, min(self.effective, estimate))
-        self.decreased_at = now
-        if probing:
-            self.hold_windows = min(MAX_HOLD_WINDOWS, self.hold_windows * 2)
-        self.hold_until = now + self.hold_windows * self.rate.per
-        self.hold_ceiling = self.effective
+        # By start (anchor) time, as the Redis script counts: a window widened since
+        # counts again what left the narrower one.
+        accepted = recent = 0
+        for entry in (*self.recently_expired, *self.log):
+            if now - self.span < entry.started <= now:
+                accepted += entry.units
+            elif now - self.span - JITTER_TOLERANCE * self.rate.per < entry.started:
+                recent += entry.units
+        self.adaptation = after_refusal(
+            self.adaptation,
+            self.rate.limit,
+            self.rate.per,
+            at=now,
+            units=units,
+            accepted=accepted,
+            recent=recent,
+        )
 
 
 @final
@@ -436,8 +445,7 @@ class SlidingWindowLimiter(Limiter):
         """The limit in force now for *name*: the configured one, or lower after refusals."""
         window = self._windows.get(name)
         if window is not None:
-            window._recover(self._clock.now())
-            return window.effective
+            return window.effective(self._clock.now())
         rate = self._rate_limits.rate(name)
         return None if rate is None else float(rate.limit)
 
@@ -506,7 +514,7 @@ class SlidingWindowLimiter(Limiter):
         """Record every claim at *now* (the first shrunk to what fits if *shrink_to*)."""
         granted = [units for _, units in windows]
         if shrink_to is not None:
-            granted[0] = min(granted[0], windows[0][0].room(shrink_to))
+            granted[0] = min(granted[0], windows[0][0].room(now, shrink_to))
         entries = [
             (window, window.record(now, units))
             for (window, _), units in zip(windows, granted, strict=True)
@@ -516,7 +524,12 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.refund(entry)
 
-        return Permit(refund, units=granted[0] if shrink_to is not None else whole)
+        def settle() -> None:
+            done = self._clock.now()
+            for window, entry in entries:
+                window.settle(entry, done)
+
+        return Permit(refund, units=granted[0] if shrink_to is not None else whole, settle=settle)
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""

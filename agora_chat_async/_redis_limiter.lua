@@ -9,29 +9,20 @@
 --       [4i] recent, [4i+1] units.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms,
 --       n_limits x (limit, per_us, span_us),
+--       n_reports, n_reports x (limit index, id, answered at (microseconds, this clock)),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
---       n_claims, n_claims x (limit index, units, id, need)
+--       n_claims, again (1/0), n_claims x (limit index, units, id, need)
+-- With again=1 the claims were recorded by an earlier call (a reservation, now due): they
+-- start now if they still fit every window they join, else queue again.
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
 -- Every claim of a request is recorded at one time, the earliest at which all fit:
 -- now, or a reservation the caller sleeps until.
 -- Returns {delay_us, fresh, now_us, granted...}: the request may start in delay_us,
 -- with these units granted to each claim; fresh is 1 when the marker was missing.
 
-local PROBE_PER_WINDOW = 0.05
-local ESTIMATE_HEADROOM = 0.95
-local EARLY_FRACTION = 0.5
-local DECREASE_FACTOR = 0.7
-local FLOOR_FRACTION = 0.1
-local HOLD_WINDOWS = 8
-local MAX_HOLD_WINDOWS = 80
--- A refusal of a request that had filled the window to its limit, counting what left the
--- window within JITTER_TOLERANCE x per, is a timing artifact (the server counted those
--- claims later than we started them): the window is widened instead, by MIN_EXTRA_MARGIN of
--- per at first, doubling, up to MAX_EXTRA_MARGIN.
-local JITTER_TOLERANCE = 0.1
-local MIN_EXTRA_MARGIN = 0.01
-local MAX_EXTRA_MARGIN = 0.1
+-- The constants of the window rules (EARLY_FRACTION, ..., PROBE_PER_WINDOW) are prepended
+-- when the script is loaded, from _window_rules.py: one copy for both runtimes.
 local CHUNK = 128
 local BATCH = 1000  -- ids per HMGET/HDEL (Lua's unpack has a stack limit)
 
@@ -93,11 +84,12 @@ local function forget(l, ids)
   end
 end
 
--- The effective limit at time t: grown back by PROBE_PER_WINDOW of the limit per window
--- since the hold ended.
+-- _window_rules.effective_limit: the effective limit at time t, grown back by
+-- PROBE_PER_WINDOW of the limit per window since the hold ended.
 local function effective_at(l, t)
   if l.eff < l.limit and t > l.hold then
-    return math.min(l.limit, l.eff + (t - l.hold) / l.per * PROBE_PER_WINDOW * l.limit)
+    local grown = (t - l.hold) / l.per * PROBE_PER_WINDOW * l.limit
+    return math.min(l.limit, l.eff + grown)
   end
   return l.eff
 end
@@ -159,19 +151,38 @@ if fresh then
   for i = 1, n_limits do load(limits[i]) end
 end
 
--- Refunds: claims recorded for requests that never reached the server.
+-- Take claim `id` out of the log (a refund, or a reservation decided again).
+local function unrecord(l, id)
+  local units = tonumber(redis.call('HGET', l.units, id))
+  if units and redis.call('ZREM', l.log, id) == 1 then
+    l.used = l.used - units  -- only while in the log: what left it was subtracted then
+  end
+end
+
+-- Late answers (_window_rules.settled_anchor, applied by the caller): the claim leaves
+-- the window a whole span after its answer, not after its start.
 local n = tonumber(ARGV[pos]); pos = pos + 1
+for _ = 1, n do
+  local l = limits[tonumber(ARGV[pos])]
+  local id = ARGV[pos + 1]
+  local done = tonumber(ARGV[pos + 2])
+  pos = pos + 3
+  load(l)
+  -- Not in the log: refunded, or answered after a whole window, when others have started
+  -- in its place.
+  local score = redis.call('ZSCORE', l.log, id)
+  if score and done > tonumber(score) then redis.call('ZADD', l.log, num(done), id) end
+end
+
+-- Refunds: claims recorded for requests that the server did not count.
+n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   local id = ARGV[pos + 1]
   pos = pos + 2
   load(l)
-  local units = tonumber(redis.call('HGET', l.units, id))
-  if units then
-    redis.call('ZREM', l.log, id)
-    redis.call('HDEL', l.units, id)
-    l.used = l.used - units
-  end
+  unrecord(l, id)
+  redis.call('HDEL', l.units, id)
 end
 
 -- Units of the claims (started, reserved or gone) that started in (lo, hi].
@@ -184,21 +195,19 @@ local function units_between(l, lo, hi)
 end
 
 -- Penalties: the service refused a request for exceeding this limit, `ago` microseconds
--- ago. Judged as of the refusal: if the refused request had filled the window to the
--- effective limit, counting what had just left it, the server saw two windows' claims in
--- one (jitter): widen the window. Otherwise what it accepted is its limit: keep 95% of
--- that, hold, then probe upwards.
+-- ago. Judged as of the refusal, from what the window held then and what had just left it:
+-- _window_rules.after_refusal, line by line.
 n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   local units = tonumber(ARGV[pos + 1])
-  local refused = now - tonumber(ARGV[pos + 2])
+  local at = now - tonumber(ARGV[pos + 2])
   pos = pos + 3
   load(l)
-  local accepted = units_between(l, refused - l.span, refused)
-  local recent = units_between(l, refused - l.span - JITTER_TOLERANCE * l.per, refused - l.span)
-  local effective = effective_at(l, refused)
-  local probing = refused > l.hold and effective > l.eff
+  local accepted = units_between(l, at - l.span, at)
+  local recent = units_between(l, at - l.span - JITTER_TOLERANCE * l.per, at - l.span)
+  local effective = effective_at(l, at)
+  local probing = at > l.hold and effective > l.eff
   if not probing and accepted + recent + units >= math.floor(effective) then
     l.extra = math.min(MAX_EXTRA_MARGIN * l.per, math.max(2 * l.extra, MIN_EXTRA_MARGIN * l.per))
     l.span = l.base_span + l.extra
@@ -206,17 +215,18 @@ for _ = 1, n do
     local estimate = effective
     if accepted >= EARLY_FRACTION * effective then
       estimate = ESTIMATE_HEADROOM * accepted
-    elseif refused - l.decreased >= l.per then
+    elseif at - l.decreased >= l.per then
       estimate = DECREASE_FACTOR * effective
     end
     if probing then
       l.hold_windows = math.min(MAX_HOLD_WINDOWS, l.hold_windows * 2)
     end
-    l.eff = math.max(FLOOR_FRACTION * l.limit, math.min(estimate, effective))
-    l.effective = l.eff
-    l.hold = now + l.hold_windows * l.per
-    l.decreased = refused
+    local floor = math.max(1, FLOOR_FRACTION * l.limit)
+    l.eff = math.max(floor, math.min(estimate, effective))
+    l.hold = at + l.hold_windows * l.per
+    l.decreased = at
   end
+  l.effective = effective_at(l, now)
 end
 
 -- The earliest start, not before `from`, nor the last reservation that this limit
@@ -252,7 +262,9 @@ local function earliest(l, need, from)
   return t, capacity - total
 end
 
-n = tonumber(ARGV[pos]); pos = pos + 1
+n = tonumber(ARGV[pos])
+local again = ARGV[pos + 1] == '1'
+pos = pos + 2
 local claims = {}
 for k = 1, n do
   local l = limits[tonumber(ARGV[pos])]
@@ -261,6 +273,8 @@ for k = 1, n do
   }
   pos = pos + 4
   load(l)
+  -- A reservation decided again, or a call retried after its reply was lost.
+  unrecord(l, claims[k].id)
 end
 
 -- Record a claim at `at`. Only a limit that decided the time keeps it as its "last": the
@@ -275,11 +289,56 @@ local function record(claim, at, room, binding)
   return granted
 end
 
+-- The most units in any window (w - span, w] that contains `now` (w in [now, now + span)),
+-- counting started claims and reservations alike.
+local function peak(l)
+  local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
+  local ids = {}
+  for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
+  local units = units_of(l, ids)
+  local inside, events = 0, {}
+  for j = 1, #ids do
+    local anchor = tonumber(entries[2 * j])
+    if anchor <= now then
+      inside = inside + units[j]  -- load() dropped what left by now
+      if anchor + l.span < now + l.span then events[#events + 1] = {anchor + l.span, -units[j]} end
+    elseif anchor < now + l.span then
+      events[#events + 1] = {anchor, units[j]}
+    end
+  end
+  -- At equal times a claim leaves before another enters: the window is open on the left.
+  table.sort(events, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    return x[2] < y[2]
+  end)
+  local most = inside
+  for _, event in ipairs(events) do
+    inside = inside + event[2]
+    if inside > most then most = inside end
+  end
+  return most
+end
+
+-- A reservation that is due starts now if every window it would join still has room
+-- (a late answer or a refusal may have taken it); otherwise it queues again.
 local start = now
 local times, rooms = {}, {}
-for k, claim in ipairs(claims) do
-  times[k], rooms[k] = earliest(claim.l, claim.need, now)
-  if times[k] > start then start = times[k] end
+if again then
+  for k, claim in ipairs(claims) do
+    local capacity = math.max(math.floor(claim.l.effective), claim.need)
+    local room = capacity - peak(claim.l)
+    if room < claim.need then
+      again = false
+      break
+    end
+    times[k], rooms[k] = now, room
+  end
+end
+if not again then
+  for k, claim in ipairs(claims) do
+    times[k], rooms[k] = earliest(claim.l, claim.need, now)
+    if times[k] > start then start = times[k] end
+  end
 end
 local reply = {start - now, fresh and 1 or 0, now}
 for k, claim in ipairs(claims) do

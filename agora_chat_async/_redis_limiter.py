@@ -89,6 +89,7 @@ from ._limits import (
     check_claims,
     check_units,
 )
+from ._window_rules import Adaptation, effective_limit, lua_constants, settled_anchor
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -98,7 +99,9 @@ __all__ = ["RedisLimiter"]
 logger: Final = logging.getLogger("agora_chat_async.limiter")
 
 _LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
-_SCRIPT: Final = resources.files(__package__).joinpath("_redis_limiter.lua").read_text("utf-8")
+_SCRIPT: Final = lua_constants() + resources.files(__package__).joinpath(
+    "_redis_limiter.lua"
+).read_text("utf-8")
 #: How long the "this Redis has seen this app key" marker lives without admissions.
 _SEEN_TTL_MS: Final = 7 * 24 * 3600 * 1000
 _MICROS: Final = 1_000_000
@@ -196,6 +199,8 @@ class RedisLimiter(Limiter):
         self._key_list: list[str] | None = None  # built once the app key is known
         self._refunds: list[tuple[int, str]] = []
         self._penalties: list[tuple[int, int, float]] = []
+        #: Late answers: limit index, claim id, answer time in microseconds of Redis time.
+        self._reports: list[tuple[int, str, int]] = []
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
 
@@ -264,58 +269,83 @@ class RedisLimiter(Limiter):
         if self._falling_back and self._clock.now() < self._fallback_until:
             assert self._fallback is not None  # noqa: S101 - made when falling back
             return await self._fallback.acquire(claims, min_units=min_units)
-        recorded: list[tuple[int, str]] = []
+        recorded = [(claim.index, claim.id) for claim in pending]
         try:
             answer = await self._decide(pending)
+            while answer is not None and answer[0] > 0:
+                # A reservation: sleep until it is due, then decide again at that time, so
+                # that a late answer reported meanwhile (or a refusal) is respected.
+                await self._clock.sleep(answer[0])
+                answer = await self._decide(pending, again=True)
             if answer is None:  # Redis unreachable, fallback on
                 assert self._fallback is not None  # noqa: S101 - _decide's contract
+                self._refunds.extend(recorded)  # a reservation made before, if any
                 return await self._fallback.acquire(claims, min_units=min_units)
-            delay, grants = answer
-            recorded = [(claim.index, claim.id) for claim in pending]
-            granted = next(
-                (got for claim, got in zip(pending, grants, strict=True) if claim.first), whole
-            )
-            if delay > 0:
-                await self._clock.sleep(delay)
         except BaseException:
             # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
-            self._refunds.extend((claim.index, claim.id) for claim in pending)
+            self._refunds.extend(recorded)
             raise
-        return Permit(lambda: self._refunds.extend(recorded), units=granted)
+        _, grants, started_us, sent = answer
+        granted = next(
+            (got for claim, got in zip(pending, grants, strict=True) if claim.first), whole
+        )
 
-    async def _decide(self, pending: list[_Claim]) -> tuple[float, list[int]] | None:
-        """One admission decision; ``None`` when Redis is unreachable and the fallback is on."""
+        def settle() -> None:
+            elapsed = self._clock.now() - sent  # from before the script ran: never too early
+            anchor = settled_anchor(0.0, elapsed, self._rate_limits.margin)
+            if anchor is not None:
+                done_us = started_us + math.ceil(anchor * _MICROS)
+                self._reports.extend((index, id_, done_us) for index, id_ in recorded)
+
+        return Permit(lambda: self._refunds.extend(recorded), units=granted, settle=settle)
+
+    async def _decide(
+        self, pending: list[_Claim], *, again: bool = False, once: bool = False
+    ) -> tuple[float, list[int], int, float] | None:
+        """One admission decision; ``None`` when Redis is unreachable and the fallback is on.
+
+        With *once*, a single attempt that raises :class:`LimiterUnavailableError` if it
+        fails, whatever the fallback.
+
+        Returns the delay before the claims may start, the units granted to each, the
+        time of the decision in Redis microseconds, and the local time the call was made.
+        """
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        reports, self._reports = self._reports, []
         refunds, self._refunds = self._refunds, []
         penalties, self._penalties = self._penalties, []
         now = self._clock.now()
         args: list[Any] = [
-            str(round(now * _MICROS)) if self._clock_override else "",
+            "",
             len(self._limits),
             1 if self._cold_start_wait else 0,
             _SEEN_TTL_MS,
             *self._limit_args,
-            len(refunds),
+            len(reports),
         ]
+        for report in reports:
+            args += report
+        args.append(len(refunds))
         for refund in refunds:
             args += refund
         args.append(len(penalties))
         for index, units, refused in penalties:
             args += [index, units, max(0, round((now - refused) * _MICROS))]
-        args.append(len(pending))
+        args += [len(pending), 1 if again else 0]
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
         keys = self._keys()
         started = now
         # While falling back, one failed attempt is enough to keep falling back.
-        patience = 0.0 if self._falling_back else self._unavailable_timeout
+        patience = 0.0 if self._falling_back or once else self._unavailable_timeout
         backoff = 0.05
         while True:
+            sent = self._clock.now()
             if self._clock_override:  # the time of this attempt, not of the first one
-                args[0] = str(round(self._clock.now() * _MICROS))
+                args[0] = str(round(sent * _MICROS))
             try:
                 self.round_trips += 1
                 reply = await self._script(keys=keys, args=args)
@@ -323,8 +353,10 @@ class RedisLimiter(Limiter):
                 waited = self._clock.now() - started
                 # A microsecond of slack: on a float clock the last sleep may fall short.
                 if waited >= patience - 1e-6:
-                    self._refunds[:0] = refunds  # carried by the first admission that works
-                    if self._fallback_fraction is None:
+                    self._requeue(
+                        reports, refunds, penalties
+                    )  # carried by the first call that works
+                    if self._fallback_fraction is None or once:
                         raise LimiterUnavailableError(
                             f"Redis has been unreachable for {waited:.1f} s "
                             f"({type(exc).__name__}); nothing was sent. Check the Redis "
@@ -337,13 +369,13 @@ class RedisLimiter(Limiter):
                 backoff = min(backoff * 2, 1.0)
                 continue
             except BaseException:
-                self._refunds[:0] = refunds  # may or may not have been applied: harmless twice
-                self._penalties[:0] = penalties
+                # It may or may not have been applied: each is harmless twice.
+                self._requeue(reports, refunds, penalties)
                 raise
             if self._falling_back:
                 logger.warning("Redis is reachable again; the shared limiter is back in use")
                 self._falling_back = False
-            delay_us, fresh, _, *granted = reply
+            delay_us, fresh, now_us, *granted = reply
             if fresh:
                 logger.warning(
                     "Redis has no record of recent sends for %s (first use, or it restarted "
@@ -351,7 +383,22 @@ class RedisLimiter(Limiter):
                     self._app_key,
                     "; nothing starts for one window" if self._cold_start_wait else "",
                 )
-            return int(delay_us) / _MICROS, [int(units) for units in granted]
+            return (
+                int(delay_us) / _MICROS,
+                [int(units) for units in granted],
+                int(now_us) + int(delay_us),
+                sent,
+            )
+
+    def _requeue(
+        self,
+        reports: list[tuple[int, str, int]],
+        refunds: list[tuple[int, str]],
+        penalties: list[tuple[int, int, float]],
+    ) -> None:
+        self._reports[:0] = reports
+        self._refunds[:0] = refunds
+        self._penalties[:0] = penalties
 
     def _start_fallback(self, exc: BaseException) -> None:
         assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
@@ -386,9 +433,61 @@ class RedisLimiter(Limiter):
         if self._fallback is not None:
             self._fallback.penalize(claims)
 
+    async def flush(self) -> None:
+        """Send queued late answers, refunds and refusals to Redis now, in one round trip.
+
+        One attempt: if Redis is unreachable they stay queued for the next admission.
+        """
+        from redis.exceptions import RedisError
+
+        if not (self._reports or self._refunds or self._penalties) or self._app_key is None:
+            return
+        if self._falling_back:
+            return
+        try:
+            await self._decide([], once=True)
+        except (LimiterUnavailableError, RedisError):
+            logger.debug("Redis unreachable; late answers stay queued for the next admission")
+
+    async def effective_limit(self, name: LimitName) -> float | None:
+        """The limit in force now for *name* across all processes (after refusals, lower).
+
+        Sends this process's queued refusals first. ``None`` when the limit is off.
+
+        Raises:
+            LimiterUnavailableError: Redis is unreachable.
+        """
+        from redis.exceptions import RedisError
+
+        index = self._index.get(name)
+        if index is None:
+            return None
+        await self.flush()
+        rate = self._limits[index - 1][1]
+        state_key = self._keys()[4 * index - 3]
+        try:
+            eff, hold, now = await self._read_state(state_key)
+        except RedisError as exc:
+            raise LimiterUnavailableError(
+                f"could not read the shared state from Redis ({type(exc).__name__})"
+            ) from None
+        if eff is None:
+            return float(rate.limit)
+        state = Adaptation(base=float(eff), hold_until=float(hold or 0))
+        return effective_limit(state, rate.limit, rate.per * _MICROS, now)
+
+    async def _read_state(self, key: str) -> tuple[bytes | str | None, bytes | str | None, float]:
+        eff, hold = await self._redis.hmget(key, ["eff", "hold"])
+        if self._clock_override:
+            now = self._clock.now() * _MICROS
+        else:
+            seconds, micros = await self._redis.time()
+            now = seconds * _MICROS + micros
+        return eff, hold, float(now)
+
     async def aclose(self) -> None:
-        """Carry queued refunds and penalties to Redis; the Redis client stays open."""
-        if not (self._refunds or self._penalties) or self._app_key is None:
+        """Carry queued late answers, refunds and penalties to Redis; the client stays open."""
+        if not (self._reports or self._refunds or self._penalties) or self._app_key is None:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
             try:

@@ -485,25 +485,15 @@ class Transport:
         """One attempt: the response with its body unread (the caller closes it)."""
         if self._closed:
             self._refuse_closed(request, permit)
-        url = self._url(request)
-        content = request.content
-        if request.json is not None:
-            content = dumps(request.json)
-        headers = self._headers(token, content is not None)
-        if request.headers:
-            headers = httpx.Headers(headers)
-            headers.update(request.headers)
-        http_request = self._http.build_request(
-            request.method,
-            url,
-            headers=headers,
-            content=content,
-            files=request.files,
-            data=request.data,
-        )
+        http_request = self._build(request, token)
         started = time.perf_counter()
         try:
-            response = await self._http.send(http_request, stream=True)
+            try:
+                response = await self._http.send(http_request, stream=True)
+            finally:
+                if permit is not None:
+                    # Counted by now, if at all; a no-op after a refund below.
+                    permit.settle()
         except RuntimeError:
             if not self._http.is_closed:  # httpx: "the client has been closed"
                 raise
@@ -517,9 +507,32 @@ class Transport:
             ) from None
         except httpx.TransportError as exc:
             raise self._ambiguous(request, exc) from None
+        if permit is not None:
+            try:
+                await self._limiter.flush()  # other processes see a late answer at once
+            except BaseException:  # cancelled: the response is the caller's only on return
+                await response.aclose()
+                raise
         if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
             self._sent(request, response, time.perf_counter() - started, attempt)
         return response
+
+    def _build(self, request: Request, token: str | None) -> httpx.Request:
+        content = request.content
+        if request.json is not None:
+            content = dumps(request.json)
+        headers = self._headers(token, content is not None)
+        if request.headers:
+            headers = httpx.Headers(headers)
+            headers.update(request.headers)
+        return self._http.build_request(
+            request.method,
+            self._url(request),
+            headers=headers,
+            content=content,
+            files=request.files,
+            data=request.data,
+        )
 
     def _refuse_closed(self, request: Request, permit: Permit | None) -> NoReturn:
         if permit is not None:

@@ -1,0 +1,168 @@
+"""The rules one limit's window follows, shared by both limiters.
+
+:class:`SlidingWindowLimiter` runs these functions in memory. ``_redis_limiter.lua``
+mirrors them line by line in Redis, and is given every constant below when it is
+loaded (:func:`lua_constants`), so the two runtimes cannot drift apart: a
+hypothesis test drives both with the same admissions, completions, refusals and
+clock steps and compares what they decide.
+
+When a claim leaves its window
+------------------------------
+A claim is anchored at its start and leaves the window ``per + margin`` later.
+The service counts a request somewhere between its start and its response, so a
+request answered late (more than ``margin / 2`` after its start) moves its
+anchor to the response (:func:`settled_anchor`): it stays in the window at least
+``per + margin / 2`` after the service can have counted it, however slow the
+answer was. A waiting claim decides again when it wakes up, so an anchor moved
+while it slept is respected.
+
+Adaptation to refusals
+----------------------
+When the service refuses a request for a rate limit anyway, the refused
+request's permit is refunded and :func:`after_refusal` judges the refusal as of
+the moment it happened, from the units the window held then (``accepted``),
+those that had left it within ``JITTER_TOLERANCE`` of ``per`` (``recent``) and
+the refused request's own:
+
+- the refused request had filled the window to the effective limit, and that
+  limit was not a probe above a level known to work: the service saw two
+  windows' requests in one, a timing artifact, so the window is widened (by
+  ``MIN_EXTRA_MARGIN`` of ``per``, doubling, up to ``MAX_EXTRA_MARGIN``);
+- otherwise what was accepted is the service's limit: ``ESTIMATE_HEADROOM`` of
+  it becomes the effective limit, held ``HOLD_WINDOWS`` windows, then probed
+  upwards by ``PROBE_PER_WINDOW`` of the configured limit per window; a refusal
+  while probing doubles the hold (up to ``MAX_HOLD_WINDOWS``);
+- a window still nearly empty (under ``EARLY_FRACTION`` of the effective
+  limit) says little: the limit is cut to ``DECREASE_FACTOR`` of itself, at
+  most once a window.
+
+The effective limit never drops below ``FLOOR_FRACTION`` of the configured one,
+nor below one unit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import attrs
+
+__all__ = [
+    "Adaptation",
+    "after_refusal",
+    "effective_limit",
+    "lua_constants",
+    "settled_anchor",
+]
+
+#: A refusal early in a window (fewer than this fraction of the effective limit in use)
+#: says little about the server's limit: the effective limit is cut to DECREASE_FACTOR.
+EARLY_FRACTION: Final = 0.5
+DECREASE_FACTOR: Final = 0.7
+#: A refusal of a request that had filled the window to its limit is a timing artifact:
+#: the window is widened by this fraction of ``per``, doubling, up to MAX_EXTRA_MARGIN.
+MIN_EXTRA_MARGIN: Final = 0.01
+MAX_EXTRA_MARGIN: Final = 0.1
+#: How far past the window (as a fraction of ``per``) a server's count may reach because
+#: of jitter between our start and its count.
+JITTER_TOLERANCE: Final = 0.1
+#: The estimate taken from a refusal keeps this much headroom below what the server accepted.
+ESTIMATE_HEADROOM: Final = 0.95
+#: The effective limit never drops below this fraction of the configured one (nor below 1).
+FLOOR_FRACTION: Final = 0.1
+#: After a refusal, hold the effective limit this many windows before probing upwards;
+#: each refusal met while probing doubles the hold, up to MAX_HOLD_WINDOWS.
+HOLD_WINDOWS: Final = 8
+MAX_HOLD_WINDOWS: Final = 80
+#: While probing, the effective limit grows by this fraction of the configured limit per window.
+PROBE_PER_WINDOW: Final = 0.05
+#: A response later than this fraction of ``margin`` after the start moves the anchor.
+LATE_FRACTION: Final = 0.5
+
+_CONSTANTS: Final = {
+    "EARLY_FRACTION": EARLY_FRACTION,
+    "DECREASE_FACTOR": DECREASE_FACTOR,
+    "MIN_EXTRA_MARGIN": MIN_EXTRA_MARGIN,
+    "MAX_EXTRA_MARGIN": MAX_EXTRA_MARGIN,
+    "JITTER_TOLERANCE": JITTER_TOLERANCE,
+    "ESTIMATE_HEADROOM": ESTIMATE_HEADROOM,
+    "FLOOR_FRACTION": FLOOR_FRACTION,
+    "HOLD_WINDOWS": HOLD_WINDOWS,
+    "MAX_HOLD_WINDOWS": MAX_HOLD_WINDOWS,
+    "PROBE_PER_WINDOW": PROBE_PER_WINDOW,
+}
+
+
+def lua_constants() -> str:
+    """Lua ``local`` declarations of every constant, prepended to the Redis script."""
+    return "".join(f"local {name} = {value!r}\n" for name, value in _CONSTANTS.items())
+
+
+def settled_anchor(started: float, done: float, margin: float) -> float | None:
+    """The new anchor of a claim that started at *started* and was answered at *done*.
+
+    ``None`` when the answer came within ``margin / 2`` of the start: the anchor
+    stays, and the claim leaves ``per + margin`` after its start.
+    """
+    return done if done - started > LATE_FRACTION * margin else None
+
+
+@attrs.frozen
+class Adaptation:
+    """What one limit learned from refusals; times in the runtime's unit (s, or µs in Redis).
+
+    ``base`` is the effective limit until ``hold_until``, after which it grows
+    back (:func:`effective_limit`).
+    """
+
+    base: float
+    hold_until: float = -math.inf
+    hold_windows: int = HOLD_WINDOWS
+    decreased_at: float = -math.inf
+    extra_margin: float = 0.0
+
+
+def effective_limit(state: Adaptation, limit: int, per: float, at: float) -> float:
+    """The effective limit at *at*: ``base``, grown back by probing since the hold ended."""
+    if state.base < limit and at > state.hold_until:
+        grown = (at - state.hold_until) / per * PROBE_PER_WINDOW * limit
+        return min(float(limit), state.base + grown)
+    return state.base
+
+
+def after_refusal(
+    state: Adaptation,
+    limit: int,
+    per: float,
+    *,
+    at: float,
+    units: int,
+    accepted: int,
+    recent: int,
+) -> Adaptation:
+    """The state after a refusal at *at* of a request of *units* units.
+
+    *accepted* is what the window held at *at* (the refused request refunded),
+    *recent* what had left it within ``JITTER_TOLERANCE * per`` before.
+    """
+    effective = effective_limit(state, limit, per, at)
+    probing = at > state.hold_until and effective > state.base
+    if not probing and accepted + recent + units >= math.floor(effective):
+        extra = min(MAX_EXTRA_MARGIN * per, max(2 * state.extra_margin, MIN_EXTRA_MARGIN * per))
+        return attrs.evolve(state, extra_margin=extra)
+    estimate = effective
+    if accepted >= EARLY_FRACTION * effective:
+        estimate = ESTIMATE_HEADROOM * accepted
+    elif at - state.decreased_at >= per:
+        estimate = DECREASE_FACTOR * effective
+    hold_windows = state.hold_windows
+    if probing:
+        hold_windows = min(MAX_HOLD_WINDOWS, hold_windows * 2)
+    floor = max(1.0, FLOOR_FRACTION * limit)
+    return Adaptation(
+        base=max(floor, min(estimate, effective)),
+        hold_until=at + hold_windows * per,
+        hold_windows=hold_windows,
+        decreased_at=at,
+        extra_margin=state.extra_margin,
+    )

@@ -1,0 +1,180 @@
+"""The window rules: the pure model, its one copy of the constants, and the two runtimes
+(in memory, and the Lua script on a real redis-server) deciding alike."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from importlib import resources
+from typing import Any
+
+import pytest
+import redis.asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import agora_chat_async
+from agora_chat_async import Permit, Rate, RateLimits, RedisLimiter, SlidingWindowLimiter
+from agora_chat_async._redis_limiter import _SCRIPT
+from agora_chat_async._window_rules import (
+    DECREASE_FACTOR,
+    ESTIMATE_HEADROOM,
+    HOLD_WINDOWS,
+    MIN_EXTRA_MARGIN,
+    PROBE_PER_WINDOW,
+    Adaptation,
+    after_refusal,
+    effective_limit,
+    lua_constants,
+    settled_anchor,
+)
+from agora_chat_async.testing import MockClock
+
+TICK = 1 / 64  # clock steps exact in binary floating point and in whole microseconds
+LIMITS = RateLimits(
+    users=Rate(20, per=1), groups=Rate(3, per=1), rooms=Rate(5, per=1), other=Rate(5, per=1),
+    send_calls=None, margin=TICK,
+)  # fmt: skip
+
+
+def test_the_script_has_no_constants_of_its_own():
+    lua = resources.files(agora_chat_async).joinpath("_redis_limiter.lua").read_text("utf-8")
+    for line in lua_constants().splitlines():
+        name = line.split()[1]
+        assert f"local {name} =" not in lua  # only in the prelude made from _window_rules
+        assert _SCRIPT.count(f"local {name} =") == 1
+
+
+def test_a_late_answer_moves_the_anchor_an_early_one_does_not():
+    assert settled_anchor(10.0, 10.01, margin=0.02) is None
+    assert settled_anchor(10.0, 10.011, margin=0.02) == 10.011
+
+
+def test_a_full_window_refused_is_jitter_and_widens_the_window():
+    state = Adaptation(base=20.0)
+    state = after_refusal(state, 20, 1.0, at=5.0, units=5, accepted=15, recent=0)
+    assert (state.base, state.extra_margin) == (20.0, MIN_EXTRA_MARGIN)
+    state = after_refusal(state, 20, 1.0, at=5.5, units=5, accepted=15, recent=0)
+    assert state.extra_margin == 2 * MIN_EXTRA_MARGIN
+
+
+def test_a_refusal_below_the_limit_takes_what_was_accepted_then_holds_and_probes():
+    state = after_refusal(Adaptation(base=20.0), 20, 1.0, at=5.0, units=2, accepted=12, recent=0)
+    assert state.base == pytest.approx(ESTIMATE_HEADROOM * 12)
+    assert state.hold_until == 5.0 + HOLD_WINDOWS
+    assert effective_limit(state, 20, 1.0, 5.0 + HOLD_WINDOWS) == state.base
+    one_window_later = effective_limit(state, 20, 1.0, 6.0 + HOLD_WINDOWS)
+    assert one_window_later == pytest.approx(state.base + PROBE_PER_WINDOW * 20)
+    assert effective_limit(state, 20, 1.0, 1000.0) == 20
+    # A refusal while probing doubles the hold.
+    probing = after_refusal(state, 20, 1.0, at=6.0 + HOLD_WINDOWS, units=1, accepted=3, recent=0)
+    assert probing.hold_windows == 2 * HOLD_WINDOWS
+
+
+def test_an_early_refusal_cuts_once_a_window_and_never_below_the_floor():
+    state = after_refusal(Adaptation(base=20.0), 20, 1.0, at=5.0, units=1, accepted=2, recent=0)
+    assert state.base == pytest.approx(20 * DECREASE_FACTOR)
+    again = after_refusal(state, 20, 1.0, at=5.5, units=1, accepted=2, recent=0)
+    assert again.base == state.base  # the same window: no second cut
+    for step in range(30):
+        state = after_refusal(state, 20, 1.0, at=7.0 + step, units=1, accepted=0, recent=0)
+    assert state.base == 2.0  # 10% of 20
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("acquire"), st.integers(1, 8), st.booleans()),
+        st.tuples(st.just("acquire"), st.integers(1, 20), st.booleans()),
+        st.tuples(st.just("advance"), st.integers(1, 80)),
+        st.tuples(st.just("settle"), st.integers(0, 1000), st.integers(0, 40)),
+        st.tuples(st.just("refuse"), st.integers(0, 1000)),
+        st.tuples(st.just("refund"), st.integers(0, 1000)),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=OPERATIONS)
+def test_both_runtimes_decide_alike(redis_server, operations):
+    """The same admissions, answers, refusals and clock steps, in memory and in Redis:
+    the same waits, the same units granted, the same effective limits."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        memory_clock, redis_clock = MockClock(), MockClock()
+        memory = SlidingWindowLimiter(LIMITS, clock=memory_clock)
+        shared = RedisLimiter(
+            client, rate_limits=LIMITS, app_key="org#app", cold_start_wait=False, clock=redis_clock
+        )
+        permits: list[tuple[Permit, Permit, int]] = []
+        for step, operation in enumerate(operations):
+            kind = operation[0]
+            if kind == "acquire":
+                _, units, shrink = operation
+                min_units = 1 if shrink else None
+                one = await memory.acquire([("users", units)], min_units=min_units)
+                two = await shared.acquire([("users", units)], min_units=min_units)
+                assert one.units == two.units, (step, operation)
+                permits.append((one, two, one.units))
+            elif kind == "advance":
+                memory_clock.advance(operation[1] * TICK)
+                redis_clock.advance(operation[1] * TICK)
+            elif permits:
+                one, two, units = permits[operation[1] % len(permits)]
+                if kind == "settle":  # answered operation[2] ticks after now
+                    memory_clock.advance(operation[2] * TICK)
+                    redis_clock.advance(operation[2] * TICK)
+                    one.settle()
+                    two.settle()
+                elif kind == "refuse":  # what the transport does with a 429
+                    one.refund()
+                    two.refund()
+                    memory.penalize([("users", units)])
+                    shared.penalize([("users", units)])
+                else:
+                    one.refund()
+                    two.refund()
+            assert redis_clock.now() == pytest.approx(memory_clock.now(), abs=1e-5), (step, kind)
+            redis_clock._now = memory_clock.now()  # no drift of float against microseconds
+            expected = memory.effective_limit("users")
+            assert expected is not None
+            got = await shared.effective_limit("users")
+            assert got == pytest.approx(expected, rel=1e-9), (step, operation)
+            assert math.floor(got or 0) == math.floor(expected), (step, operation)
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_differential_test_can_fail(redis_server, monkeypatch):
+    """A Lua copy of a constant drifting from the model is caught."""
+    import agora_chat_async._window_rules as rules
+
+    drifted = lua_constants().replace(
+        f"ESTIMATE_HEADROOM = {ESTIMATE_HEADROOM!r}", "ESTIMATE_HEADROOM = 0.9"
+    )
+    script = _SCRIPT.replace(lua_constants(), drifted)
+
+    async def scenario() -> Any:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clock = MockClock()
+        shared = RedisLimiter(
+            client, rate_limits=LIMITS, app_key="org#app", cold_start_wait=False, clock=clock
+        )
+        shared._script = client.register_script(script)
+        for _ in range(12):
+            await shared.acquire([("users", 1)])
+        shared.penalize([("users", 1)])
+        got = await shared.effective_limit("users")
+        await client.aclose()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == pytest.approx(0.9 * 12)
+    assert got != pytest.approx(rules.ESTIMATE_HEADROOM * 12)
