@@ -15,8 +15,19 @@ matter, forgets the claims that left the window, finds the earliest time at
 which every claim of the request fits (never before an earlier reservation of
 the limit that decides it: first come, first served across all processes), and
 records them all at that time. It answers "start now", or "not before t" and
-the caller sleeps until then: one round trip per request, no polling. A shrinkable
-claim (``min_units``) takes as many units as fit at that time.
+the caller sleeps until then, no polling. A shrinkable claim (``min_units``)
+takes as many units as fit at that time.
+
+A reservation decides again when it is due (a second round trip): it starts
+then if every window it joins still has room, counting started claims and
+other reservations alike; otherwise it queues again. What can take its room
+meanwhile is a refusal (the effective limit dropped) or a late answer: a request
+answered later than ``margin / 2`` after its start reports its answer time
+(carried by the next admission, and flushed by the client right after the
+answer), and its claims leave the window ``per + margin`` after the answer, since
+the service may count a request as late as its answer. So a slow first window
+(connections opening, a burst the server works through one by one) cannot let
+the next window's requests start inside the window the service still counts.
 
 Every recorded claim counts against its window, including reservations in the
 future, so nothing placed before a reservation can overfill the reservation's
@@ -33,11 +44,13 @@ Fairness: requests waiting for one limit are granted in the order the script
 ran, whichever process asked, so no process starves: a claim waits at most for
 the claims that reached Redis before it.
 
-Refunds and penalties (a request never sent; a 429 from the service) are queued
-in the process and carried by its next admission, in the same round trip. A
+Late answers, refunds and penalties (a request never sent; a 429 from the
+service) are queued in the process and carried by its next admission, in the
+same round trip. A
 refund that never gets carried (the process stops) only leaves capacity unused
-until the window passes. Adaptation is the in-memory limiter's, stored in Redis
-so that every worker adapts together: a penalty carries how long ago the refusal
+until the window passes. Adaptation is the in-memory limiter's (one model,
+``_window_rules.py``, whose constants are prepended to the script when it is
+loaded), stored in Redis so that every worker adapts together: a penalty carries how long ago the refusal
 was, and the script judges it as of then (a full window counting what had just
 left it is jitter, and widens the window; otherwise the effective limit drops to
 95% of what was accepted, holds, and probes back up).

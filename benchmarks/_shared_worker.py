@@ -3,8 +3,10 @@
     python _shared_worker.py URL REDIS_URL NAME COUNT PER MARGIN MODE
 
 Fans one message out to COUNT users named ``NAME-<i>`` under ``users=Rate(6000, per=PER)``
-(real seconds), with a RedisLimiter (MODE ``redis``) or this process's own in-memory
-limiter (MODE ``local``); writes one JSON line of counts and times.
+(real seconds), with a RedisLimiter (MODE ``redis``: no cold-start wait; ``redis-cold``:
+the defaults, a window's wait when Redis has no record) or this process's own in-memory
+limiter (MODE ``local``); writes one JSON line of counts and times (``first_send``: when
+the first request left).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import redis.asyncio
 
 from agora_chat_async import (
     AgoraChatClient,
+    Event,
     Limiter,
     Rate,
     RateLimits,
     RedisLimiter,
+    RequestSent,
     SlidingWindowLimiter,
     StaticToken,
     TextBody,
@@ -34,14 +38,24 @@ async def main(argv: list[str]) -> dict[str, Any]:
     limits = RateLimits(users=Rate(6000, per=float(per)), margin=float(margin))
     store = redis.asyncio.from_url(redis_url)
     limiter: Limiter
-    if mode == "redis":
-        limiter = RedisLimiter(store, rate_limits=limits, cold_start_wait=False)
+    if mode.startswith("redis"):
+        limiter = RedisLimiter(store, rate_limits=limits, cold_start_wait=mode == "redis-cold")
     else:
         limiter = SlidingWindowLimiter(limits)
     out: dict[str, Any] = {"delivered": 0, "failed": 0, "unknown": 0, "requests": 0}
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, RequestSent) and "first_send" not in out:
+            out["first_send"] = time.time() - event.elapsed
+
     try:
         async with AgoraChatClient(
-            url, "test-org", "test-app", auth=StaticToken("test-token"), limiter=limiter
+            url,
+            "test-org",
+            "test-app",
+            auth=StaticToken("test-token"),
+            limiter=limiter,
+            on_event=on_event,
         ) as client:
             out["first"] = time.time()
             users = (f"{name}-{index:07d}" for index in range(int(count)))

@@ -328,3 +328,32 @@ async def test_a_refusal_just_after_the_window_slid_is_jitter_not_a_lower_limit(
     refused.refund()
     limiter.penalize([("rooms", 10)])  # the server still counted the old 100: jitter
     assert limiter.effective_limit("rooms") == 100
+
+
+async def test_a_late_answer_keeps_its_claim_in_the_window_until_a_window_after_it(
+    clock: VirtualClock,
+):
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(10, per=1), margin=0.02), clock=clock)
+    t0 = clock.now()
+    slow = await limiter.acquire([("users", 5)])
+    fast = await limiter.acquire([("users", 5)])
+    clock.advance(0.005)
+    fast.settle()  # within margin / 2: leaves 1.02 s after its start
+    clock.advance(0.195)
+    slow.settle()  # answered 0.2 s after its start: the service may have counted it then
+    slow.settle()  # idempotent
+    await limiter.acquire([("users", 5)])
+    assert clock.now() == pytest.approx(t0 + 1.02)
+    await limiter.acquire([("users", 5)])
+    assert clock.now() == pytest.approx(t0 + 0.2 + 1.02)
+
+
+async def test_a_refund_after_the_claim_left_the_window_frees_nothing_twice(clock: VirtualClock):
+    limiter = SlidingWindowLimiter(RateLimits(users=Rate(10, per=1), margin=0), clock=clock)
+    first = await limiter.acquire([("users", 10)])
+    clock.advance(1.5)
+    await limiter.acquire([("users", 10)])  # the first left the window
+    first.refund()  # refused long after: it had already left
+    start = clock.now()
+    await limiter.acquire([("users", 1)])  # the window is still full
+    assert clock.now() == pytest.approx(start + 1.0)

@@ -562,3 +562,29 @@ async def test_a_late_answer_in_the_first_window_keeps_every_start_order_within_
     assert len(counted) == 4
     times = [t for t, _ in counted]
     assert_within_limit(times, [u for _, u in counted], limit=10, per=1.0)
+
+
+async def test_a_refund_after_the_claim_left_the_window_frees_nothing_twice(redis_client):
+    clock = MockClock()
+    shared = limiter(redis_client, clock)
+    first = await shared.acquire([("users", 10)])
+    clock.advance(1.5)
+    await shared.acquire([("users", 10)])  # the first left the window
+    first.refund()  # refused long after: carried by the next admission
+    assert await waits(shared, clock, [("users", 1)]) == pytest.approx(1.0, abs=1e-6)
+
+
+async def test_a_call_retried_after_its_reply_was_lost_counts_its_claims_once(redis_client):
+    clock = MockClock()
+    shared = limiter(redis_client, clock)
+    script = shared._script
+
+    async def reply_lost_once(**kwargs: Any) -> Any:
+        if kwargs["args"][-4:-2] == [1, 5]:  # the first admission of 5 units: run it twice
+            await script(**kwargs)
+        return await script(**kwargs)
+
+    shared._script = reply_lost_once
+    await shared.acquire([("users", 5)])
+    shared._script = script
+    assert await waits(shared, clock, [("users", 5)]) == 0  # 5 counted, not 10
