@@ -46,14 +46,14 @@ the claims that reached Redis before it.
 
 Late answers, refunds and penalties (a request never sent; a 429 from the
 service) are queued in the process and carried by its next admission, in the
-same round trip. A
-refund that never gets carried (the process stops) only leaves capacity unused
-until the window passes. Adaptation is the in-memory limiter's (one model,
-``_window_rules.py``, whose constants are prepended to the script when it is
-loaded), stored in Redis so that every worker adapts together: a penalty carries how long ago the refusal
-was, and the script judges it as of then (a full window counting what had just
-left it is jitter, and widens the window; otherwise the effective limit drops to
-95% of what was accepted, holds, and probes back up).
+same round trip. A refund that never gets carried (the process stops) only
+leaves capacity unused until the window passes. Adaptation is the in-memory
+limiter's (one model, ``_window_rules.py``, whose constants are prepended to the
+script when it is loaded), stored in Redis so that every worker adapts together:
+a penalty carries how long ago the refusal was, and the script judges it as of
+then (a full window counting what had just left it is jitter, and widens the
+window; otherwise the effective limit drops to 95% of what was accepted, holds,
+and probes back up).
 
 Keys and memory
 ---------------
