@@ -70,8 +70,10 @@ Adaptation
 When the service refuses a request for a rate limit anyway (an app key shared
 with another service, a server counting differently, network jitter), the
 transport refunds the request's permit (a refused request was not counted by
-the server either) and calls :meth:`Limiter.penalize` with the limit that was
-exceeded. The rules (widen the window after a timing artifact; otherwise take
+the server either) and calls :meth:`Limiter.penalize` with the limit the request
+pressed on: the claim whose window was left with the least room, relative to its
+limit, when it was admitted (:attr:`Permit.binding`), whatever the status (429 or
+403) says. The rules (widen the window after a timing artifact; otherwise take
 95% of what the server accepted, hold, then probe upwards) are one model in
 ``_window_rules.py``, which the Redis limiter's script mirrors: a server
 enforcing less than configured costs a handful of refusals at first and a few
@@ -230,12 +232,22 @@ class Permit:
     certainly never reached the server, or was refused and so not counted.
     """
 
-    __slots__ = ("_refund", "_settle", "units")
+    __slots__ = ("_refund", "_settle", "binding", "units")
 
-    def __init__(self, refund: Any = None, *, units: int = 0, settle: Any = None) -> None:
+    def __init__(
+        self,
+        refund: Any = None,
+        *,
+        units: int = 0,
+        settle: Any = None,
+        binding: LimitName | None = None,
+    ) -> None:
         self._refund = refund
         self._settle = settle
         self.units = units
+        #: The limit whose window was nearest its limit when the request was admitted:
+        #: the one a rate-limit refusal of this request is blamed on.
+        self.binding = binding
 
     def refund(self) -> None:
         """Give the capacity back. Only for a request the server did not count."""
@@ -315,6 +327,7 @@ class Limiter(abc.ABC):
 
 @attrs.define
 class _Window:
+    name: LimitName
     rate: Rate
     margin: float
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
@@ -458,7 +471,7 @@ class SlidingWindowLimiter(Limiter):
             rate = self._rate_limits.rate(name)
             if rate is None:
                 return None
-            window = self._windows[name] = _Window(rate, self._rate_limits.margin)
+            window = self._windows[name] = _Window(name, rate, self._rate_limits.margin)
         return window
 
     async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
@@ -519,6 +532,12 @@ class SlidingWindowLimiter(Limiter):
             (window, window.record(now, units))
             for (window, _), units in zip(windows, granted, strict=True)
         ]
+        # The window left with the least room, relative to its limit, binds this request.
+        binding = max(
+            entries,
+            key=lambda item: item[0].used / max(math.floor(item[0].effective(now)), 1),
+            default=None,
+        )
 
         def refund() -> None:
             for window, entry in entries:
@@ -529,7 +548,12 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.settle(entry, done)
 
-        return Permit(refund, units=granted[0] if shrink_to is not None else whole, settle=settle)
+        return Permit(
+            refund,
+            units=granted[0] if shrink_to is not None else whole,
+            settle=settle,
+            binding=None if binding is None else binding[0].name,
+        )
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""

@@ -18,8 +18,9 @@
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
 -- Every claim of a request is recorded at one time, the earliest at which all fit:
 -- now, or a reservation the caller sleeps until.
--- Returns {delay_us, fresh, now_us, granted...}: the request may start in delay_us,
--- with these units granted to each claim; fresh is 1 when the marker was missing.
+-- Returns {delay_us, fresh, now_us, granted..., binding}: the request may start in delay_us,
+-- with these units granted to each claim; fresh is 1 when the marker was missing; binding is
+-- the position of the claim left with the least room (0 without claims).
 
 -- The constants of the window rules (EARLY_FRACTION, ..., PROBE_PER_WINDOW) are prepended
 -- when the script is loaded, from _window_rules.py: one copy for both runtimes.
@@ -341,13 +342,20 @@ if not again then
   end
 end
 local reply = {start - now, fresh and 1 or 0, now}
+-- The claim left with the least room, relative to its limit, binds the request: a
+-- rate-limit refusal of it is blamed on that limit.
+local binding, least = 0, math.huge
 for k, claim in ipairs(claims) do
   local room = rooms[k]
   if times[k] < start then  -- it fits earlier: how many fit at `start` itself
     room = select(2, earliest(claim.l, claim.need, start))
   end
-  reply[#reply + 1] = record(claim, start, room, times[k] == start)
+  local granted = record(claim, start, room, times[k] == start)
+  reply[#reply + 1] = granted
+  local left = (room - granted) / math.max(math.floor(claim.l.effective), 1)
+  if left < least then binding, least = k, left end
 end
+reply[#reply + 1] = binding
 for i = 1, n_limits do
   if limits[i].loaded then save(limits[i]) end
 end

@@ -131,6 +131,20 @@ class _Claim:
     first: bool
 
 
+@attrs.frozen
+class _Decision:
+    """The script's answer: start in ``delay`` s with ``granted`` units per claim."""
+
+    delay: float
+    granted: list[int]
+    #: When the claims start, in Redis microseconds.
+    start_us: int
+    #: The local time the call was made (an answer's time is measured from it).
+    sent: float
+    #: The position (from 1) of the claim left with the least room; 0 without claims.
+    binding: int
+
+
 @final
 class RedisLimiter(Limiter):
     """A :class:`Limiter` shared by every process that uses the same Redis (``redis.asyncio``).
@@ -285,10 +299,10 @@ class RedisLimiter(Limiter):
         recorded = [(claim.index, claim.id) for claim in pending]
         try:
             answer = await self._decide(pending)
-            while answer is not None and answer[0] > 0:
+            while answer is not None and answer.delay > 0:
                 # A reservation: sleep until it is due, then decide again at that time, so
                 # that a late answer reported meanwhile (or a refusal) is respected.
-                await self._clock.sleep(answer[0])
+                await self._clock.sleep(answer.delay)
                 answer = await self._decide(pending, again=True)
             if answer is None:  # Redis unreachable, fallback on
                 assert self._fallback is not None  # noqa: S101 - _decide's contract
@@ -299,10 +313,12 @@ class RedisLimiter(Limiter):
             # with the next admission (removing a claim that was never recorded is harmless).
             self._refunds.extend(recorded)
             raise
-        _, grants, started_us, sent = answer
         granted = next(
-            (got for claim, got in zip(pending, grants, strict=True) if claim.first), whole
+            (got for claim, got in zip(pending, answer.granted, strict=True) if claim.first),
+            whole,
         )
+        started_us, sent = answer.start_us, answer.sent
+        binding = self._limits[pending[answer.binding - 1].index - 1][0] if answer.binding else None
 
         def settle() -> None:
             elapsed = self._clock.now() - sent  # from before the script ran: never too early
@@ -311,18 +327,18 @@ class RedisLimiter(Limiter):
                 done_us = started_us + math.ceil(anchor * _MICROS)
                 self._reports.extend((index, id_, done_us) for index, id_ in recorded)
 
-        return Permit(lambda: self._refunds.extend(recorded), units=granted, settle=settle)
+        return Permit(
+            lambda: self._refunds.extend(recorded), units=granted, settle=settle, binding=binding
+        )
 
     async def _decide(
         self, pending: list[_Claim], *, again: bool = False, once: bool = False
-    ) -> tuple[float, list[int], int, float] | None:
+    ) -> _Decision | None:
         """One admission decision; ``None`` when Redis is unreachable and the fallback is on.
 
         With *once*, a single attempt that raises :class:`LimiterUnavailableError` if it
         fails, whatever the fallback.
 
-        Returns the delay before the claims may start, the units granted to each, the
-        time of the decision in Redis microseconds, and the local time the call was made.
         """
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -388,7 +404,7 @@ class RedisLimiter(Limiter):
             if self._falling_back:
                 logger.warning("Redis is reachable again; the shared limiter is back in use")
                 self._falling_back = False
-            delay_us, fresh, now_us, *granted = reply
+            delay_us, fresh, now_us, *granted, binding = reply
             if fresh:
                 logger.warning(
                     "Redis has no record of recent sends for %s (first use, or it restarted "
@@ -396,11 +412,12 @@ class RedisLimiter(Limiter):
                     self._app_key,
                     "; nothing starts for one window" if self._cold_start_wait else "",
                 )
-            return (
-                int(delay_us) / _MICROS,
-                [int(units) for units in granted],
-                int(now_us) + int(delay_us),
-                sent,
+            return _Decision(
+                delay=int(delay_us) / _MICROS,
+                granted=[int(units) for units in granted],
+                start_us=int(now_us) + int(delay_us),
+                sent=sent,
+                binding=int(binding),
             )
 
     def _requeue(

@@ -62,7 +62,7 @@ from ._exceptions import (
     api_error_class,
     excerpt,
 )
-from ._limits import Claim, Limiter, Permit
+from ._limits import Claim, Limiter, LimitName, Permit
 from ._logging import install_redaction, logger
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 
@@ -158,16 +158,19 @@ def declared_length(response: httpx.Response) -> int | None:
     return None
 
 
-def _exceeded(claims: tuple[Claim, ...], error: RateLimitedError) -> tuple[Claim, ...]:
-    """Which of a request's claims a refusal is about.
+def _exceeded(claims: tuple[Claim, ...], binding: LimitName | None) -> tuple[Claim, ...]:
+    """Which of a request's claims a rate-limit refusal is blamed on.
 
-    A 403 "reach limit" is about the message quota (the first claim, in recipients or
-    targets); a 429 ``reach_limit`` about a call rate (the claims counted in calls).
+    Not the status: whether the service says 429 ``reach_limit`` or 403 "reach limit"
+    for an exceeded message quota is not settled by its pages. The claim whose window
+    was left with the least room, relative to its limit, when the request was admitted
+    (:attr:`Permit.binding`) is the one the refusal pressed on; without a permit, the
+    request's first claim.
     """
-    calls = tuple(claim for claim in claims if claim[0] in ("send_calls", "other"))
-    if error.status_code == 403 or not calls:
-        return (claims[0],)
-    return calls
+    for claim in claims:
+        if claim[0] == binding:
+            return (claim,)
+    return claims[:1]
 
 
 def _api_headers(token: str | None) -> tuple[httpx.Headers, httpx.Headers]:
@@ -390,7 +393,7 @@ class Transport:
         if isinstance(error, RateLimitedError):
             if permit is not None and not isinstance(error, QuotaExhaustedError):
                 permit.refund()  # refused, so not counted by the server either
-            self._rate_limited(request, error)
+            self._rate_limited(request, error, permit)
         quota = isinstance(error, QuotaExhaustedError)
         limit = self._retry.quota_attempts if quota else self._retry.attempts
         if retries >= limit or not (quota or self._retryable(request, error)):
@@ -450,10 +453,12 @@ class Transport:
             logger.debug("%s waited %.3f s for %s", where, waited, claims)
         return permit
 
-    def _rate_limited(self, request: Request, error: RateLimitedError) -> None:
+    def _rate_limited(
+        self, request: Request, error: RateLimitedError, permit: Permit | None
+    ) -> None:
         if isinstance(error, QuotaExhaustedError):
             return
-        exceeded = _exceeded(request.claims, error)
+        exceeded = _exceeded(request.claims, None if permit is None else permit.binding)
         self._limiter.penalize(exceeded)
         names = tuple(name for name, _ in exceeded)
         self._emit(

@@ -27,6 +27,7 @@ from agora_chat_async import (
     Rate,
     RateLimits,
     RedisLimiter,
+    SlidingWindowLimiter,
     StaticToken,
     TextBody,
     ValidationError,
@@ -588,3 +589,13 @@ async def test_a_call_retried_after_its_reply_was_lost_counts_its_claims_once(re
     await shared.acquire([("users", 5)])
     shared._script = script
     assert await waits(shared, clock, [("users", 5)]) == 0  # 5 counted, not 10
+
+
+async def test_the_permit_names_the_limit_left_with_the_least_room(redis_client):
+    clock = MockClock()
+    for each in (limiter(redis_client, clock), SlidingWindowLimiter(LIMITS, clock=clock)):
+        permit = await each.acquire([("users", 2), ("send_calls", 1)])
+        assert permit.binding == "send_calls"  # 3 of 4 calls left, 8 of 10 users
+        permit = await each.acquire([("users", 7), ("send_calls", 1)])
+        assert permit.binding == "users"  # 1 of 10 users left, 2 of 4 calls
+        clock.advance(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -190,19 +191,56 @@ def test_client_repr_hides_the_token():
 
 
 @pytest.mark.parametrize(
-    ("claims", "status", "expected"),
+    ("claims", "binding", "expected"),
     [
-        ((("users", 380), ("send_calls", 1)), 403, (("users", 380),)),
-        ((("users", 380), ("send_calls", 1)), 429, (("send_calls", 1),)),
-        ((("other", 1),), 429, (("other", 1),)),
-        ((("groups", 3),), 429, (("groups", 3),)),
+        ((("users", 380), ("send_calls", 1)), "users", (("users", 380),)),
+        ((("users", 380), ("send_calls", 1)), "send_calls", (("send_calls", 1),)),
+        ((("other", 1),), "other", (("other", 1),)),
+        ((("groups", 3),), None, (("groups", 3),)),
     ],
 )
-def test_a_refusal_penalizes_the_limit_it_is_about(claims, status, expected):
+def test_a_refusal_is_blamed_on_the_binding_claim(claims, binding, expected):
     from agora_chat_async._transport import _exceeded
 
-    error = RateLimitedError(status_code=status, error="reach_limit")
-    assert _exceeded(claims, error) == expected
+    assert _exceeded(claims, binding) == expected
+
+
+@pytest.mark.parametrize("status", [429, 403])
+@pytest.mark.parametrize(
+    ("single_sends", "fan_out_users", "blamed"),
+    [
+        (0, 600, "users"),  # a full recipient window: the quota binds, whatever the status
+        (90, 1, "send_calls"),  # 90 calls of 100 in the second: the call rate binds
+    ],
+)
+async def test_either_status_adapts_the_limit_the_request_pressed_on(
+    make_client, api, status, single_sends, fan_out_users, blamed
+):
+    from agora_chat_async import Rate, RateLimited, RateLimits
+
+    body = {"error": "reach_limit", "error_description": "reach limit"}
+    if status == 403:
+        body = {"error": "forbidden_op", "error_description": "message send reach limit"}
+    full_batches = 9 if fan_out_users == 600 else 0
+    ok = httpx.Response(200, json=envelope("/m", {"u": "1"}))
+    api.post("/messages/users").mock(
+        side_effect=[
+            *[ok] * (single_sends + full_batches),
+            httpx.Response(status, json=body),
+            *[ok] * 3,
+        ]
+    )
+    events: list[Any] = []
+    client = make_client(
+        rate_limits=RateLimits(users=Rate(6000, per=60), margin=0), on_event=events.append
+    )
+    for _ in range(single_sends):
+        await client.send_user_message("u", TextBody(msg="m"))
+    for _ in range(full_batches):
+        await client.send_user_message([f"u{i}" for i in range(600)], TextBody(msg="m"))
+    await client.send_user_message([f"v{i}" for i in range(fan_out_users)], TextBody(msg="m"))
+    refused = [event for event in events if isinstance(event, RateLimited)]
+    assert [event.limits for event in refused] == [(blamed,)]
 
 
 async def test_a_refused_request_is_refunded_and_its_limit_adapts(make_client, api, clock):
