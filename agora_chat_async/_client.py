@@ -111,7 +111,8 @@ class AgoraChatClient:
         on_event: called with every :class:`Event` (requests, waits, refusals,
             retries, splits), for metrics.
         retry: how requests that were certainly not processed (429, 503, refused
-            connections) are retried; ``RetryPolicy(attempts=0)`` switches it off.
+            connections) are retried; ``RetryPolicy(attempts=0, rate_limit_budget=0)``
+            switches it off.
 
     Use it as an async context manager, or call :meth:`aclose` when done::
 

@@ -282,12 +282,25 @@ class RateLimitedError(APIError):
     """
 
     def __init__(
-        self, *, retry_after: float | None = None, **fields: Unpack[APIErrorFields]
+        self,
+        *,
+        retry_after: float | None = None,
+        budget: float | None = None,
+        **fields: Unpack[APIErrorFields],
     ) -> None:
         self.retry_after = retry_after
+        #: The retry budget (``RetryPolicy.rate_limit_budget``) that ran out, if one did.
+        self.budget = budget
         super().__init__(**fields)
 
     def _advice(self) -> str:
+        if self.budget is not None:
+            return (
+                f"Still refused after retrying for {self.budget:g} s "
+                "(RetryPolicy.rate_limit_budget) while the limiter adapted: the quota is "
+                "smaller than RateLimits says, or shared with another sender. Lower "
+                "RateLimits, or raise the budget."
+            )
         if self.retry_after is not None:
             return f"Retry after {self.retry_after:g} s."
         return "Slow down; retry later."

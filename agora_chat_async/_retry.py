@@ -3,9 +3,14 @@
 A request is retried only when it was certainly not processed:
 
 - the connection was never established (:class:`ConnectError`);
-- the service refused it for a rate limit (:class:`RateLimitedError`: 429
-  ``reach_limit``, or 403 "message send reach limit");
+- the service refused it for a rate limit (:class:`RateLimitedError`: a 429 with
+  any error but ``resource_limited``, or 403 "message send reach limit");
 - the service answered 503.
+
+Refusals for a rate limit are progress, not failure: the limiter adapts to each one,
+so they are retried for as long as ``rate_limit_budget`` seconds from the first
+refusal, however many it takes, and only then raised (the error names the budget).
+Every other retryable failure is retried ``attempts`` times.
 
 Each retry takes a new limiter slot. The wait is the server's ``Retry-After``
 when it sent one, otherwise an exponential backoff with full jitter
@@ -55,9 +60,9 @@ class RetryPolicy:
     """How often, and after how long, requests that were certainly not processed are retried.
 
     >>> RetryPolicy(attempts=3, base=0.5, max_backoff=10)
-    RetryPolicy(attempts=3, base=0.5, max_backoff=10, quota_attempts=2)
+    RetryPolicy(attempts=3, base=0.5, max_backoff=10, quota_attempts=2, rate_limit_budget=300.0)
 
-    ``RetryPolicy(attempts=0, quota_attempts=0)`` switches retries off.
+    ``RetryPolicy(attempts=0, quota_attempts=0, rate_limit_budget=0)`` switches retries off.
     """
 
     attempts: int = attrs.field(default=5, validator=_non_negative)
@@ -65,6 +70,9 @@ class RetryPolicy:
     max_backoff: float = attrs.field(default=30.0, validator=_non_negative)
     quota_attempts: int = attrs.field(default=2, validator=_non_negative)
     """Retries after 429 ``resource_limited`` (the plan's quota), each after ``max_backoff``."""
+    rate_limit_budget: float = attrs.field(default=300.0, validator=_non_negative)
+    """Seconds, from a request's first rate-limit refusal, during which it keeps being
+    retried while the limiter adapts; then its :class:`RateLimitedError` is raised."""
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number *attempt* (0 for the first retry)."""

@@ -186,6 +186,21 @@ def _safe_url(url: httpx.URL | str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+@attrs.define
+class _Tries:
+    """One request's failed attempts so far."""
+
+    #: Failures other than rate-limit refusals (each retried at most RetryPolicy.attempts).
+    retries: int = 0
+    #: Rate-limit refusals, retried while RetryPolicy.rate_limit_budget lasts.
+    refusals: int = 0
+    refused_since: float | None = None
+
+    @property
+    def attempts(self) -> int:
+        return self.retries + self.refusals
+
+
 @final
 class Transport:
     """The pipeline shared by all endpoints of one :class:`AgoraChatClient`."""
@@ -343,7 +358,7 @@ class Transport:
 
         Every attempt, retry and refusal of the pipeline happens here.
         """
-        retries = 0
+        tries = _Tries()
         refreshed = False
         while True:
             permit: Permit | None = None
@@ -356,7 +371,7 @@ class Transport:
                         permit, given = given, None
                     else:
                         permit = await self.acquire(request.claims, where=request.where)
-                response = await self._send(request, token, permit, attempt=retries)
+                response = await self._send(request, token, permit, attempt=tries.attempts)
                 if response.status_code < 400:
                     return response
                 try:
@@ -379,20 +394,76 @@ class Transport:
                 finally:
                     await response.aclose()
             except AgoraChatError as error:
-                await self._before_retry(request, error, permit, retries)
-                retries += 1
+                await self._retry_or_raise(request, error, permit, tries)
             finally:
                 if given is not None:  # failed before the given permit's attempt was sent
                     given.refund()
                     given = None
 
+    async def _retry_or_raise(
+        self, request: Request, error: AgoraChatError, permit: Permit | None, tries: _Tries
+    ) -> None:
+        """Raise *error* if it is final; else account for it and wait to retry."""
+        if isinstance(error, RateLimitedError) and not isinstance(error, QuotaExhaustedError):
+            if tries.refused_since is None:
+                tries.refused_since = self._clock.now()
+            await self._after_refusal(request, error, permit, tries.refusals, tries.refused_since)
+            tries.refusals += 1
+        else:
+            await self._before_retry(request, error, permit, tries.retries)
+            tries.retries += 1
+
+    async def _after_refusal(
+        self,
+        request: Request,
+        error: RateLimitedError,
+        permit: Permit | None,
+        refusals: int,
+        since: float,
+    ) -> None:
+        """A rate-limit refusal: adapt, then wait to retry, or raise once the budget is spent."""
+        if permit is not None:
+            permit.refund()  # refused, so not counted by the server either
+        self._rate_limited(request, error, permit)
+        budget = self._retry.rate_limit_budget
+        remaining = budget - (self._clock.now() - since)
+        if remaining <= 0:
+            raise RateLimitedError(
+                retry_after=error.retry_after,
+                budget=budget,
+                status_code=error.status_code,
+                error=error.error,
+                description=error.description,
+                body_excerpt=error.body_excerpt,
+                method=error.method,
+                path=error.path,
+            ) from error
+        delay = min(self._retry.delay(refusals, error.retry_after, self._rng), remaining)
+        self._emit(
+            Retrying(
+                method=request.method,
+                path=request.where,
+                attempt=refusals + 1,
+                delay=delay,
+                reason=type(error).__name__,
+            )
+        )
+        logger.info(
+            "%s %s: refused for a rate limit; retry %d in %.2f s (%.0f s of the %g s budget left)",
+            request.method,
+            request.where,
+            refusals + 1,
+            delay,
+            remaining,
+            budget,
+        )
+        await self._clock.sleep(delay)
+
     async def _before_retry(
         self, request: Request, error: AgoraChatError, permit: Permit | None, retries: int
     ) -> None:
         """Account for a failed attempt; raise *error* if it is final, else wait to retry."""
-        if isinstance(error, RateLimitedError):
-            if permit is not None and not isinstance(error, QuotaExhaustedError):
-                permit.refund()  # refused, so not counted by the server either
+        if isinstance(error, QuotaExhaustedError):
             self._rate_limited(request, error, permit)
         quota = isinstance(error, QuotaExhaustedError)
         limit = self._retry.quota_attempts if quota else self._retry.attempts

@@ -32,6 +32,7 @@ from _harness import AiolimiterBaseline, emulator_process, reset, stats
 from agora_chat_async import (
     AgoraChatClient,
     Rate,
+    RateLimited,
     RateLimits,
     RetryPolicy,
     StaticToken,
@@ -63,7 +64,7 @@ async def quota_run(
     options: dict[str, Any] = {"clock": clock}
     if baseline:
         options["limiter"] = AiolimiterBaseline(limits, scale)
-        options["retry"] = RetryPolicy(attempts=0)
+        options["retry"] = RetryPolicy(attempts=0, rate_limit_budget=0)
     else:
         options["rate_limits"] = limits
     await reset(url)
@@ -263,6 +264,91 @@ LIMITER_NAMES = {
 }
 
 
+async def stricter_run(url: str, status: str) -> dict[str, Any]:
+    """30,000 users against a server enforcing 4800 per minute where 6000 are configured.
+
+    Time scale 10 (a minute lasts 6 s). Refusals are timed on the client's clock, so the
+    ones after the first window (what adaptation failed to prevent) are counted apart.
+    """
+    scale, count = 10.0, 30_000
+    limits = RateLimits(margin=0.05 * scale)
+    clock = ScaledClock(scale)
+    refused_at: list[float] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, RateLimited):
+            refused_at.append(clock.now())
+
+    await reset(url)
+    delivered = failed = unknown = 0
+    async with AgoraChatClient(
+        url,
+        "test-org",
+        "test-app",
+        auth=StaticToken("test-token"),
+        rate_limits=limits,
+        clock=clock,
+        on_event=on_event,
+    ) as client:
+        start = clock.now()
+        async with client.fan_out(recipient_ids("users", count), BODY) as results:
+            async for result in results:
+                delivered += len(result.message_ids)
+                failed += len(result.failed)
+                unknown += len(result.unknown)
+        elapsed = clock.now() - start
+    record = await stats(url)
+    requests = sum(record["requests"].values())
+    late = sum(1 for t in refused_at if t - start > 60)
+    return {
+        "refusal": {"429": "429 reach_limit", "403": "403 reach limit"}[status],
+        "recipients": count,
+        "delivered": delivered,
+        "server deliveries": record["deliveries"],
+        "duplicates": record["duplicates"],
+        "lost": failed,
+        "unknown": unknown,
+        "requests": requests,
+        "refusals": len(refused_at),
+        "after the first window": late,
+        "share after the first window": late / max(requests, 1),
+        "quota use (of 4800/min)": delivered / (4800 * (elapsed / 60 + 1)),
+    }
+
+
+STRICTER_COLUMNS = [
+    "refusal",
+    "recipients",
+    "delivered",
+    "server deliveries",
+    "duplicates",
+    "lost",
+    "unknown",
+    "requests",
+    "refusals",
+    "after the first window",
+    "share after the first window",
+    "quota use (of 4800/min)",
+]
+
+
+async def stricter_section(runs: int) -> str:
+    """A server 20% stricter than configured, refusing with 429, then with 403."""
+    rows = []
+    for status in ("429", "403"):
+        for _ in range(runs):
+            with emulator_process(
+                "--time-scale", "10", "--quota-factor", "0.8", "--quota-refusal", status
+            ) as url:
+                rows.append(await stricter_run(url, status))
+            print(f"{status}: {rows[-1]}", file=sys.stderr, flush=True)
+    return (
+        "### Stricter server: 4800 users per minute enforced, 6000 configured (time scale 10)\n\n"
+        + table(rows, STRICTER_COLUMNS)
+        + "\n"
+    )
+
+
 async def cold_start_section(runs: int) -> str:
     """Four processes from a cold Redis, *runs* times: the spread of refusals and quota use.
 
@@ -345,7 +431,13 @@ OVERHEAD_COLUMNS = [
     "ratio",
     "ratio quartiles",
 ]
-PERCENT = {"refusal rate", "quota use", "ratio"}
+PERCENT = {
+    "refusal rate",
+    "quota use",
+    "ratio",
+    "share after the first window",
+    "quota use (of 4800/min)",
+}
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -396,6 +488,8 @@ async def main(quick: bool, only: str | None = None, runs: int = 20) -> str:
         return await shared_quota_section(quick) + "\n"
     if only == "cold-start":
         return await cold_start_section(runs)
+    if only == "stricter":
+        return await stricter_section(runs)
     scenarios = QUICK if quick else SCENARIOS
     if only is not None:
         scenarios = {only: scenarios[only]}
@@ -446,7 +540,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument(
         "--only",
-        choices=(*SCENARIOS, "shared", "cold-start"),
+        choices=(*SCENARIOS, "shared", "cold-start", "stricter"),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )
     parser.add_argument(

@@ -46,7 +46,7 @@ async def main(
             "test-app",
             auth=StaticToken("test-token"),
             limiter=limiter,
-            retry=RetryPolicy(attempts=0),
+            retry=RetryPolicy(attempts=0, rate_limit_budget=0),
         ) as chat:
             for first in range(0, users, batch):
                 ids = [f"{name}-{i}" for i in range(first, min(first + batch, users))]

@@ -239,7 +239,9 @@ async def test_the_redis_server_killed_and_restarted_mid_run(redis_server):
             redis_server.restart()
             restarted = True
 
-    async with emulator.client(limiter=limiter, retry=RetryPolicy(attempts=0)) as client:
+    async with emulator.client(
+        limiter=limiter, retry=RetryPolicy(attempts=0, rate_limit_budget=0)
+    ) as client:
         async with client.fan_out(
             recipients, TEXT, target="rooms", progress=restart_once
         ) as results:

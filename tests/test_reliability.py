@@ -138,7 +138,7 @@ def test_any_answer_becomes_a_result_or_an_agora_chat_error(status, body):
                 auth=StaticToken(TOKEN),
                 rate_limits=NO_LIMITS,
                 clock=MockClock(),
-                retry=__import__("agora_chat_async").RetryPolicy(attempts=0),
+                retry=__import__("agora_chat_async").RetryPolicy(attempts=0, rate_limit_budget=0),
             ) as client:
                 result = await client.send_user_message(["a", "b"], TEXT)
                 assert set(result.message_ids) | set(result.failed) | set(result.unknown) == {

@@ -111,7 +111,7 @@ async def test_quota_exhausted_and_bad_request_keep_their_types(client, api):
 
 async def test_retries_can_be_switched_off(make_client, api):
     route = api.post("/messages/users").mock(return_value=httpx.Response(503))
-    client = make_client(retry=RetryPolicy(attempts=0))
+    client = make_client(retry=RetryPolicy(attempts=0, rate_limit_budget=0))
     await client.send_user_message("u", TextBody(msg="m"))
     assert route.call_count == 1
 
@@ -140,13 +140,43 @@ async def test_reads_are_retried_too(client, api):
     assert route.call_count == 3
 
 
-async def test_a_rate_limited_read_raises_after_the_retries(make_client, api):
-    api.get("/chatmessages/2018112717").mock(
+async def test_rate_limit_refusals_are_retried_for_a_time_budget_not_a_count(
+    make_client, api, clock: VirtualClock
+):
+    route = api.get("/chatmessages/2018112717").mock(
         return_value=httpx.Response(429, json={"error": "reach_limit"})
     )
-    client = make_client(retry=RetryPolicy(attempts=1))
-    with pytest.raises(RateLimitedError):
+    policy = RetryPolicy(attempts=1, base=1, max_backoff=4, rate_limit_budget=20)
+    client = make_client(retry=policy)
+    start = clock.now()
+    with pytest.raises(
+        RateLimitedError, match=r"retrying for 20 s \(RetryPolicy.rate_limit_budget\)"
+    ):
         await client.get_history_file("2018112717")
+    assert clock.now() - start >= 20
+    assert route.call_count > policy.attempts + 1  # refusals are not counted against attempts
+    assert sum(clock.sleeps) < 20 + 4 + 2  # the budget, not a runaway
+
+
+async def test_a_refusal_within_the_budget_is_retried_until_it_goes_through(
+    make_client, api, clock: VirtualClock
+):
+    refused = httpx.Response(429, json={"error": "reach_limit"})
+    route = api.post("/messages/users").mock(side_effect=sequence(*[refused] * 12, OK))
+    client = make_client(retry=RetryPolicy(attempts=1, base=0.5, max_backoff=2))
+    result = await client.send_user_message("u", TextBody(msg="m"))
+    assert result.ok  # 12 refusals: more than any attempt count, well within 300 s
+    assert route.call_count == 13
+
+
+async def test_without_a_budget_a_refusal_is_raised_at_once(make_client, api):
+    api.post("/messages/users").mock(
+        return_value=httpx.Response(429, json={"error": "reach_limit"})
+    )
+    client = make_client(retry=RetryPolicy(attempts=3, rate_limit_budget=0))
+    result = await client.send_user_message("u", TextBody(msg="m"))
+    assert isinstance(result.failed["u"], RateLimitedError)
+    assert result.failed["u"].budget == 0
 
 
 def test_policy_validation_and_delays():

@@ -75,7 +75,7 @@ async def test_a_proxy_error_page_gives_status_and_excerpt(client, api):
 async def test_huge_error_bodies_are_read_only_up_to_the_cap(make_client, api):
     from agora_chat_async import RetryPolicy
 
-    client = make_client(retry=RetryPolicy(attempts=0))
+    client = make_client(retry=RetryPolicy(attempts=0, rate_limit_budget=0))
     read = 0
 
     class Endless(httpx.AsyncByteStream):

@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         help="enforce this fraction of every documented quota (0.8: 20%% less; default 1)",
     )
     parser.add_argument(
+        "--quota-refusal",
+        choices=("403", "429"),
+        default="403",
+        help="how an exceeded message quota is refused: 403 'message send reach limit' "
+        "(default) or 429 reach_limit (the reference pages do not settle which)",
+    )
+    parser.add_argument(
         "--no-record",
         action="store_true",
         help="count deliveries without keeping them (for very large runs)",
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         sys.stderr.write("serving needs uvicorn: pip install 'agora-chat-async[testing]'\n")
         return 2
-    from ._emulator import Emulator
+    from ._emulator import CALL_RATE_REFUSAL, Emulator
 
     clients = dict(item.split(":", 1) for item in args.client)
     limits = None if args.unlimited else _scaled(RateLimits(), args.quota_factor)
@@ -114,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         record_deliveries=not args.no_record,
         faults={"*": faults} if faults is not None else None,
+        refusals=(
+            dict.fromkeys(("users", "groups", "rooms"), CALL_RATE_REFUSAL)
+            if args.quota_refusal == "429"
+            else None
+        ),
     )
     uvicorn.run(emulator, host=args.host, port=args.port, log_level="warning")
     return 0

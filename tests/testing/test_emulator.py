@@ -28,7 +28,7 @@ from agora_chat_async.testing import (
 )
 
 TEXT = TextBody(msg="hello")
-NO_RETRY = RetryPolicy(attempts=0)
+NO_RETRY = RetryPolicy(attempts=0, rate_limit_budget=0)
 
 
 def unlimited_client(emulator: Emulator):
