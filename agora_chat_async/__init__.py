@@ -49,6 +49,7 @@ from ._limits import Claim as Claim
 from ._limits import Limiter as Limiter
 from ._limits import LimitName as LimitName
 from ._limits import Permit as Permit
+from ._limits import Priority as Priority
 from ._limits import Rate as Rate
 from ._limits import RateLimits as RateLimits
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
@@ -120,6 +121,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "Permit",
+    "Priority",
     "QuotaExhaustedError",
     "Rate",
     "RateLimited",

@@ -47,7 +47,7 @@ from ._exceptions import (
 )
 from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
 from ._history import HistoryStream
-from ._limits import Limiter, LimitName, RateLimits, SlidingWindowLimiter
+from ._limits import Limiter, LimitName, Priority, RateLimits, SlidingWindowLimiter
 from ._models import (
     Body,
     ChatType,
@@ -217,6 +217,7 @@ class AgoraChatClient:
         online_only: bool = False,
         msg_timestamp: datetime | int | None = None,
         retry_unknown: bool = False,
+        priority: Priority = "interactive",
     ) -> SendResult:
         """Send one message to users (``POST /messages/users``).
 
@@ -236,6 +237,9 @@ class AgoraChatClient:
             msg_timestamp: the message time, an aware ``datetime`` or Unix milliseconds.
             retry_unknown: also retry requests whose outcome is unknown (read timeouts,
                 500s), accepting that a recipient may receive the message twice.
+            priority: ``"interactive"`` (someone is waiting: it never queues behind
+                bulk work) or ``"bulk"`` (a campaign: it leaves the interactive
+                headroom free, like :meth:`fan_out`).
 
         Raises:
             ValidationError: an argument is invalid (nothing was sent), including
@@ -252,6 +256,7 @@ class AgoraChatClient:
             msg_timestamp=msg_timestamp,
             level=None,
             retry_unknown=retry_unknown,
+            priority=priority,
         )
 
     async def send_group_message(
@@ -265,6 +270,7 @@ class AgoraChatClient:
         online_only: bool = False,
         msg_timestamp: datetime | int | None = None,
         retry_unknown: bool = False,
+        priority: Priority = "interactive",
     ) -> SendResult:
         """Send one message to chat groups (``POST /messages/chatgroups``).
 
@@ -285,6 +291,7 @@ class AgoraChatClient:
             msg_timestamp=msg_timestamp,
             level=None,
             retry_unknown=retry_unknown,
+            priority=priority,
         )
 
     async def send_room_message(
@@ -299,12 +306,14 @@ class AgoraChatClient:
         msg_timestamp: datetime | int | None = None,
         level: RoomMessageLevel | None = None,
         retry_unknown: bool = False,
+        priority: Priority = "interactive",
     ) -> SendResult:
         """Send one message to chat rooms (``POST /messages/chatrooms``).
 
-        As :meth:`send_user_message`, with at most 10 rooms per request, the
-        ``rooms`` limit (100 rooms a second by default) and an optional priority
-        ``level`` (``"high"``, ``"normal"`` or ``"low"``; wire ``chatroom_msg_level``).
+        As :meth:`send_user_message` (including ``priority``), with at most 10 rooms
+        per request, the ``rooms`` limit (100 rooms a second by default) and an
+        optional message ``level`` (``"high"``, ``"normal"`` or ``"low"``; wire
+        ``chatroom_msg_level``).
 
         Raises:
             ValidationError: an argument is invalid; nothing was sent.
@@ -322,6 +331,7 @@ class AgoraChatClient:
             msg_timestamp=msg_timestamp,
             level=level,
             retry_unknown=retry_unknown,
+            priority=priority,
         )
 
     def fan_out(
@@ -378,6 +388,7 @@ class AgoraChatClient:
             msg_timestamp=msg_timestamp,
             level=level,
             retry_unknown=retry_unknown,
+            priority="bulk",
         )
         return FanOut(
             sending,
@@ -399,6 +410,7 @@ class AgoraChatClient:
         msg_timestamp: datetime | int | None,
         level: str | None,
         retry_unknown: bool,
+        priority: Priority,
     ) -> Sender:
         template = SendMessageRequest(
             to=[],
@@ -414,7 +426,12 @@ class AgoraChatClient:
             chatroom_msg_level=level,
         )
         return Sender(
-            self._transport, kind, template, retry_unknown=retry_unknown, on_event=self._on_event
+            self._transport,
+            kind,
+            template,
+            retry_unknown=retry_unknown,
+            on_event=self._on_event,
+            priority=priority,
         )
 
     async def _send(
@@ -430,6 +447,7 @@ class AgoraChatClient:
         msg_timestamp: datetime | int | None,
         level: str | None,
         retry_unknown: bool,
+        priority: Priority,
     ) -> SendResult:
         targets = recipients("to", to)
         sending = self._sender(
@@ -442,6 +460,7 @@ class AgoraChatClient:
             msg_timestamp=msg_timestamp,
             level=level,
             retry_unknown=retry_unknown,
+            priority=priority,
         )
         # Pack up front: an id that can never fit is refused before anything is sent, and
         # a single request (the web handler's case) skips the fan-out machinery.

@@ -45,7 +45,7 @@ from ._exceptions import (
     ValidationError,
     excerpt,
 )
-from ._limits import Claim, LimitName, Permit, RateLimits
+from ._limits import Claim, LimitName, Permit, Priority, RateLimits
 from ._models import SendResult
 from ._transport import Request, Transport
 from ._validate import check_id
@@ -71,6 +71,7 @@ class Sender:
         "_encoding",
         "_fatal",
         "_on_event",
+        "_priority",
         "_retry_unknown",
         "_transport",
         "kind",
@@ -84,8 +85,9 @@ class Sender:
         *,
         retry_unknown: bool = False,
         on_event: EventHook | None = None,
+        priority: Priority = "interactive",
     ) -> None:
-        self._transport, self.kind = transport, kind
+        self._transport, self.kind, self._priority = transport, kind, priority
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
         self._encoding = SendEncoding(template)
@@ -111,7 +113,7 @@ class Sender:
             if self._fatal is not None:
                 return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
             permit = await self._transport.acquire(
-                self._claims(len(batch)), where=path, min_units=1
+                self._claims(len(batch)), where=path, min_units=1, priority=self._priority
             )
             part, batch = batch[: permit.units], batch[permit.units :]
             result = result.merge(await self._send(part, permit))
@@ -133,6 +135,7 @@ class Sender:
                     content=content,
                     idempotent=False,
                     retry_unknown=self._retry_unknown,
+                    priority=self._priority,
                 ),
                 permit=permit,
             )

@@ -55,6 +55,21 @@ A waiter that is cancelled leaves the queue having recorded nothing. A
 or the task was cancelled before sending) is refunded, so cancellation never
 leaks capacity.
 
+Interactive and bulk
+--------------------
+Web handlers and fan-out workers share one quota. Work started by ``fan_out`` is
+``bulk``; a direct call is ``interactive`` unless told otherwise
+(``priority="bulk"``). Bulk claims fill a window only up to ``limit`` minus
+``RateLimits.bulk_headroom`` (1% by default: 60 of the 6000 user recipients a
+minute) while interactive requests are about (one was made in the last two
+windows), so a single send made while a campaign saturates the quota finds room
+at once instead of waiting for the window to slide; a fan-out alone takes the
+whole quota. Interactive requests queue
+apart from bulk ones, so they never wait behind a campaign's queued batches.
+Bulk is never starved: while bulk work waits, interactive requests may hold at
+most ``1 - bulk_min_share`` of a window (half, by default). The window guarantee
+above holds for both together.
+
 Slow answers
 ------------
 The service counts a request somewhere between its start and its response. A
@@ -88,7 +103,7 @@ from __future__ import annotations
 import abc
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, Literal, TypeAlias, final
 
@@ -111,6 +126,7 @@ __all__ = [
     "LimitName",
     "Limiter",
     "Permit",
+    "Priority",
     "Rate",
     "RateLimits",
     "SlidingWindowLimiter",
@@ -119,6 +135,8 @@ __all__ = [
 ]
 
 LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
+#: Who is waiting: a request a person waits for, or work sent in bulk (``fan_out``).
+Priority: TypeAlias = Literal["interactive", "bulk"]
 #: One limit a request must respect, and how many of its units the request uses.
 Claim: TypeAlias = tuple[LimitName, int]
 
@@ -163,6 +181,11 @@ def check_claims(claims: Sequence[Claim], min_units: int | None) -> bool:
     return True
 
 
+def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValidationError(attribute.name, f"must be a fraction from 0 to 1, got {value!r}")
+
+
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
@@ -201,6 +224,11 @@ class RateLimits:
     other: Rate = Rate(100, per=1)
     send_calls: Rate | None = Rate(100, per=1)
     margin: float = attrs.field(default=0.02, validator=_non_negative)
+    bulk_headroom: float = attrs.field(default=0.01, validator=_fraction)
+    """The fraction of every limit that bulk work leaves free for interactive requests."""
+    bulk_min_share: float = attrs.field(default=0.5, validator=_fraction)
+    """While bulk work waits, interactive requests may use at most ``1 - bulk_min_share``
+    of a window, so that a flood of them never starves bulk work."""
 
     def rate(self, name: LimitName) -> Rate | None:
         """The :class:`Rate` for the limit called *name*, or ``None`` when it is off."""
@@ -219,6 +247,7 @@ class _Entry:
     units: int
     #: In the window's log (not yet expired).
     live: bool = True
+    interactive: bool = True
 
 
 class Permit:
@@ -284,8 +313,17 @@ class Limiter(abc.ABC):
         """The configured rates (the batcher sizes batches from them)."""
 
     @abc.abstractmethod
-    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
+    async def acquire(
+        self,
+        claims: Sequence[Claim],
+        *,
+        min_units: int | None = None,
+        priority: Priority = "interactive",
+    ) -> Permit:
         """Wait until every claim fits, record them all at once, and return the permit.
+
+        ``priority="bulk"`` work leaves ``RateLimits.bulk_headroom`` of every limit
+        free and queues behind interactive requests, which never wait behind it.
 
         With ``min_units``, the first claim may shrink: it is granted, in its turn, as
         soon as at least ``min_units`` of its units fit, and takes as many as fit then
@@ -330,13 +368,21 @@ class _Window:
     name: LimitName
     rate: Rate
     margin: float
+    headroom: float = 0.0
+    min_share: float = 0.0
+    #: The FIFO queues: interactive requests never wait behind bulk ones.
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
+    bulk_lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     #: Live entries, in the order they leave the window.
     log: deque[_Entry] = attrs.field(factory=deque)
     #: Entries that left the window within the last JITTER_TOLERANCE x per: a refusal
     #: right after they left means the server still counted them (jitter), not a lower limit.
     recently_expired: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
+    used_interactive: int = 0
+    #: When an interactive claim was last recorded: bulk keeps the headroom free for
+    #: two windows after it (a fan-out alone takes the whole quota).
+    interactive_at: float = -math.inf
     adaptation: Adaptation = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -355,40 +401,65 @@ class _Window:
             entry = log.popleft()
             entry.live = False
             self.used -= entry.units
+            if entry.interactive:
+                self.used_interactive -= entry.units
             expired.append(entry)
         horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
         while expired and expired[0].started <= horizon:
             expired.popleft()
 
-    def room(self, now: float, need: int) -> int:
-        """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
-        return max(math.floor(self.effective(now)), need) - self.used
+    def capacity(self, now: float, units: int, *, bulk: bool) -> int:
+        """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
+        limit = math.floor(self.effective(now))
+        if bulk and now - self.interactive_at < 2 * self.span:
+            limit -= math.floor(self.headroom * limit)
+        # A claim above the (lowered) limit still fits an otherwise empty window.
+        return max(limit, units)
 
-    def delay(self, now: float, units: int) -> float:
-        """Seconds until *units* more may start; 0 when they may start now."""
+    def room(self, now: float, need: int, *, bulk: bool) -> int:
+        """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
+        return self.capacity(now, need, bulk=bulk) - self.used
+
+    def delay(self, now: float, units: int, *, bulk: bool = False, capped: bool = False) -> float:
+        """Seconds until *units* more may start; 0 when they may start now.
+
+        *capped*: bulk work is waiting, so interactive units may fill at most
+        ``1 - min_share`` of the window.
+        """
         self._expire(now)
-        # A claim above the (lowered) effective limit still fits an otherwise empty window.
-        capacity = max(math.floor(self.effective(now)), units)
-        excess = self.used + units - capacity
+        wait = self._wait(now, self.used + units - self.capacity(now, units, bulk=bulk), self.log)
+        if capped and not bulk:
+            cap = max(math.floor((1 - self.min_share) * math.floor(self.effective(now))), units)
+            interactive = (entry for entry in self.log if entry.interactive)
+            wait = max(wait, self._wait(now, self.used_interactive + units - cap, interactive))
+        return wait
+
+    def _wait(self, now: float, excess: int, entries: Iterable[_Entry]) -> float:
+        """Seconds until *excess* units of *entries* (in leaving order) have left."""
         if excess <= 0:
             return 0.0
         freed = 0
-        for entry in self.log:
+        for entry in entries:
             freed += entry.units
             if freed >= excess:
                 # At least a microsecond, so that rounding can never leave a waiter spinning.
                 return max(entry.started + self.span - now, 1e-6)
         raise AssertionError("unreachable: the claim fits an empty window")  # pragma: no cover
 
-    def record(self, now: float, units: int) -> _Entry:
-        entry = _Entry(now, units)
+    def record(self, now: float, units: int, *, interactive: bool = True) -> _Entry:
+        entry = _Entry(now, units, interactive=interactive)
         self.log.append(entry)
         self.used += units
+        if interactive:
+            self.used_interactive += units
+            self.interactive_at = now
         return entry
 
     def refund(self, entry: _Entry) -> None:
         if entry.live:
             self.used -= entry.units
+            if entry.interactive:
+                self.used_interactive -= entry.units
         entry.units = 0
 
     def settle(self, entry: _Entry, done: float) -> None:
@@ -471,19 +542,32 @@ class SlidingWindowLimiter(Limiter):
             rate = self._rate_limits.rate(name)
             if rate is None:
                 return None
-            window = self._windows[name] = _Window(name, rate, self._rate_limits.margin)
+            limits = self._rate_limits
+            window = self._windows[name] = _Window(
+                name, rate, limits.margin, limits.bulk_headroom, limits.bulk_min_share
+            )
         return window
 
-    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
+    async def acquire(
+        self,
+        claims: Sequence[Claim],
+        *,
+        min_units: int | None = None,
+        priority: Priority = "interactive",
+    ) -> Permit:
         """Wait, first come first served, until every claim fits; record them together.
 
         With ``min_units`` the first claim shrinks to what fits once ``min_units`` do
-        (see :meth:`Limiter.acquire`).
+        (see :meth:`Limiter.acquire`). Interactive requests queue apart from bulk ones
+        and ahead of them; bulk work leaves ``bulk_headroom`` of every limit free.
 
         Raises:
-            ValidationError: a claim is not positive or exceeds its limit itself, or
-                ``min_units`` is out of range.
+            ValidationError: a claim is not positive or exceeds its limit itself,
+                ``min_units`` is out of range, or ``priority`` is unknown.
         """
+        if priority not in ("interactive", "bulk"):
+            raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
+        bulk = priority == "bulk"
         shrink_to = min_units if check_claims(claims, min_units) else None
         windows: list[tuple[_Window, int]] = []
         for index, (name, units) in enumerate(claims):
@@ -499,23 +583,30 @@ class SlidingWindowLimiter(Limiter):
         if shrink_to is not None:
             needs[0] = (needs[0][0], shrink_to)
         whole = claims[0][1] if claims else 0
-        if not any(window.lock.locked() for window, _ in windows):
-            # Fast path: nobody is queued and everything fits now. No lock is free while
-            # waiters queue on it (release hands it to the next waiter), so this is FIFO too.
+
+        def queue(window: _Window) -> anyio.Lock:
+            return window.bulk_lock if bulk else window.lock
+
+        def wait(now: float, needs: list[tuple[_Window, int]]) -> float:
+            return max(
+                (w.delay(now, need, bulk=bulk, capped=w.bulk_lock.locked()) for w, need in needs),
+                default=0.0,
+            )
+
+        if not any(queue(window).locked() for window, _ in windows):
+            # Fast path: nobody of this priority is queued and everything fits now. No
+            # lock is free while waiters queue on it (release hands it to the next
+            # waiter), so this is FIFO too.
             now = self._clock.now()
-            if all(window.delay(now, need) <= 0 for window, need in needs):
-                return self._record(now, windows, shrink_to, whole)
+            if wait(now, needs) <= 0:
+                return self._record(now, windows, shrink_to, whole, bulk=bulk)
         async with AsyncExitStack() as stack:
             for index, (window, _) in enumerate(windows):
-                await stack.enter_async_context(window.lock)
+                await stack.enter_async_context(queue(window))
                 # Wait for this window while holding it; earlier ones only gain capacity.
-                while True:
-                    now = self._clock.now()
-                    delay = max(w.delay(now, need) for w, need in needs[: index + 1])
-                    if delay <= 0:
-                        break
+                while (delay := wait(self._clock.now(), needs[: index + 1])) > 0:
                     await self._clock.sleep(delay)
-            return self._record(self._clock.now(), windows, shrink_to, whole)
+            return self._record(self._clock.now(), windows, shrink_to, whole, bulk=bulk)
 
     def _record(
         self,
@@ -523,13 +614,15 @@ class SlidingWindowLimiter(Limiter):
         windows: list[tuple[_Window, int]],
         shrink_to: int | None,
         whole: int,
+        *,
+        bulk: bool,
     ) -> Permit:
         """Record every claim at *now* (the first shrunk to what fits if *shrink_to*)."""
         granted = [units for _, units in windows]
         if shrink_to is not None:
-            granted[0] = min(granted[0], windows[0][0].room(now, shrink_to))
+            granted[0] = min(granted[0], windows[0][0].room(now, shrink_to, bulk=bulk))
         entries = [
-            (window, window.record(now, units))
+            (window, window.record(now, units, interactive=not bulk))
             for (window, _), units in zip(windows, granted, strict=True)
         ]
         # The window left with the least room, relative to its limit, binds this request.

@@ -7,12 +7,16 @@
 --
 -- KEYS: [1] the "seen" marker, then per configured limit i: [4i-2] state, [4i-1] log,
 --       [4i] recent, [4i+1] units.
--- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms,
+-- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
+--       bulk_min_share,
 --       n_limits x (limit, per_us, span_us),
 --       n_reports, n_reports x (limit index, id, answered at (microseconds, this clock)),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
---       n_claims, again (1/0), n_claims x (limit index, units, id, need)
+--       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
+-- Interactive and bulk claims queue apart (`last`, `last_i`); bulk claims leave
+-- bulk_headroom of every limit free while interactive ones are about (`interactive_at`, in
+-- the last two windows); interactive ids start with "i".
 -- With again=1 the claims were recorded by an earlier call (a reservation, now due): they
 -- start now if they still fit every window they join, else queue again.
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
@@ -43,7 +47,10 @@ end
 local n_limits = tonumber(ARGV[2])
 local cold_start = ARGV[3] == '1'
 local seen_ttl = tonumber(ARGV[4])
-local pos = 5
+local headroom = tonumber(ARGV[5])
+local min_share = tonumber(ARGV[6])
+local pos = 7
+local bulk = false  -- the priority of this request's claims (set with them, below)
 local limits = {}
 for i = 1, n_limits do
   limits[i] = {
@@ -99,7 +106,7 @@ local function load(l)
   if l.loaded then return end
   l.loaded = true
   local fields = redis.call('HMGET', l.state, 'used', 'last', 'eff', 'hold', 'hold_windows',
-    'decreased', 'extra')
+    'decreased', 'extra', 'last_i', 'interactive_at')
   l.used = tonumber(fields[1]) or 0
   l.last = tonumber(fields[2]) or 0
   l.eff = tonumber(fields[3]) or l.limit
@@ -107,9 +114,14 @@ local function load(l)
   l.hold_windows = tonumber(fields[5]) or HOLD_WINDOWS
   l.decreased = tonumber(fields[6]) or -1e18
   l.extra = tonumber(fields[7]) or 0
+  l.last_i = tonumber(fields[8]) or 0
+  l.interactive_at = tonumber(fields[9]) or -1e18
   l.span = l.base_span + l.extra
   if fresh and cold_start and l.last < now + l.span then
     l.last = now + l.span
+  end
+  if fresh and cold_start and l.last_i < now + l.span then
+    l.last_i = now + l.span
   end
   -- Move what left the window to `recent`; forget what left it a window ago.
   local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span), 'WITHSCORES')
@@ -138,9 +150,9 @@ end
 local function save(l)
   redis.call('HSET', l.state, 'used', num(l.used), 'last', num(l.last), 'eff', num(l.eff),
     'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased),
-    'extra', num(l.extra))
+    'extra', num(l.extra), 'last_i', num(l.last_i), 'interactive_at', num(l.interactive_at))
   -- Everything expires by itself once the window (and any hold) is over.
-  local horizon = math.max(l.last, l.hold, now) - now + 3 * l.span
+  local horizon = math.max(l.last, l.last_i, l.hold, now) - now + 3 * l.span
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
   redis.call('PEXPIRE', l.state, ttl_ms)
   redis.call('PEXPIRE', l.log, ttl_ms)
@@ -234,9 +246,20 @@ end
 -- bound (first come, first served), at which `need` more units fit the effective limit;
 -- and how many fit then. Every recorded claim counts, including reservations after
 -- that time, so a claim placed before a reservation can never overfill its window.
+-- The units a claim of `need` may fill the window to: bulk leaves the headroom.
+local function capacity_of(l, need)
+  local limit = math.floor(l.effective)
+  -- The headroom is kept while interactive requests are about (one in the last two windows).
+  if bulk and now - l.interactive_at < 2 * l.span then
+    limit = limit - math.floor(headroom * limit)
+  end
+  return math.max(limit, need)
+end
+
 local function earliest(l, need, from)
-  local capacity = math.max(math.floor(l.effective), need)
-  local t = math.max(from, l.last)
+  local capacity = capacity_of(l, need)
+  local t = from
+  if bulk then t = math.max(from, l.last) else t = math.max(from, l.last_i) end
   local total = l.used
   if t == now and total + need <= capacity then
     return t, capacity - total  -- load() already dropped what left the window by now
@@ -265,7 +288,8 @@ end
 
 n = tonumber(ARGV[pos])
 local again = ARGV[pos + 1] == '1'
-pos = pos + 2
+bulk = ARGV[pos + 2] == '1'
+pos = pos + 3
 local claims = {}
 for k = 1, n do
   local l = limits[tonumber(ARGV[pos])]
@@ -286,7 +310,9 @@ local function record(claim, at, room, binding)
   redis.call('ZADD', l.log, num(at), claim.id)
   redis.call('HSET', l.units, claim.id, num(granted))
   l.used = l.used + granted
-  if binding and at > l.last then l.last = at end
+  if binding and bulk and at > l.last then l.last = at end
+  if binding and not bulk and at > l.last_i then l.last_i = at end
+  if not bulk and at > l.interactive_at then l.interactive_at = at end
   return granted
 end
 
@@ -326,8 +352,7 @@ local start = now
 local times, rooms = {}, {}
 if again then
   for k, claim in ipairs(claims) do
-    local capacity = math.max(math.floor(claim.l.effective), claim.need)
-    local room = capacity - peak(claim.l)
+    local room = capacity_of(claim.l, claim.need) - peak(claim.l)
     if room < claim.need then
       again = false
       break
@@ -335,9 +360,44 @@ if again then
     times[k], rooms[k] = now, room
   end
 end
+-- Interactive units in the window (started or reserved), and whether they may take `need`
+-- more: while bulk work waits, at most 1 - bulk_min_share of the window is theirs.
+local function within_share(l, need)
+  if l.last <= now then return true end  -- no bulk work waiting
+  local entries = redis.call('ZRANGE', l.log, 0, -1)
+  local ids = {}
+  for _, id in ipairs(entries) do
+    if string.sub(id, 1, 1) == 'i' then ids[#ids + 1] = id end
+  end
+  local cap = math.max(math.floor((1 - min_share) * math.floor(l.effective)), need)
+  return sum(units_of(l, ids)) + need <= cap
+end
+
+-- An interactive request starts now if every window it joins has room (exactly, counting
+-- reservations), without queueing behind bulk work; past its share, it queues behind it.
+local behind_bulk = false
+if not again and not bulk and n > 0 then
+  local fits = true
+  for k, claim in ipairs(claims) do
+    if not within_share(claim.l, claim.need) then
+      fits, behind_bulk = false, true
+      break
+    end
+    -- Interactive requests queued before it (or a cold start's wait) go first.
+    local room = capacity_of(claim.l, claim.need) - peak(claim.l)
+    if claim.l.last_i > now or room < claim.need then
+      fits = false
+      break
+    end
+    times[k], rooms[k] = now, room
+  end
+  again = fits
+end
 if not again then
   for k, claim in ipairs(claims) do
-    times[k], rooms[k] = earliest(claim.l, claim.need, now)
+    local from = now
+    if behind_bulk then from = math.max(now, claim.l.last) end
+    times[k], rooms[k] = earliest(claim.l, claim.need, from)
     if times[k] > start then start = times[k] end
   end
 end

@@ -96,6 +96,7 @@ from ._limits import (
     Limiter,
     LimitName,
     Permit,
+    Priority,
     Rate,
     RateLimits,
     SlidingWindowLimiter,
@@ -271,18 +272,27 @@ class RedisLimiter(Limiter):
             self._key_list = keys
         return self._key_list
 
-    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
+    async def acquire(
+        self,
+        claims: Sequence[Claim],
+        *,
+        min_units: int | None = None,
+        priority: Priority = "interactive",
+    ) -> Permit:
         """Wait until every claim fits across all processes; record them all.
 
         With ``min_units`` the first claim shrinks to what fits once ``min_units`` do
         (see :meth:`Limiter.acquire`).
 
         Raises:
-            ValidationError: a claim is not positive or exceeds its limit itself, or
-                ``min_units`` is out of range.
+            ValidationError: a claim is not positive or exceeds its limit itself,
+                ``min_units`` is out of range, or ``priority`` is unknown.
             LimiterUnavailableError: Redis stayed unreachable for ``unavailable_timeout``
                 seconds and there is no fallback.
         """
+        if priority not in ("interactive", "bulk"):
+            raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
+        bulk = priority == "bulk"
         shrinks = check_claims(claims, min_units)
         whole = claims[0][1] if claims else 0
         pending: list[_Claim] = []
@@ -292,22 +302,23 @@ class RedisLimiter(Limiter):
                 continue
             check_units(name, units, self._limits[index - 1][1])
             need = min_units if shrinks and position == 0 and min_units is not None else units
-            pending.append(_Claim(index, units, secrets.token_hex(8), need, first=position == 0))
+            claim_id = ("b" if bulk else "i") + secrets.token_hex(8)  # the script reads the class
+            pending.append(_Claim(index, units, claim_id, need, first=position == 0))
         if self._falling_back and self._clock.now() < self._fallback_until:
             assert self._fallback is not None  # noqa: S101 - made when falling back
-            return await self._fallback.acquire(claims, min_units=min_units)
+            return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
         recorded = [(claim.index, claim.id) for claim in pending]
         try:
-            answer = await self._decide(pending)
+            answer = await self._decide(pending, bulk=bulk)
             while answer is not None and answer.delay > 0:
                 # A reservation: sleep until it is due, then decide again at that time, so
                 # that a late answer reported meanwhile (or a refusal) is respected.
                 await self._clock.sleep(answer.delay)
-                answer = await self._decide(pending, again=True)
+                answer = await self._decide(pending, again=True, bulk=bulk)
             if answer is None:  # Redis unreachable, fallback on
                 assert self._fallback is not None  # noqa: S101 - _decide's contract
                 self._refunds.extend(recorded)  # a reservation made before, if any
-                return await self._fallback.acquire(claims, min_units=min_units)
+                return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
         except BaseException:
             # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
@@ -332,7 +343,12 @@ class RedisLimiter(Limiter):
         )
 
     async def _decide(
-        self, pending: list[_Claim], *, again: bool = False, once: bool = False
+        self,
+        pending: list[_Claim],
+        *,
+        again: bool = False,
+        bulk: bool = False,
+        once: bool = False,
     ) -> _Decision | None:
         """One admission decision; ``None`` when Redis is unreachable and the fallback is on.
 
@@ -352,6 +368,8 @@ class RedisLimiter(Limiter):
             len(self._limits),
             1 if self._cold_start_wait else 0,
             _SEEN_TTL_MS,
+            self._rate_limits.bulk_headroom,
+            self._rate_limits.bulk_min_share,
             *self._limit_args,
             len(reports),
         ]
@@ -363,7 +381,7 @@ class RedisLimiter(Limiter):
         args.append(len(penalties))
         for index, units, refused in penalties:
             args += [index, units, max(0, round((now - refused) * _MICROS))]
-        args += [len(pending), 1 if again else 0]
+        args += [len(pending), 1 if again else 0, 1 if bulk else 0]
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
         keys = self._keys()

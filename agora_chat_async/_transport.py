@@ -62,7 +62,7 @@ from ._exceptions import (
     api_error_class,
     excerpt,
 )
-from ._limits import Claim, Limiter, LimitName, Permit
+from ._limits import Claim, Limiter, LimitName, Permit, Priority
 from ._logging import install_redaction, logger
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 
@@ -106,6 +106,7 @@ class Request:
     idempotent: bool = True
     retry_unknown: bool = False
     authenticated: bool = True
+    priority: Priority = "interactive"
 
     @property
     def where(self) -> str:
@@ -370,7 +371,9 @@ class Transport:
                     if given is not None:
                         permit, given = given, None
                     else:
-                        permit = await self.acquire(request.claims, where=request.where)
+                        permit = await self.acquire(
+                            request.claims, where=request.where, priority=request.priority
+                        )
                 response = await self._send(request, token, permit, attempt=tries.attempts)
                 if response.status_code < 400:
                     return response
@@ -505,7 +508,12 @@ class Transport:
         return request.retry_unknown and isinstance(error, OutcomeUnknownError)
 
     async def acquire(
-        self, claims: tuple[Claim, ...], *, where: str, min_units: int | None = None
+        self,
+        claims: tuple[Claim, ...],
+        *,
+        where: str,
+        min_units: int | None = None,
+        priority: Priority = "interactive",
     ) -> Permit:
         """A permit from the limiter for a request to *where*; waits are reported as events.
 
@@ -515,9 +523,9 @@ class Transport:
         """
         if self._on_event is None and not logger.isEnabledFor(logging.DEBUG):
             # Nobody to tell of waits.
-            return await self._limiter.acquire(claims, min_units=min_units)
+            return await self._limiter.acquire(claims, min_units=min_units, priority=priority)
         started = self._clock.now()
-        permit = await self._limiter.acquire(claims, min_units=min_units)
+        permit = await self._limiter.acquire(claims, min_units=min_units, priority=priority)
         waited = self._clock.now() - started
         if waited > 0:
             self._emit(LimiterWait(path=where, claims=claims, waited=waited))

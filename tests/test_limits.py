@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agora_chat_async import (
     DEFAULT_RATE_LIMITS,
+    Priority,
     Rate,
     RateLimits,
     SlidingWindowLimiter,
     ValidationError,
 )
 
+from .clocks import SteppedClock
 from .conftest import VirtualClock
 
 
@@ -357,3 +360,83 @@ async def test_a_refund_after_the_claim_left_the_window_frees_nothing_twice(cloc
     start = clock.now()
     await limiter.acquire([("users", 1)])  # the window is still full
     assert clock.now() == pytest.approx(start + 1.0)
+
+
+async def test_bulk_leaves_the_headroom_free_and_interactive_never_queues_behind_it(
+    clock: VirtualClock,
+):
+    limits = RateLimits(users=Rate(100, per=10), margin=0, bulk_headroom=0.05)
+    limiter = SlidingWindowLimiter(limits, clock=clock)
+    alone = SlidingWindowLimiter(limits, clock=clock)
+    permit = await alone.acquire([("users", 100)], min_units=1, priority="bulk")
+    assert permit.units == 100  # no interactive request about: bulk takes the whole window
+    t0 = clock.now()
+    await limiter.acquire([("users", 1)])  # a web send
+    permit = await limiter.acquire([("users", 100)], min_units=1, priority="bulk")
+    assert permit.units == 94  # the headroom (5 units) stays free
+    for _ in range(5):
+        await limiter.acquire([("users", 1)])  # interactive: at once, in the headroom
+    assert clock.now() == t0
+    # Bulk waits for its 95 to leave; an interactive send does not queue behind it.
+    await limiter.acquire([("users", 10)], priority="bulk")
+    assert clock.now() == t0 + 10
+
+
+async def test_an_interactive_send_does_not_queue_behind_waiting_bulk_work():
+    clock = SteppedClock()
+    limits = RateLimits(users=Rate(10, per=1), margin=0, bulk_headroom=0.2)
+    limiter = SlidingWindowLimiter(limits, clock=clock)
+    starts: dict[str, float] = {}
+
+    async def take(name: str, units: int, priority: Priority) -> None:
+        try:
+            await limiter.acquire([("users", units)], priority=priority)
+            starts[name] = clock.now()
+        finally:
+            clock.done()
+
+    await limiter.acquire([("users", 1)])  # a web send: bulk keeps the headroom from now on
+    await limiter.acquire([("users", 7)], priority="bulk")
+    async with anyio.create_task_group() as tg:
+        for name, units, priority in (("bulk", 8, "bulk"), ("web", 2, "interactive")):
+            clock.running += 1
+            tg.start_soon(take, name, units, priority)
+            await anyio.lowlevel.checkpoint()
+        await clock.run()
+    assert starts == {"web": 1000.0, "bulk": 1001.0}
+
+
+async def test_a_flood_of_interactive_sends_leaves_bulk_its_minimum_share():
+    clock = SteppedClock(autojump=True)
+    limits = RateLimits(users=Rate(10, per=1), margin=0, bulk_headroom=0, bulk_min_share=0.6)
+    limiter = SlidingWindowLimiter(limits, clock=clock)
+    starts: list[tuple[float, str]] = []
+
+    async def take(at: float, units: int, priority: Priority) -> None:
+        try:
+            await clock.sleep(at)
+            await limiter.acquire([("users", units)], priority=priority)
+            starts.append((clock.now(), priority))
+        finally:
+            clock.done()
+
+    async with anyio.create_task_group() as tg:
+        # Interactive sends, one every 0.1 s, fill every window; bulk work arrives at 0.95.
+        arrivals = [(0.1 * i, 1, "interactive") for i in range(30)] + [(0.95, 6, "bulk")]
+        for at, units, priority in arrivals:
+            clock.running += 1
+            tg.start_soon(take, at, units, priority)
+        await clock.run()
+    # While bulk waited, interactive sends could hold at most 40% of the window: bulk
+    # started once six of the first window's ten had left (without the share, the
+    # interactive sends would have taken each freed unit until the flood ended at 3.0).
+    bulk = [t for t, priority in starts if priority == "bulk"]
+    assert bulk == [pytest.approx(1001.5)]
+    assert len(starts) == 31  # every claim admitted
+
+
+def test_priority_and_shares_are_validated():
+    with pytest.raises(ValidationError, match="bulk_headroom"):
+        RateLimits(bulk_headroom=1.5)
+    with pytest.raises(ValidationError, match="bulk_min_share"):
+        RateLimits(bulk_min_share=-0.1)

@@ -4,7 +4,6 @@ refunds, cancellation, adaptation, an unreachable or restarted Redis."""
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import logging
 import subprocess
@@ -33,6 +32,8 @@ from agora_chat_async import (
     ValidationError,
 )
 from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
+
+from .clocks import SteppedClock
 
 LIMITS = RateLimits(
     users=Rate(10, per=1),
@@ -481,46 +482,6 @@ async def test_the_documented_shared_limiter_test_runs(redis_server):
     assert emulator.delivered_count == 1
 
 
-class SteppedClock:
-    """Virtual time for concurrent tasks: each sleeper wakes at its own deadline, and time
-    jumps to the next deadline only once every task of the scenario is asleep or done."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
-        self._changed = anyio.Event()
-        self.running = 0
-
-    def now(self) -> float:
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        woken = anyio.Event()
-        heapq.heappush(self._sleepers, (self._now + max(seconds, 0.0), id(woken), woken))
-        self._changed.set()
-        await woken.wait()
-
-    def done(self) -> None:
-        self.running -= 1
-        self._changed.set()
-
-    async def all_asleep(self) -> None:
-        """Wait until every running task sleeps on this clock."""
-        while len(self._sleepers) < self.running:
-            self._changed = anyio.Event()
-            await self._changed.wait()
-
-    async def run(self) -> None:
-        """Jump from deadline to deadline until every task is done."""
-        while self.running:
-            await self.all_asleep()
-            deadline = self._sleepers[0][0]
-            self._now = max(self._now, deadline)
-            while self._sleepers and self._sleepers[0][0] <= deadline:
-                heapq.heappop(self._sleepers)[2].set()
-            await anyio.lowlevel.checkpoint()
-
-
 @pytest.mark.parametrize("late", [0, 1, 2, 3])
 async def test_a_late_answer_in_the_first_window_keeps_every_start_order_within_the_limit(
     redis_client, late
@@ -599,3 +560,29 @@ async def test_the_permit_names_the_limit_left_with_the_least_room(redis_client)
         permit = await each.acquire([("users", 7), ("send_calls", 1)])
         assert permit.binding == "users"  # 1 of 10 users left, 2 of 4 calls
         clock.advance(5)
+
+
+async def test_the_script_lets_bulk_work_alone_take_the_whole_window(redis_client):
+    clock = MockClock()
+    worker = limiter(redis_client, clock, rate_limits=attrs.evolve(LIMITS, bulk_headroom=0.2))
+    assert (await worker.acquire([("users", 10)], min_units=1, priority="bulk")).units == 10
+
+
+async def test_the_script_keeps_interactive_requests_ahead_of_bulk_work(redis_client):
+    clock = ParkingClock()
+    rate_limits = attrs.evolve(LIMITS, bulk_headroom=0.2, bulk_min_share=0.6)
+    web, worker = (limiter(redis_client, clock, rate_limits=rate_limits) for _ in "ab")
+    async with anyio.create_task_group() as tg:
+        await web.acquire([("users", 1)])  # a web send: from now on bulk keeps the headroom
+        permit = await worker.acquire([("users", 10)], min_units=1, priority="bulk")
+        assert permit.units == 7  # bulk leaves 20% of the window free
+        # More bulk work is reserved for when the window has room...
+        assert await reserve(tg, worker, clock, [("users", 5)], priority="bulk") == pytest.approx(
+            1.0, abs=1e-6
+        )
+        # ...and an interactive send does not queue behind it: it takes the headroom now.
+        assert await reserve(tg, web, clock, [("users", 2)]) == 0
+        # While bulk waits, interactive sends may hold 40% of the window (3 of 4 are used):
+        # this one queues behind the bulk reservation.
+        assert await reserve(tg, web, clock, [("users", 2)]) >= 1.0
+        tg.cancel_scope.cancel()
