@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from aiolimiter import AsyncLimiter
 
-from agora_chat_async import Claim, Limiter, Permit, RateLimits
+from agora_chat_async import Claim, Limiter, Permit, Priority, RateLimits
 from agora_chat_async.testing import free_port
 
 
@@ -87,7 +87,13 @@ class AiolimiterBaseline(Limiter):
     def rate_limits(self) -> RateLimits:
         return self._rate_limits
 
-    async def acquire(self, claims: Sequence[Claim], *, min_units: int | None = None) -> Permit:
+    async def acquire(
+        self,
+        claims: Sequence[Claim],
+        *,
+        min_units: int | None = None,
+        priority: Priority = "interactive",
+    ) -> Permit:
         """Every claim whole (a bucket cannot say how much of a claim fits now)."""
         for name, units in claims:
             bucket = self._buckets.get(name)
