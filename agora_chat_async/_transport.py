@@ -442,25 +442,8 @@ class Transport:
                 path=error.path,
             ) from error
         delay = min(self._retry.delay(refusals, error.retry_after, self._rng), remaining)
-        self._emit(
-            Retrying(
-                method=request.method,
-                path=request.where,
-                attempt=refusals + 1,
-                delay=delay,
-                reason=type(error).__name__,
-            )
-        )
-        logger.info(
-            "%s %s: refused for a rate limit; retry %d in %.2f s (%.0f s of the %g s budget left)",
-            request.method,
-            request.where,
-            refusals + 1,
-            delay,
-            remaining,
-            budget,
-        )
-        await self._clock.sleep(delay)
+        left = f"{remaining:.0f} s of the {budget:g} s rate-limit budget left"
+        await self._wait_to_retry(request, error, refusals + 1, delay, left)
 
     async def _before_retry(
         self, request: Request, error: AgoraChatError, permit: Permit | None, retries: int
@@ -477,22 +460,30 @@ class Transport:
             delay = self._retry.max_backoff
         else:
             delay = self._retry.delay(retries, retry_after, self._rng)
+        await self._wait_to_retry(
+            request, error, retries + 1, delay, f"of {self._retry.attempts} attempts"
+        )
+
+    async def _wait_to_retry(
+        self, request: Request, error: AgoraChatError, attempt: int, delay: float, detail: str
+    ) -> None:
+        """Tell of retry number *attempt* of *request*, and wait *delay* seconds for it."""
         self._emit(
             Retrying(
                 method=request.method,
                 path=request.where,
-                attempt=retries + 1,
+                attempt=attempt,
                 delay=delay,
                 reason=type(error).__name__,
             )
         )
         logger.info(
-            "%s %s: %s; retry %d of %d in %.2f s",
+            "%s %s: %s; retry %d (%s) in %.2f s",
             request.method,
             request.where,
             type(error).__name__,
-            retries + 1,
-            self._retry.attempts,
+            attempt,
+            detail,
             delay,
         )
         await self._clock.sleep(delay)
