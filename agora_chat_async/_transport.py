@@ -413,7 +413,7 @@ class Transport:
             await self._after_refusal(request, error, permit, tries.refusals, tries.refused_since)
             tries.refusals += 1
         else:
-            await self._before_retry(request, error, permit, tries.retries)
+            await self._before_retry(request, error, tries.retries)
             tries.retries += 1
 
     async def _after_refusal(
@@ -445,24 +445,15 @@ class Transport:
         left = f"{remaining:.0f} s of the {budget:g} s rate-limit budget left"
         await self._wait_to_retry(request, error, refusals + 1, delay, left)
 
-    async def _before_retry(
-        self, request: Request, error: AgoraChatError, permit: Permit | None, retries: int
-    ) -> None:
-        """Account for a failed attempt; raise *error* if it is final, else wait to retry."""
-        if isinstance(error, QuotaExhaustedError):
-            self._rate_limited(request, error, permit)
+    async def _before_retry(self, request: Request, error: AgoraChatError, retries: int) -> None:
+        """A failure other than a rate-limit refusal: raise it if final, else wait to retry."""
         quota = isinstance(error, QuotaExhaustedError)
         limit = self._retry.quota_attempts if quota else self._retry.attempts
         if retries >= limit or not (quota or self._retryable(request, error)):
             raise error
-        retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-        if quota:  # the plan's quota: retrying soon cannot help
-            delay = self._retry.max_backoff
-        else:
-            delay = self._retry.delay(retries, retry_after, self._rng)
-        await self._wait_to_retry(
-            request, error, retries + 1, delay, f"of {self._retry.attempts} attempts"
-        )
+        # The plan's quota: retrying soon cannot help.
+        delay = self._retry.max_backoff if quota else self._retry.delay(retries, None, self._rng)
+        await self._wait_to_retry(request, error, retries + 1, delay, f"of {limit} attempts")
 
     async def _wait_to_retry(
         self, request: Request, error: AgoraChatError, attempt: int, delay: float, detail: str
@@ -526,8 +517,6 @@ class Transport:
     def _rate_limited(
         self, request: Request, error: RateLimitedError, permit: Permit | None
     ) -> None:
-        if isinstance(error, QuotaExhaustedError):
-            return
         exceeded = _exceeded(request.claims, None if permit is None else permit.binding)
         self._limiter.penalize(exceeded)
         names = tuple(name for name, _ in exceeded)
