@@ -64,8 +64,8 @@ Web handlers and fan-out workers share one quota. Work started by ``fan_out`` is
 minute) while interactive requests are about (one was made in the last two
 windows), so a single send made while a campaign saturates the quota finds room
 at once instead of waiting for the window to slide; a fan-out alone takes the
-whole quota. Interactive requests queue
-apart from bulk ones, so they never wait behind a campaign's queued batches.
+whole quota. Interactive requests queue apart from bulk ones, so they never wait
+behind a campaign's queued batches.
 Bulk is never starved: while bulk work waits, interactive requests may hold at
 most ``1 - bulk_min_share`` of a window (half, by default). The window guarantee
 above holds for both together.
@@ -132,6 +132,7 @@ __all__ = [
     "SlidingWindowLimiter",
     "check_claims",
     "check_units",
+    "is_bulk",
 ]
 
 LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
@@ -179,6 +180,17 @@ def check_claims(claims: Sequence[Claim], min_units: int | None) -> bool:
             "min_units", f"must be between 1 and the first claim's units, got {min_units!r}"
         )
     return True
+
+
+def is_bulk(priority: Priority) -> bool:
+    """Whether *priority* is ``"bulk"``.
+
+    Raises:
+        ValidationError: *priority* is neither ``"interactive"`` nor ``"bulk"``.
+    """
+    if priority not in ("interactive", "bulk"):
+        raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
+    return priority == "bulk"
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -479,8 +491,8 @@ class _Window:
     def penalize(self, now: float, units: int) -> None:
         """The server refused a request of *units* units of this limit: adapt.
 
-        The refused request's permit has been refunded, so ``used`` counts what the
-        server accepted in this window (plus requests still in flight).
+        The refused request's permit has been refunded, so the claims anchored in the
+        window are what the server accepted (plus requests still in flight).
         """
         self._expire(now)
         # By start (anchor) time, as the Redis script counts: a window widened since
@@ -565,9 +577,7 @@ class SlidingWindowLimiter(Limiter):
             ValidationError: a claim is not positive or exceeds its limit itself,
                 ``min_units`` is out of range, or ``priority`` is unknown.
         """
-        if priority not in ("interactive", "bulk"):
-            raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
-        bulk = priority == "bulk"
+        bulk = is_bulk(priority)
         shrink_to = min_units if check_claims(claims, min_units) else None
         windows: list[tuple[_Window, int]] = []
         for index, (name, units) in enumerate(claims):

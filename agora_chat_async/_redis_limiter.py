@@ -102,6 +102,7 @@ from ._limits import (
     SlidingWindowLimiter,
     check_claims,
     check_units,
+    is_bulk,
 )
 from ._window_rules import Adaptation, effective_limit, lua_constants, settled_anchor
 
@@ -290,9 +291,7 @@ class RedisLimiter(Limiter):
             LimiterUnavailableError: Redis stayed unreachable for ``unavailable_timeout``
                 seconds and there is no fallback.
         """
-        if priority not in ("interactive", "bulk"):
-            raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
-        bulk = priority == "bulk"
+        bulk = is_bulk(priority)
         shrinks = check_claims(claims, min_units)
         whole = claims[0][1] if claims else 0
         pending: list[_Claim] = []
@@ -354,7 +353,6 @@ class RedisLimiter(Limiter):
 
         With *once*, a single attempt that raises :class:`LimiterUnavailableError` if it
         fails, whatever the fallback.
-
         """
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -400,9 +398,8 @@ class RedisLimiter(Limiter):
                 waited = self._clock.now() - started
                 # A microsecond of slack: on a float clock the last sleep may fall short.
                 if waited >= patience - 1e-6:
-                    self._requeue(
-                        reports, refunds, penalties
-                    )  # carried by the first call that works
+                    # Carried by the first call that works.
+                    self._requeue(reports, refunds, penalties)
                     if self._fallback_fraction is None or once:
                         raise LimiterUnavailableError(
                             f"Redis has been unreachable for {waited:.1f} s "
@@ -437,6 +434,11 @@ class RedisLimiter(Limiter):
                 sent=sent,
                 binding=int(binding),
             )
+
+    @property
+    def _queued(self) -> bool:
+        """Whether late answers, refunds or refusals wait to be carried to Redis."""
+        return bool(self._reports or self._refunds or self._penalties) and self._app_key is not None
 
     def _requeue(
         self,
@@ -488,9 +490,7 @@ class RedisLimiter(Limiter):
         """
         from redis.exceptions import RedisError
 
-        if not (self._reports or self._refunds or self._penalties) or self._app_key is None:
-            return
-        if self._falling_back:
+        if not self._queued or self._falling_back:
             return
         try:
             await self._decide([], once=True)
@@ -535,7 +535,7 @@ class RedisLimiter(Limiter):
 
     async def aclose(self) -> None:
         """Carry queued late answers, refunds and penalties to Redis; the client stays open."""
-        if not (self._reports or self._refunds or self._penalties) or self._app_key is None:
+        if not self._queued:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
             try:
