@@ -242,10 +242,6 @@ for _ = 1, n do
   l.effective = effective_at(l, now)
 end
 
--- The earliest start, not before `from`, nor the last reservation that this limit
--- bound (first come, first served), at which `need` more units fit the effective limit;
--- and how many fit then. Every recorded claim counts, including reservations after
--- that time, so a claim placed before a reservation can never overfill its window.
 -- The units a claim of `need` may fill the window to: bulk leaves the headroom.
 local function capacity_of(l, need)
   local limit = math.floor(l.effective)
@@ -256,6 +252,10 @@ local function capacity_of(l, need)
   return math.max(limit, need)
 end
 
+-- The earliest start, not before `from`, nor the last reservation that this limit
+-- bound (first come, first served), at which `need` more units fit the effective limit;
+-- and how many fit then. Every recorded claim counts, including reservations after
+-- that time, so a claim placed before a reservation can never overfill its window.
 local function earliest(l, need, from)
   local capacity = capacity_of(l, need)
   local t = from
@@ -317,18 +317,20 @@ local function record(claim, at, room, binding)
 end
 
 -- The most units in any window (w - span, w] that contains `now` (w in [now, now + span)),
--- counting started claims and reservations alike.
+-- counting started claims and reservations alike; and the interactive units among all of
+-- them (interactive ids start with "i").
 local function peak(l)
   local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
   local ids = {}
   for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
   local units = units_of(l, ids)
-  local inside, events = 0, {}
+  local inside, interactive, events = 0, 0, {}
   for j = 1, #ids do
     local anchor = tonumber(entries[2 * j])
+    if string.sub(ids[j], 1, 1) == 'i' then interactive = interactive + units[j] end
     if anchor <= now then
       inside = inside + units[j]  -- load() dropped what left by now
-      if anchor + l.span < now + l.span then events[#events + 1] = {anchor + l.span, -units[j]} end
+      if anchor < now then events[#events + 1] = {anchor + l.span, -units[j]} end
     elseif anchor < now + l.span then
       events[#events + 1] = {anchor, units[j]}
     end
@@ -343,57 +345,42 @@ local function peak(l)
     inside = inside + event[2]
     if inside > most then most = inside end
   end
-  return most
+  return most, interactive
 end
 
--- A reservation that is due starts now if every window it would join still has room
--- (a late answer or a refusal may have taken it); otherwise it queues again.
+-- Whether every claim can start now, exactly: every window it would join has room,
+-- counting started claims and reservations alike (filling `times` and `rooms`). For an
+-- interactive request, also whether it is past its share and must queue behind bulk work:
+-- while bulk work waits, at most 1 - bulk_min_share of the window is interactive.
 local start = now
 local times, rooms = {}, {}
-if again then
+local function start_now(interactive)
   for k, claim in ipairs(claims) do
-    local room = capacity_of(claim.l, claim.need) - peak(claim.l)
-    if room < claim.need then
-      again = false
-      break
+    local l = claim.l
+    local most, interactive_units = peak(l)
+    if interactive and l.last > now then  -- bulk work is waiting
+      local share = math.max(math.floor((1 - min_share) * math.floor(l.effective)), claim.need)
+      if interactive_units + claim.need > share then return false, true end
     end
+    local room = capacity_of(l, claim.need) - most
+    -- Interactive requests queued before it (or a cold start's wait) go first.
+    if room < claim.need or (interactive and l.last_i > now) then return false, false end
     times[k], rooms[k] = now, room
   end
-end
--- Interactive units in the window (started or reserved), and whether they may take `need`
--- more: while bulk work waits, at most 1 - bulk_min_share of the window is theirs.
-local function within_share(l, need)
-  if l.last <= now then return true end  -- no bulk work waiting
-  local entries = redis.call('ZRANGE', l.log, 0, -1)
-  local ids = {}
-  for _, id in ipairs(entries) do
-    if string.sub(id, 1, 1) == 'i' then ids[#ids + 1] = id end
-  end
-  local cap = math.max(math.floor((1 - min_share) * math.floor(l.effective)), need)
-  return sum(units_of(l, ids)) + need <= cap
+  return true, false
 end
 
--- An interactive request starts now if every window it joins has room (exactly, counting
--- reservations), without queueing behind bulk work; past its share, it queues behind it.
-local behind_bulk = false
-if not again and not bulk and n > 0 then
-  local fits = true
-  for k, claim in ipairs(claims) do
-    if not within_share(claim.l, claim.need) then
-      fits, behind_bulk = false, true
-      break
-    end
-    -- Interactive requests queued before it (or a cold start's wait) go first.
-    local room = capacity_of(claim.l, claim.need) - peak(claim.l)
-    if claim.l.last_i > now or room < claim.need then
-      fits = false
-      break
-    end
-    times[k], rooms[k] = now, room
-  end
-  again = fits
+-- A reservation that is due starts now if every window it would join still has room (a
+-- late answer or a refusal may have taken it); an interactive request starts now without
+-- queueing behind bulk work. Otherwise: the earliest time, in its queue.
+local now_ok, behind_bulk = false, false
+if again then
+  now_ok = start_now(false)
 end
-if not again then
+if not now_ok and not bulk and n > 0 then
+  now_ok, behind_bulk = start_now(true)
+end
+if not now_ok then
   for k, claim in ipairs(claims) do
     local from = now
     if behind_bulk then from = math.max(now, claim.l.last) end
