@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from agora_chat_async import (
     RateLimited,
     RateLimits,
     RetryPolicy,
+    SendResult,
     StaticToken,
     TextBody,
 )
@@ -51,6 +52,21 @@ QUICK = {"users": (20.0, 6, 0.050), "groups": (2.0, 10, 0.010), "rooms": (2.0, 1
 def recipient_ids(target: str, count: int) -> Iterator[str]:
     prefix = {"users": "user", "groups": "group", "rooms": "room"}[target]
     return (f"{prefix}-{index:07d}" for index in range(count))
+
+
+async def drain(results: AsyncIterator[SendResult]) -> tuple[int, int, int]:
+    """Recipients delivered, failed and unknown over a fan-out's results."""
+    delivered = failed = unknown = 0
+    async for result in results:
+        delivered += len(result.message_ids)
+        failed += len(result.failed)
+        unknown += len(result.unknown)
+    return delivered, failed, unknown
+
+
+def limit_refusals(record: dict[str, Any]) -> int:
+    """The emulator's refusals for a rate limit (429/403), from its stats."""
+    return sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
 
 
 async def quota_run(
@@ -69,19 +85,15 @@ async def quota_run(
     else:
         options["rate_limits"] = limits
     await reset(url)
-    delivered = failed = unknown = 0
     async with AgoraChatClient(
         url, "test-org", "test-app", auth=StaticToken("test-token"), **options
     ) as client:
         start = clock.now()
         async with client.fan_out(recipient_ids(target, count), BODY, target=target) as results:  # type: ignore[arg-type]
-            async for result in results:
-                delivered += len(result.message_ids)
-                failed += len(result.failed)
-                unknown += len(result.unknown)
+            delivered, failed, unknown = await drain(results)
         elapsed = clock.now() - start
     record = await stats(url)
-    refusals = sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
+    refusals = limit_refusals(record)
     requests = sum(record["requests"].values())
     return {
         "target": target,
@@ -240,7 +252,7 @@ async def shared_quota_run(
     # From the first request sent (after any cold-start wait) to the last answer.
     elapsed = max(o["last"] for o in outputs) - min(o["first_send"] for o in outputs)
     delivered = sum(o["delivered"] for o in outputs)
-    refusals = sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
+    refusals = limit_refusals(record)
     requests = sum(record["requests"].values())
     return {
         "limiter": LIMITER_NAMES[mode],
@@ -281,7 +293,6 @@ async def stricter_run(url: str, status: str) -> dict[str, Any]:
             refused_at.append(clock.now())
 
     await reset(url)
-    delivered = failed = unknown = 0
     async with AgoraChatClient(
         url,
         "test-org",
@@ -293,10 +304,7 @@ async def stricter_run(url: str, status: str) -> dict[str, Any]:
     ) as client:
         start = clock.now()
         async with client.fan_out(recipient_ids("users", count), BODY) as results:
-            async for result in results:
-                delivered += len(result.message_ids)
-                failed += len(result.failed)
-                unknown += len(result.unknown)
+            delivered, failed, unknown = await drain(results)
         elapsed = clock.now() - start
     record = await stats(url)
     requests = sum(record["requests"].values())
@@ -327,7 +335,6 @@ async def mixed_run(url: str) -> dict[str, Any]:
     clock = ScaledClock(scale)
     await reset(url)
     waits: list[float] = []
-    delivered = failed = 0
     async with AgoraChatClient(
         url,
         "test-org",
@@ -348,9 +355,7 @@ async def mixed_run(url: str) -> dict[str, Any]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(web)
             async with client.fan_out(recipient_ids("users", count), BODY) as results:
-                async for result in results:
-                    delivered += len(result.message_ids)
-                    failed += len(result.failed) + len(result.unknown)
+                delivered, failed, unknown = await drain(results)
             elapsed = clock.now() - start
             tg.cancel_scope.cancel()
     record = await stats(url)
@@ -360,11 +365,9 @@ async def mixed_run(url: str) -> dict[str, Any]:
         "wait p95 (of the window)": waits[int(0.95 * (len(waits) - 1))],
         "wait max (of the window)": waits[-1],
         "fan-out delivered": delivered,
-        "fan-out lost": failed,
+        "fan-out lost": failed + unknown,
         "fan-out quota use": delivered / (6000 * (elapsed / 60 + 1)),
-        "refusals (429/403)": sum(
-            v for k, v in record["refused"].items() if k.startswith("limit:")
-        ),
+        "refusals (429/403)": limit_refusals(record),
     }
 
 
