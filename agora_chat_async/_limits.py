@@ -61,14 +61,16 @@ Web handlers and fan-out workers share one quota. Work started by ``fan_out`` is
 ``bulk``; a direct call is ``interactive`` unless told otherwise
 (``priority="bulk"``). Bulk claims fill a window only up to ``limit`` minus
 ``RateLimits.bulk_headroom`` (1% by default: 60 of the 6000 user recipients a
-minute) while interactive requests are about (one was made in the last two
-windows), so a single send made while a campaign saturates the quota finds room
-at once instead of waiting for the window to slide; a fan-out alone takes the
-whole quota. Interactive requests queue apart from bulk ones, so they never wait
-behind a campaign's queued batches.
-Bulk is never starved: while bulk work waits, interactive requests may hold at
-most ``1 - bulk_min_share`` of a window (half, by default). The window guarantee
-above holds for both together.
+minute), always, so a single send made while a campaign saturates the quota
+finds room at once instead of waiting for the window to slide. A window is a
+conservation law (every unit started stays in it for ``per`` seconds), so no
+rule can both lend the headroom to bulk and keep it ready: the headroom is what
+an interactive request's zero wait costs, and a process that only ever sends
+in bulk sets ``bulk_headroom=0`` to take the whole quota. Interactive requests
+queue apart from bulk ones, so they never wait behind a campaign's queued
+batches. Bulk is never starved: while bulk work waits, interactive requests may
+hold at most ``1 - bulk_min_share`` of a window (half, by default). The window
+guarantee above holds for both together.
 
 Slow answers
 ------------
@@ -237,7 +239,8 @@ class RateLimits:
     send_calls: Rate | None = Rate(100, per=1)
     margin: float = attrs.field(default=0.02, validator=_non_negative)
     bulk_headroom: float = attrs.field(default=0.01, validator=_fraction)
-    """The fraction of every limit that bulk work leaves free for interactive requests."""
+    """The fraction of every limit that bulk work always leaves free for interactive
+    requests; 0 for a process that never sends anything but bulk work."""
     bulk_min_share: float = attrs.field(default=0.5, validator=_fraction)
     """While bulk work waits, interactive requests may use at most ``1 - bulk_min_share``
     of a window, so that a flood of them never starves bulk work."""
@@ -392,9 +395,6 @@ class _Window:
     recently_expired: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
     used_interactive: int = 0
-    #: When an interactive claim was last recorded: bulk keeps the headroom free for
-    #: two windows after it (a fan-out alone takes the whole quota).
-    interactive_at: float = -math.inf
     adaptation: Adaptation = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -423,7 +423,7 @@ class _Window:
     def capacity(self, now: float, units: int, *, bulk: bool) -> int:
         """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
         limit = math.floor(self.effective(now))
-        if bulk and now - self.interactive_at < 2 * self.span:
+        if bulk:
             limit -= math.floor(self.headroom * limit)
         # A claim above the (lowered) limit still fits an otherwise empty window.
         return max(limit, units)
@@ -464,7 +464,6 @@ class _Window:
         self.used += units
         if interactive:
             self.used_interactive += units
-            self.interactive_at = now
         return entry
 
     def refund(self, entry: _Entry) -> None:

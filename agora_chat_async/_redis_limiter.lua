@@ -14,9 +14,8 @@
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
 --       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
--- Interactive and bulk claims queue apart (`last`, `last_i`); bulk claims leave
--- bulk_headroom of every limit free while interactive ones are about (`interactive_at`, in
--- the last two windows); interactive ids start with "i".
+-- Interactive and bulk claims queue apart (`last`, `last_i`); bulk claims always leave
+-- bulk_headroom of every limit free; interactive ids start with "i".
 -- With again=1 the claims were recorded by an earlier call (a reservation, now due): they
 -- start now if they still fit every window they join, else queue again.
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
@@ -106,7 +105,7 @@ local function load(l)
   if l.loaded then return end
   l.loaded = true
   local fields = redis.call('HMGET', l.state, 'used', 'last', 'eff', 'hold', 'hold_windows',
-    'decreased', 'extra', 'last_i', 'interactive_at')
+    'decreased', 'extra', 'last_i')
   l.used = tonumber(fields[1]) or 0
   l.last = tonumber(fields[2]) or 0
   l.eff = tonumber(fields[3]) or l.limit
@@ -115,7 +114,6 @@ local function load(l)
   l.decreased = tonumber(fields[6]) or -1e18
   l.extra = tonumber(fields[7]) or 0
   l.last_i = tonumber(fields[8]) or 0
-  l.interactive_at = tonumber(fields[9]) or -1e18
   l.span = l.base_span + l.extra
   if fresh and cold_start and l.last < now + l.span then
     l.last = now + l.span
@@ -150,7 +148,7 @@ end
 local function save(l)
   redis.call('HSET', l.state, 'used', num(l.used), 'last', num(l.last), 'eff', num(l.eff),
     'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased),
-    'extra', num(l.extra), 'last_i', num(l.last_i), 'interactive_at', num(l.interactive_at))
+    'extra', num(l.extra), 'last_i', num(l.last_i))
   -- Everything expires by itself once the window (and any hold) is over.
   local horizon = math.max(l.last, l.last_i, l.hold, now) - now + 3 * l.span
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
@@ -245,8 +243,7 @@ end
 -- The units a claim of `need` may fill the window to: bulk leaves the headroom.
 local function capacity_of(l, need)
   local limit = math.floor(l.effective)
-  -- The headroom is kept while interactive requests are about (one in the last two windows).
-  if bulk and now - l.interactive_at < 2 * l.span then
+  if bulk then
     limit = limit - math.floor(headroom * limit)
   end
   return math.max(limit, need)
@@ -312,7 +309,6 @@ local function record(claim, at, room, binding)
   l.used = l.used + granted
   if binding and bulk and at > l.last then l.last = at end
   if binding and not bulk and at > l.last_i then l.last_i = at end
-  if not bulk and at > l.interactive_at then l.interactive_at = at end
   return granted
 end
 

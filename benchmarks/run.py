@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.streams.buffered
 import httpx
 from _harness import AiolimiterBaseline, emulator_process, reset, stats
+from _timeline import delivery_times, sustained_use
 
 from agora_chat_async import (
     AgoraChatClient,
@@ -325,50 +327,183 @@ async def stricter_run(url: str, status: str) -> dict[str, Any]:
     }
 
 
-async def mixed_run(url: str) -> dict[str, Any]:
+#: The mixed runs: time scale 10 (the 60 s window lasts 6 s), 36,000 users (six windows).
+MIXED_SCALE, MIXED_COUNT = 10.0, 36_000
+
+
+def mixed_outcome(
+    timeline: dict[str, list[float]], waits: list[float], failed: int, record: dict[str, Any]
+) -> dict[str, Any]:
+    """The mixed-run row: single sends' waits (shares of the window), the fan-out's quota use."""
+    bulk = timeline.get("user", [])
+    waits = sorted(waits)
+    elapsed = bulk[-1] - bulk[0] if bulk else 0.0
+    return {
+        "single sends": len(waits),
+        "wait p95 (of the window)": waits[int(0.95 * (len(waits) - 1))] if waits else 0.0,
+        "wait max (of the window)": waits[-1] if waits else 0.0,
+        "fan-out delivered": len(bulk),
+        "lost": MIXED_COUNT - len(bulk) + failed,
+        "duplicates": record["duplicates"],
+        "refusals (429/403)": limit_refusals(record),
+        "fan-out sustained use": sustained_use(bulk, 6000, 60) if bulk else 0.0,
+        "fan-out use (whole windows)": len(bulk) / (6000 * (elapsed / 60 + 1)),
+    }
+
+
+async def mixed_run(url: str, *, baseline: bool = False) -> tuple[dict[str, Any], Any]:
     """A 36,000-user fan-out and, from the same client, one single send a second.
 
-    Time scale 10 (a minute lasts 6 s). A single send's wait is measured around the
-    call (so it includes the request itself), as a fraction of the 60 s window.
+    A single send's wait is measured around the call (so it includes the request
+    itself), as a share of the 60 s window. Returns the row and what the picture needs.
     """
-    scale, count = 10.0, 36_000
-    clock = ScaledClock(scale)
+    clock = ScaledClock(MIXED_SCALE)
+    limits = RateLimits(margin=0.05 * MIXED_SCALE)
+    options: dict[str, Any] = {"clock": clock}
+    if baseline:
+        options["limiter"] = AiolimiterBaseline(limits, MIXED_SCALE)
+        options["retry"] = RetryPolicy(attempts=0, rate_limit_budget=0)
+    else:
+        options["rate_limits"] = limits
     await reset(url)
-    waits: list[float] = []
+    waits: list[tuple[float, float]] = []
+    failed = 0
     async with AgoraChatClient(
-        url,
-        "test-org",
-        "test-app",
-        auth=StaticToken("test-token"),
-        rate_limits=RateLimits(margin=0.05 * scale),
-        clock=clock,
+        url, "test-org", "test-app", auth=StaticToken("test-token"), **options
     ) as client:
+        start = clock.now()
 
         async def web() -> None:
+            nonlocal failed
             for index in itertools.count():
                 await anyio.sleep(1.0)
                 started = clock.now()
-                await client.send_user_message(f"web-{index}", BODY)
-                waits.append((clock.now() - started) / 60)
+                result = await client.send_user_message(f"web-{index}", BODY)
+                waits.append((started - start, (clock.now() - started) / 60))
+                failed += len(result.failed) + len(result.unknown)
 
-        start = clock.now()
         async with anyio.create_task_group() as tg:
             tg.start_soon(web)
-            async with client.fan_out(recipient_ids("users", count), BODY) as results:
-                delivered, failed, unknown = await drain(results)
-            elapsed = clock.now() - start
+            async with client.fan_out(recipient_ids("users", MIXED_COUNT), BODY) as results:
+                await drain(results)
             tg.cancel_scope.cancel()
-    record = await stats(url)
-    waits.sort()
+    timeline = await delivery_times(url)
+    row = mixed_outcome(timeline, [w for _, w in waits], failed, await stats(url))
     return {
-        "single sends": len(waits),
-        "wait p95 (of the window)": waits[int(0.95 * (len(waits) - 1))],
-        "wait max (of the window)": waits[-1],
-        "fan-out delivered": delivered,
-        "fan-out lost": failed + unknown,
-        "fan-out quota use": delivered / (6000 * (elapsed / 60 + 1)),
-        "refusals (429/403)": limit_refusals(record),
-    }
+        "limiter": "aiolimiter baseline" if baseline else "agora-chat-async",
+        "processes": 1,
+        **row,
+    }, (timeline, waits)
+
+
+async def mixed_redis_run(url: str, redis_url: str) -> tuple[dict[str, Any], Any]:
+    """The same, as two processes on one RedisLimiter: a fan-out worker and a web process.
+
+    Both limit ``users=Rate(6000, per=6)`` in real seconds (the limiter reads Redis's
+    clock; the emulator runs ten times faster). The web process starts first, as a web
+    backend that is already serving when a campaign begins.
+    """
+    per, margin = 60 / MIXED_SCALE, 0.05
+    await reset(url)
+    here = Path(__file__).parent
+    web = await anyio.open_process(
+        [sys.executable, str(here / "_web_worker.py"), url, redis_url, str(per), str(margin)]
+    )
+    assert web.stdin is not None
+    assert web.stdout is not None
+    async with web:
+        buffer = anyio.streams.buffered.BufferedByteReceiveStream(web.stdout)
+        assert await buffer.receive_until(b"\n", 100) == b"ready"
+        worker = await anyio.open_process(
+            [
+                sys.executable,
+                str(here / "_shared_worker.py"),
+                url,
+                redis_url,
+                "user",
+                str(MIXED_COUNT),
+                str(per),
+                str(margin),
+                "redis",
+            ]
+        )
+        assert worker.stdout is not None
+        async with worker:
+            fan_out = json.loads(b"".join([chunk async for chunk in worker.stdout]))
+        await web.stdin.aclose()
+        raw = b"".join([chunk async for chunk in buffer])
+    web_out = json.loads(raw)
+    timeline = await delivery_times(url)
+    row = mixed_outcome(
+        timeline,
+        [w / per for w in web_out["waits"]],
+        web_out["failed"] + fan_out["failed"] + fan_out["unknown"],
+        await stats(url),
+    )
+    # The web process sends one a second from its start; the picture's clock starts at
+    # the fan-out's first request.
+    offset = web_out["first"] - fan_out["first_send"]
+    waits = [
+        ((offset + 1.0 * (i + 1)) * MIXED_SCALE, w / per) for i, w in enumerate(web_out["waits"])
+    ]
+    return {"limiter": "RedisLimiter (shared)", "processes": 2, **row}, (timeline, waits)
+
+
+MIXED_COLUMNS = [
+    "limiter",
+    "processes",
+    "single sends",
+    "wait p95 (of the window)",
+    "wait max (of the window)",
+    "fan-out delivered",
+    "lost",
+    "duplicates",
+    "refusals (429/403)",
+    "fan-out sustained use",
+    "fan-out use (whole windows)",
+]
+
+
+async def mixed_section(runs: int, picture: Path | None) -> str:
+    """*runs* mixed runs in one process, then through Redis, then the baseline once."""
+    rows: list[dict[str, Any]] = []
+    panels: dict[str, Any] = {}
+    for _ in range(runs):
+        with emulator_process("--time-scale", str(MIXED_SCALE)) as url:
+            row, panels["one process"] = await mixed_run(url)
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    for _ in range(runs):
+        with (
+            RedisServer() as redis_server,
+            emulator_process("--time-scale", str(MIXED_SCALE)) as url,
+        ):
+            row, panels["two processes"] = await mixed_redis_run(url, redis_server.url)
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    with emulator_process("--time-scale", str(MIXED_SCALE)) as url:
+        row, panels["baseline"] = await mixed_run(url, baseline=True)
+    rows.append(row)
+    print(row, file=sys.stderr, flush=True)
+    if picture is not None:
+        from _plot import plot_windows
+
+        titles = {
+            "one process": "agora-chat-async, one process",
+            "two processes": "agora-chat-async, two processes (RedisLimiter)",
+            "baseline": "aiolimiter baseline (no priority, no retries)",
+        }
+        plot_windows(
+            [(titles[key], *panels[key]) for key in titles],
+            limit=6000,
+            per=60,
+            path=picture,
+        )
+    return (
+        "### Mixed: a 36,000-user fan-out and one single send a second, one app key\n\n"
+        + spread_table(rows, MIXED_COLUMNS, ["limiter", "processes"])
+        + "\n"
+    )
 
 
 STRICTER_COLUMNS = [
@@ -494,22 +629,46 @@ PERCENT = {
     "quota use (of 4800/min)",
     "wait p95 (of the window)",
     "wait max (of the window)",
-    "fan-out quota use",
+    "fan-out sustained use",
+    "fan-out use (whole windows)",
+    "sustained use",
 }
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def cell(column: str, value: Any) -> str:
-        if column in PERCENT:
-            return f"{value:.1%}"
-        if isinstance(value, float):
-            return f"{value:,.1f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return str(value)
+def table_cell(column: str, value: Any) -> str:
+    """One value as the tables print it: a share as a percentage, numbers with separators."""
+    if column in PERCENT:
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
 
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(table_cell(c, row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def spread_table(rows: list[dict[str, Any]], columns: list[str], keys: list[str]) -> str:
+    """One line per group of rows alike in *keys*: each number as min / median / max."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    lines = ["| runs | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for group in groups.values():
+        cells = []
+        for column in columns:
+            values = [row[column] for row in group]
+            if column in keys or len(group) == 1:
+                cells.append(table_cell(column, values[0]))
+            else:
+                values.sort()
+                low, mid, high = values[0], statistics.median(values), values[-1]
+                cells.append(" / ".join(table_cell(column, v) for v in (low, mid, high)))
+        lines.append(f"| {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -541,7 +700,9 @@ async def shared_quota_section(quick: bool) -> str:
     )
 
 
-async def main(quick: bool, only: str | None = None, runs: int = 20) -> str:
+async def main(
+    quick: bool, only: str | None = None, runs: int = 20, picture: Path | None = None
+) -> str:
     if only == "shared":
         return await shared_quota_section(quick) + "\n"
     if only == "cold-start":
@@ -549,14 +710,7 @@ async def main(quick: bool, only: str | None = None, runs: int = 20) -> str:
     if only == "stricter":
         return await stricter_section(runs)
     if only == "mixed":
-        rows = []
-        for _ in range(runs):
-            with emulator_process("--time-scale", "10") as url:
-                rows.append(await mixed_run(url))
-            print(rows[-1], file=sys.stderr, flush=True)
-        return "### Mixed: one fan-out and one single send a second, one process\n\n" + table(
-            rows, list(rows[0])
-        )
+        return await mixed_section(runs, picture)
     scenarios = QUICK if quick else SCENARIOS
     if only is not None:
         scenarios = {only: scenarios[only]}
@@ -611,10 +765,16 @@ if __name__ == "__main__":
         help="one quota scenario, the shared quota, or repeated cold starts",
     )
     parser.add_argument(
-        "--runs", type=int, default=20, help="cold starts to repeat (with --only cold-start)"
+        "--runs", type=int, default=20, help="runs to repeat (--only cold-start, stricter, mixed)"
+    )
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        default=Path(__file__).parent.parent / "docs" / "img" / "mixed-windows.png",
+        help="where the mixed runs' picture goes (with --only mixed; needs matplotlib)",
     )
     args = parser.parse_args()
-    report = anyio.run(main, args.quick, args.only, args.runs)
+    report = anyio.run(main, args.quick, args.only, args.runs, args.picture)
     print(report)
     if args.only is None:
         (Path(__file__).parent / "results.md").write_text(report)

@@ -50,6 +50,8 @@ class SteppedClock:
                     continue
             else:
                 await self.all_asleep()
+                if not self._sleepers:
+                    continue  # the last running task has just finished
             deadline = self._sleepers[0][0]
             self._now = max(self._now, deadline)
             while self._sleepers and self._sleepers[0][0] <= deadline:

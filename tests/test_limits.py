@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from agora_chat_async import (
 
 from .clocks import SteppedClock
 from .conftest import VirtualClock
+from .scenarios import Start, admit_all, most_in_any_window, saturate
 
 
 def test_defaults_are_the_documented_quotas():
@@ -367,13 +369,12 @@ async def test_bulk_leaves_the_headroom_free_and_interactive_never_queues_behind
 ):
     limits = RateLimits(users=Rate(100, per=10), margin=0, bulk_headroom=0.05)
     limiter = SlidingWindowLimiter(limits, clock=clock)
-    alone = SlidingWindowLimiter(limits, clock=clock)
-    permit = await alone.acquire([("users", 100)], min_units=1, priority="bulk")
-    assert permit.units == 100  # no interactive request about: bulk takes the whole window
+    dedicated = SlidingWindowLimiter(attrs.evolve(limits, bulk_headroom=0), clock=clock)
+    permit = await dedicated.acquire([("users", 100)], min_units=1, priority="bulk")
+    assert permit.units == 100  # a worker that only sends bulk takes the whole window
     t0 = clock.now()
-    await limiter.acquire([("users", 1)])  # a web send
     permit = await limiter.acquire([("users", 100)], min_units=1, priority="bulk")
-    assert permit.units == 94  # the headroom (5 units) stays free
+    assert permit.units == 95  # before any interactive request: the headroom stays free
     for _ in range(5):
         await limiter.acquire([("users", 1)])  # interactive: at once, in the headroom
     assert clock.now() == t0
@@ -395,7 +396,7 @@ async def test_an_interactive_send_does_not_queue_behind_waiting_bulk_work():
         finally:
             clock.done()
 
-    await limiter.acquire([("users", 1)])  # a web send: bulk keeps the headroom from now on
+    await limiter.acquire([("users", 1)])  # a web send
     await limiter.acquire([("users", 7)], priority="bulk")
     async with anyio.create_task_group() as tg:
         for name, units, priority in (("bulk", 8, "bulk"), ("web", 2, "interactive")):
@@ -433,6 +434,78 @@ async def test_a_flood_of_interactive_sends_leaves_bulk_its_minimum_share():
     bulk = [t for t, priority in starts if priority == "bulk"]
     assert bulk == [pytest.approx(1001.5)]
     assert len(starts) == 31  # every claim admitted
+
+
+ARRIVALS = st.lists(
+    st.tuples(
+        st.integers(0, 48).map(lambda ticks: ticks / 16),
+        st.integers(1, 30),
+        st.sampled_from(["interactive", "bulk"]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    limit=st.integers(1, 30),
+    headroom=st.sampled_from([0.0, 0.1, 0.3]),
+    min_share=st.sampled_from([0.0, 0.4, 1.0]),
+    arrivals=ARRIVALS,
+)
+def test_any_interleaving_of_interactive_and_bulk_claims_keeps_every_window(
+    limit, headroom, min_share, arrivals
+):
+    """Concurrent interactive and bulk claims of any sizes, whole or shrinkable, arriving at
+    any times: every claim is admitted, and no window of `per` ever holds over `limit`."""
+    limits = RateLimits(
+        users=Rate(limit, per=1), margin=0, bulk_headroom=headroom, bulk_min_share=min_share
+    )
+    arrivals = [
+        (at, min(units, limit), priority, shrink) for at, units, priority, shrink in arrivals
+    ]
+
+    async def scenario() -> list[Start]:
+        clock = SteppedClock(autojump=True)
+        return await admit_all([SlidingWindowLimiter(limits, clock=clock)], clock, arrivals)
+
+    starts = anyio.run(scenario)
+    assert len(starts) == len(arrivals)
+    assert most_in_any_window(starts, per=1) <= limit
+    for at, start, units, _ in starts:
+        assert start >= at
+        assert units >= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 8).map(lambda ticks: ticks / 16), min_size=1, max_size=15),
+    bulk=st.lists(st.integers(5, 100), min_size=1, max_size=10),
+)
+def test_interactive_sends_within_the_headroom_never_wait_for_saturating_bulk_work(gaps, bulk):
+    """Three fan-out workers keep bulk work queued all along; single sends arrive at any
+    times, at most the headroom (5 of 100) in any window: not one of them waits."""
+    limits = RateLimits(users=Rate(100, per=1), margin=0, bulk_headroom=0.05)
+    times: list[float] = []
+    at = 0.25  # the workers have filled the window by then
+    for gap in gaps:
+        at += gap
+        if sum(1 for t in times if t > at - 1) < 5:  # the window still has headroom left
+            times.append(at)
+
+    async def scenario() -> list[Start]:
+        clock = SteppedClock(start=0.0, autojump=True)
+        limiter = SlidingWindowLimiter(limits, clock=clock)
+        return await saturate(limiter, limiter, clock, times, bulk)
+
+    starts = anyio.run(scenario)
+    interactive = sorted(
+        (at, start) for at, start, _, priority in starts if priority == "interactive"
+    )
+    assert interactive == [(t, t) for t in times]
+    assert most_in_any_window(starts, per=1) <= 100
 
 
 def test_priority_and_shares_are_validated():

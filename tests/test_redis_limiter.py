@@ -34,6 +34,7 @@ from agora_chat_async import (
 from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
 
 from .clocks import SteppedClock
+from .scenarios import Start, admit_all, most_in_any_window, saturate
 
 LIMITS = RateLimits(
     users=Rate(10, per=1),
@@ -389,6 +390,68 @@ def test_no_window_ever_exceeds_the_limit_for_any_arrivals(redis_server, arrival
 
 
 @settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    headroom=st.sampled_from([0.0, 0.2]),
+    min_share=st.sampled_from([0.0, 0.5, 1.0]),
+    arrivals=st.lists(
+        st.tuples(
+            st.integers(0, 40).map(lambda ticks: ticks / 16),
+            st.integers(1, 10),
+            st.sampled_from(["interactive", "bulk"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_two_processes_interleaving_interactive_and_bulk_claims_keep_every_window(
+    redis_server, headroom, min_share, arrivals
+):
+    """A web process and a worker (alternate arrivals) on one Redis, concurrently, any sizes
+    and priorities: every claim is admitted, and no window ever holds over the limit."""
+
+    async def scenario() -> list[Start]:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clock = SteppedClock(start=0.0)
+        rate_limits = attrs.evolve(LIMITS, bulk_headroom=headroom, bulk_min_share=min_share)
+        limiters = [limiter(client, clock, rate_limits=rate_limits) for _ in "ab"]
+        try:
+            return await admit_all(limiters, clock, arrivals)
+        finally:
+            await client.aclose()
+
+    starts = asyncio.run(scenario())
+    assert len(starts) == len(arrivals)
+    assert most_in_any_window(starts, per=1) <= 10
+
+
+def test_a_web_process_within_the_headroom_never_waits_for_a_saturating_worker(redis_server):
+    """Three fan-out tasks in a worker process keep bulk work queued on one Redis; a web
+    process sends single messages, at most the headroom (2 of 10) in any window: none waits."""
+    times = [0.25, 0.5, 1.3, 1.4, 2.5, 3.0, 3.4, 4.1]
+    rate_limits = attrs.evolve(LIMITS, bulk_headroom=0.2, send_calls=None)
+
+    async def scenario() -> list[Start]:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clock = SteppedClock(start=0.0)
+        worker, web = (limiter(client, clock, rate_limits=rate_limits) for _ in "ab")
+        try:
+            return await saturate(worker, web, clock, times, [3, 7, 10, 1])
+        finally:
+            await client.aclose()
+
+    starts = asyncio.run(scenario())
+    interactive = sorted((at, start) for at, start, _, p in starts if p == "interactive")
+    assert interactive == [(t, t) for t in times]
+    assert most_in_any_window(starts, per=1) == 10  # saturated, never over
+    assert sum(u for _, _, u, p in starts if p == "bulk") >= 8 * 4  # bulk kept its 8 a window
+
+
+@settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
@@ -562,10 +625,13 @@ async def test_the_permit_names_the_limit_left_with_the_least_room(redis_client)
         clock.advance(5)
 
 
-async def test_the_script_lets_bulk_work_alone_take_the_whole_window(redis_client):
+async def test_the_script_keeps_the_headroom_before_any_interactive_request(redis_client):
     clock = MockClock()
     worker = limiter(redis_client, clock, rate_limits=attrs.evolve(LIMITS, bulk_headroom=0.2))
-    assert (await worker.acquire([("users", 10)], min_units=1, priority="bulk")).units == 10
+    dedicated = limiter(redis_client, clock, rate_limits=attrs.evolve(LIMITS, bulk_headroom=0))
+    assert (await worker.acquire([("users", 10)], min_units=1, priority="bulk")).units == 8
+    # A worker that only sends bulk (headroom 0) may take what the other left free.
+    assert (await dedicated.acquire([("users", 10)], min_units=1, priority="bulk")).units == 2
 
 
 async def test_the_script_keeps_interactive_requests_ahead_of_bulk_work(redis_client):
@@ -573,7 +639,7 @@ async def test_the_script_keeps_interactive_requests_ahead_of_bulk_work(redis_cl
     rate_limits = attrs.evolve(LIMITS, bulk_headroom=0.2, bulk_min_share=0.6)
     web, worker = (limiter(redis_client, clock, rate_limits=rate_limits) for _ in "ab")
     async with anyio.create_task_group() as tg:
-        await web.acquire([("users", 1)])  # a web send: from now on bulk keeps the headroom
+        await web.acquire([("users", 1)])  # a web send
         permit = await worker.acquire([("users", 10)], min_units=1, priority="bulk")
         assert permit.units == 7  # bulk leaves 20% of the window free
         # More bulk work is reserved for when the window has room...

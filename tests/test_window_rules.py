@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agora_chat_async
-from agora_chat_async import Permit, Rate, RateLimits, RedisLimiter, SlidingWindowLimiter
+from agora_chat_async import (
+    Permit,
+    Priority,
+    Rate,
+    RateLimits,
+    RedisLimiter,
+    SlidingWindowLimiter,
+)
 from agora_chat_async._redis_limiter import _SCRIPT
 from agora_chat_async._window_rules import (
     DECREASE_FACTOR,
@@ -33,7 +40,7 @@ from agora_chat_async.testing import MockClock
 TICK = 1 / 64  # clock steps exact in binary floating point and in whole microseconds
 LIMITS = RateLimits(
     users=Rate(20, per=1), groups=Rate(3, per=1), rooms=Rate(5, per=1), other=Rate(5, per=1),
-    send_calls=None, margin=TICK,
+    send_calls=None, margin=TICK, bulk_headroom=0.1,
 )  # fmt: skip
 
 
@@ -83,8 +90,8 @@ def test_an_early_refusal_cuts_once_a_window_and_never_below_the_floor():
 
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("acquire"), st.integers(1, 8), st.booleans()),
-        st.tuples(st.just("acquire"), st.integers(1, 20), st.booleans()),
+        st.tuples(st.just("acquire"), st.integers(1, 8), st.booleans(), st.booleans()),
+        st.tuples(st.just("acquire"), st.integers(1, 20), st.booleans(), st.booleans()),
         st.tuples(st.just("advance"), st.integers(1, 80)),
         st.tuples(st.just("settle"), st.integers(0, 1000), st.integers(0, 40)),
         st.tuples(st.just("refuse"), st.integers(0, 1000)),
@@ -115,10 +122,15 @@ def test_both_runtimes_decide_alike(redis_server, operations):
         for step, operation in enumerate(operations):
             kind = operation[0]
             if kind == "acquire":
-                _, units, shrink = operation
+                _, units, shrink, bulk = operation
                 min_units = 1 if shrink else None
-                one = await memory.acquire([("users", units)], min_units=min_units)
-                two = await shared.acquire([("users", units)], min_units=min_units)
+                priority: Priority = "bulk" if bulk else "interactive"
+                one = await memory.acquire(
+                    [("users", units)], min_units=min_units, priority=priority
+                )
+                two = await shared.acquire(
+                    [("users", units)], min_units=min_units, priority=priority
+                )
                 assert one.units == two.units, (step, operation)
                 permits.append((one, two, one.units))
             elif kind == "advance":

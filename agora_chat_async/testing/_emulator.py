@@ -452,7 +452,7 @@ class Emulator:
         except _Problem as problem:
             self.refused[problem.reason] += 1
             return "", self._error_response(problem), False
-        if endpoint not in ("stats", "reset"):
+        if endpoint not in ("stats", "reset", "deliveries"):
             self.requests[endpoint] += 1
         faults = self._faults_for(endpoint)
         if faults.refuse_503 and self._rng.random() < faults.refuse_503:
@@ -533,6 +533,8 @@ class Emulator:
                 return "stats", self._stats
             if parts == ["_emulator", "reset"] and method == "POST":
                 return "reset", self._reset
+            if parts == ["_emulator", "deliveries"] and method == "GET":
+                return "deliveries", self._deliveries
             if len(parts) == 5 and parts[1] == "history" and method == "GET":
                 return "history_file", self._history_file
             raise _Problem(
@@ -644,6 +646,11 @@ class Emulator:
 
     async def _stats(self, request: HTTPRequest, host: str) -> HTTPResponse:
         return json_response(200, self.stats())
+
+    async def _deliveries(self, request: HTTPRequest, host: str) -> HTTPResponse:
+        # The benchmarks' timeline: when each recipient was delivered, in delivery order.
+        timeline = [[d.timestamp, d.chat_type, d.recipient] for d in self.deliveries]
+        return json_response(200, {"deliveries": timeline})
 
     async def _reset(self, request: HTTPRequest, host: str) -> HTTPResponse:
         self.reset()

@@ -369,3 +369,24 @@ async def test_refusals_that_were_not_processed_are_retried_and_delivered_once()
     assert emulator.refused["limit:groups"] > 0  # our limiter was told 10**9 a second
     assert len(emulator.deliveries) == 90
     assert emulator.duplicates == 0
+
+
+async def test_the_deliveries_timeline_lists_each_recipient_at_its_time():
+    clock = MockClock(start=0.0)
+    emulator = Emulator(clock=clock)
+    async with emulator.client() as client:
+        await client.send_user_message(["alice", "bob"], TEXT)
+        clock.advance(2.5)
+        await client.send_group_message("g1", TEXT)
+    transport = httpx.ASGITransport(app=emulator)
+    async with httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+        response = await http.get("/_emulator/deliveries")
+        stats = (await http.get("/_emulator/stats")).json()
+    timeline = response.json()["deliveries"]
+    start = timeline[0][0]
+    assert [[t - start, kind, who] for t, kind, who in timeline] == [
+        [0, "chat", "alice"],
+        [0, "chat", "bob"],
+        [2500, "groupchat", "g1"],
+    ]
+    assert "deliveries" not in stats["requests"]  # inspection is not counted as traffic
