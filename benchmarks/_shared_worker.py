@@ -1,12 +1,12 @@
 """One worker process of the shared-quota benchmark (started by run.py, not by hand).
 
-    python _shared_worker.py URL REDIS_URL NAME COUNT PER MARGIN MODE
+    python _shared_worker.py URL REDIS_URL NAME COUNT PER MARGIN MODE [HEADROOM]
 
 Fans one message out to COUNT users named ``NAME-<i>`` under ``users=Rate(6000, per=PER)``
 (real seconds), with a RedisLimiter (MODE ``redis``: no cold-start wait; ``redis-cold``:
 the defaults, a window's wait when Redis has no record) or this process's own in-memory
-limiter (MODE ``local``); writes one JSON line of counts and times (``first_send``: when
-the first request left).
+limiter (MODE ``local``), leaving HEADROOM (``bulk_headroom``, the default if absent) free;
+writes one JSON line of counts and times (``first_send``: when the first request left).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import anyio
+import attrs
 import redis.asyncio
 
 from agora_chat_async import (
@@ -34,8 +35,10 @@ from agora_chat_async import (
 
 
 async def main(argv: list[str]) -> dict[str, Any]:
-    url, redis_url, name, count, per, margin, mode = argv
+    url, redis_url, name, count, per, margin, mode, *headroom = argv
     limits = RateLimits(users=Rate(6000, per=float(per)), margin=float(margin))
+    if headroom:
+        limits = attrs.evolve(limits, bulk_headroom=float(headroom[0]))
     store = redis.asyncio.from_url(redis_url)
     limiter: Limiter
     if mode.startswith("redis"):
@@ -73,5 +76,5 @@ async def main(argv: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    result = anyio.run(main, sys.argv[1:8])
+    result = anyio.run(main, sys.argv[1:9])
     sys.stdout.write(json.dumps(result) + "\n")

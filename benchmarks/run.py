@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 import anyio.streams.buffered
+import attrs
 import httpx
 from _harness import AiolimiterBaseline, emulator_process, reset, stats
 from _timeline import delivery_times, sustained_use
@@ -72,10 +73,22 @@ def limit_refusals(record: dict[str, Any]) -> int:
 
 
 async def quota_run(
-    url: str, target: str, scale: float, windows: int, jitter: float, *, baseline: bool
+    url: str,
+    target: str,
+    scale: float,
+    windows: int,
+    jitter: float,
+    *,
+    baseline: bool,
+    headroom: float | None = None,
 ) -> dict[str, Any]:
-    """Fan one message out to `windows` windows' worth of recipients; measure use and loss."""
+    """Fan one message out to `windows` windows' worth of recipients; measure use and loss.
+
+    *headroom*: the client's ``bulk_headroom``, if not the default.
+    """
     limits = RateLimits(margin=jitter * scale)
+    if headroom is not None:
+        limits = attrs.evolve(limits, bulk_headroom=headroom)
     rate = limits.rate(target)  # type: ignore[arg-type]
     assert rate is not None
     count = rate.limit * windows
@@ -97,9 +110,13 @@ async def quota_run(
     record = await stats(url)
     refusals = limit_refusals(record)
     requests = sum(record["requests"].values())
+    times = (await delivery_times(url)).get(target.rstrip("s"), [])
+    name = "aiolimiter baseline" if baseline else "agora-chat-async"
+    if headroom is not None:
+        name += f" (bulk_headroom={headroom:g})"
     return {
         "target": target,
-        "limiter": "aiolimiter baseline" if baseline else "agora-chat-async",
+        "limiter": name,
         "recipients": count,
         "delivered": delivered,
         "server deliveries": record["deliveries"],
@@ -110,6 +127,7 @@ async def quota_run(
         "refusals (429/403)": refusals,
         "refusal rate": refusals / max(requests, 1),
         "quota use": delivered / (rate.limit * (elapsed / rate.per + 1)),
+        "sustained use": sustained_use(times, rate.limit, rate.per) if times else 0.0,
         "windows": elapsed / rate.per + 1,
         "peak units/window": record["peak_units"].get(target, 0),
     }
@@ -218,8 +236,11 @@ async def shared_quota_run(
     workers: int = 4,
     windows: int = 10,
     margin: float = 0.05,
+    headroom: float | None = None,
 ) -> dict[str, Any]:
     """`workers` processes fan out to one app at once, sharing one quota (or not).
+
+    *headroom*: the workers' ``bulk_headroom``, if not the default.
 
     The emulator runs at time scale 20 (a 60 s window lasts 3 s), so the workers limit
     `users=Rate(6000, per=3)` in real seconds: the RedisLimiter reads Redis's clock.
@@ -240,6 +261,7 @@ async def shared_quota_run(
                 str(per),
                 str(margin),
                 mode,
+                *([] if headroom is None else [str(headroom)]),
             ]
         )
         for index in range(workers)
@@ -251,13 +273,18 @@ async def shared_quota_run(
             raw = b"".join([chunk async for chunk in process.stdout])
         outputs.append(json.loads(raw))
     record = await stats(url)
+    timeline = await delivery_times(url)
+    times = sorted(t for kind in timeline.values() for t in kind)
     # From the first request sent (after any cold-start wait) to the last answer.
     elapsed = max(o["last"] for o in outputs) - min(o["first_send"] for o in outputs)
     delivered = sum(o["delivered"] for o in outputs)
     refusals = limit_refusals(record)
     requests = sum(record["requests"].values())
+    name = LIMITER_NAMES[mode]
+    if headroom is not None:
+        name += f" (bulk_headroom={headroom:g})"
     return {
-        "limiter": LIMITER_NAMES[mode],
+        "limiter": name,
         "workers": workers,
         "recipients": count * workers,
         "delivered": delivered,
@@ -268,6 +295,7 @@ async def shared_quota_run(
         "refusals (429/403)": refusals,
         "refusal rate": refusals / max(requests, 1),
         "quota use": delivered / (6000 * (elapsed / per + 1)),
+        "sustained use": sustained_use(times, 6000, 60) if times else 0.0,
         "Redis round trips per request": f"{sum(o['round_trips'] for o in outputs) / requests:.2f}",
     }
 
@@ -311,6 +339,7 @@ async def stricter_run(url: str, status: str) -> dict[str, Any]:
     record = await stats(url)
     requests = sum(record["requests"].values())
     late = sum(1 for t in refused_at if t - start > 60)
+    times = (await delivery_times(url)).get("user", [])
     return {
         "refusal": {"429": "429 reach_limit", "403": "403 reach limit"}[status],
         "recipients": count,
@@ -324,6 +353,7 @@ async def stricter_run(url: str, status: str) -> dict[str, Any]:
         "after the first window": late,
         "share after the first window": late / max(requests, 1),
         "quota use (of 4800/min)": delivered / (4800 * (elapsed / 60 + 1)),
+        "sustained use (of 4800/min)": sustained_use(times, 4800, 60) if times else 0.0,
     }
 
 
@@ -348,6 +378,8 @@ def mixed_outcome(
         "refusals (429/403)": limit_refusals(record),
         "fan-out sustained use": sustained_use(bulk, 6000, 60) if bulk else 0.0,
         "fan-out use (whole windows)": len(bulk) / (6000 * (elapsed / 60 + 1)),
+        "Redis round trips per request": "-",
+        "web round trips per send": "-",
     }
 
 
@@ -446,6 +478,14 @@ async def mixed_redis_run(url: str, redis_url: str) -> tuple[dict[str, Any], Any
     waits = [
         ((offset + 1.0 * (i + 1)) * MIXED_SCALE, w / per) for i, w in enumerate(web_out["waits"])
     ]
+    record = await stats(url)
+    requests = sum(record["requests"].values())
+    row["Redis round trips per request"] = (
+        f"{(web_out['round_trips'] + fan_out['round_trips']) / max(requests, 1):.2f}"
+    )
+    row["web round trips per send"] = (
+        f"{web_out['round_trips'] / max(len(web_out['waits']), 1):.2f}"
+    )
     return {"limiter": "RedisLimiter (shared)", "processes": 2, **row}, (timeline, waits)
 
 
@@ -461,6 +501,8 @@ MIXED_COLUMNS = [
     "refusals (429/403)",
     "fan-out sustained use",
     "fan-out use (whole windows)",
+    "Redis round trips per request",
+    "web round trips per send",
 ]
 
 
@@ -519,6 +561,7 @@ STRICTER_COLUMNS = [
     "after the first window",
     "share after the first window",
     "quota use (of 4800/min)",
+    "sustained use (of 4800/min)",
 ]
 
 
@@ -543,43 +586,44 @@ async def cold_start_section(runs: int) -> str:
     """Four processes from a cold Redis, *runs* times: the spread of refusals and quota use.
 
     Each run gets a fresh redis-server and a fresh emulator (time scale 20, a strict
-    sliding window), and the library's defaults: ``cold_start_wait=True``, margin 0.02 s.
+    sliding window), and the library's defaults: ``cold_start_wait=True``, margin 0.02 s;
+    then as many runs of workers that only send bulk (``bulk_headroom=0``).
     """
     rows = []
-    for run in range(runs):
-        with RedisServer() as redis_server, emulator_process("--time-scale", "20") as url:
-            row = await shared_quota_run(
-                url, redis_server.url, "redis-cold", windows=6, margin=0.02
+    for headroom in (None, 0.0):
+        for run in range(runs):
+            with RedisServer() as redis_server, emulator_process("--time-scale", "20") as url:
+                row = await shared_quota_run(
+                    url, redis_server.url, "redis-cold", windows=6, margin=0.02, headroom=headroom
+                )
+            rows.append(row)
+            print(
+                f"run {run + 1}: {row['refusals (429/403)']} refusals, "
+                f"{row['quota use']:.1%} quota, {row['sustained use']:.1%} sustained, "
+                f"{row['lost']} lost",
+                file=sys.stderr,
+                flush=True,
             )
-        rows.append(row)
-        print(
-            f"run {run + 1}: {row['refusals (429/403)']} refusals, "
-            f"{row['quota use']:.1%} quota, {row['lost']} lost",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def spread(key: str, *, percent: bool = False) -> str:
-        values = sorted(row[key] for row in rows)
-        low, mid, high = values[0], statistics.median(values), values[-1]
-        if percent:
-            return f"{low:.1%} / {mid:.1%} / {high:.1%}"
-        return f"{low:g} / {mid:g} / {high:g}"
-
-    clean = sum(1 for row in rows if row["refusals (429/403)"] == 0)
     return (
-        f"### Cold starts: 4 worker processes, one app key, {runs} runs\n\n"
+        f"### Cold starts: 4 worker processes, one app key, {runs} runs each\n\n"
         "Each run: a fresh redis-server and emulator (time scale 20, strict sliding window), "
         "36,000 user recipients, the library's defaults (`cold_start_wait=True`, margin "
         "0.02 s). Quota use counts from the first request sent, after the cold-start wait.\n\n"
-        "| runs | runs with 0 refusals | refusals min / median / max "
-        "| quota use min / median / max | lost, all runs | duplicates, all runs |\n"
-        "|---|---|---|---|---|---|\n"
-        f"| {runs} | {clean} | {spread('refusals (429/403)')} "
-        f"| {spread('quota use', percent=True)} "
-        f"| {sum(row['lost'] + row['unknown'] for row in rows)} "
-        f"| {sum(row['duplicates'] for row in rows)} |\n"
+        + spread_table(rows, COLD_START_COLUMNS, ["limiter"])
+        + "\n"
     )
+
+
+COLD_START_COLUMNS = [
+    "limiter",
+    "delivered",
+    "lost",
+    "unknown",
+    "duplicates",
+    "refusals (429/403)",
+    "quota use",
+    "sustained use",
+]
 
 
 async def memory_run(url: str, recipients: int) -> dict[str, Any]:
@@ -627,6 +671,7 @@ PERCENT = {
     "ratio",
     "share after the first window",
     "quota use (of 4800/min)",
+    "sustained use (of 4800/min)",
     "wait p95 (of the window)",
     "wait max (of the window)",
     "fan-out sustained use",
@@ -637,6 +682,8 @@ PERCENT = {
 
 def table_cell(column: str, value: Any) -> str:
     """One value as the tables print it: a share as a percentage, numbers with separators."""
+    if column.startswith("wait "):
+        return f"{value:.2%}"
     if column in PERCENT:
         return f"{value:.1%}"
     if isinstance(value, float):
@@ -666,7 +713,9 @@ def spread_table(rows: list[dict[str, Any]], columns: list[str], keys: list[str]
                 cells.append(table_cell(column, values[0]))
             else:
                 values.sort()
-                low, mid, high = values[0], statistics.median(values), values[-1]
+                textual = isinstance(values[0], str)
+                middle = statistics.median_low(values) if textual else statistics.median(values)
+                low, mid, high = values[0], middle, values[-1]
                 cells.append(" / ".join(table_cell(column, v) for v in (low, mid, high)))
         lines.append(f"| {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -684,7 +733,13 @@ OUTCOME_COLUMNS = [
     "refusal rate",
     "quota use",
 ]
-SHARED_COLUMNS = ["limiter", "workers", *OUTCOME_COLUMNS, "Redis round trips per request"]
+SHARED_COLUMNS = [
+    "limiter",
+    "workers",
+    *OUTCOME_COLUMNS,
+    "sustained use",
+    "Redis round trips per request",
+]
 
 
 async def shared_quota_section(quick: bool) -> str:
@@ -692,9 +747,13 @@ async def shared_quota_section(quick: bool) -> str:
     windows = 4 if quick else 10
     with RedisServer() as redis_server:
         rows = []
-        for mode in ("redis", "local"):
+        for mode, headroom in (("redis", None), ("redis", 0.0), ("local", None)):
             with emulator_process("--time-scale", "20") as url:
-                rows.append(await shared_quota_run(url, redis_server.url, mode, windows=windows))
+                rows.append(
+                    await shared_quota_run(
+                        url, redis_server.url, mode, windows=windows, headroom=headroom
+                    )
+                )
     return "### Shared quota: 4 worker processes, one app key (users, time scale 20)\n\n" + table(
         rows, SHARED_COLUMNS
     )
@@ -715,7 +774,14 @@ async def main(
     if only is not None:
         scenarios = {only: scenarios[only]}
     out: list[str] = []
-    columns = ["target", "limiter", *OUTCOME_COLUMNS, "windows", "peak units/window"]
+    columns = [
+        "target",
+        "limiter",
+        *OUTCOME_COLUMNS,
+        "sustained use",
+        "windows",
+        "peak units/window",
+    ]
     for factor, title in (
         (1.0, "server enforcing the documented quota"),
         (0.8, "server enforcing 20% less than configured"),
@@ -724,6 +790,12 @@ async def main(
         for target, (scale, windows, jitter) in scenarios.items():
             with emulator_process("--time-scale", str(scale), "--quota-factor", str(factor)) as url:
                 rows.append(await quota_run(url, target, scale, windows, jitter, baseline=False))
+                if target == "users" and factor == 1.0:  # a process that only sends bulk
+                    rows.append(
+                        await quota_run(
+                            url, target, scale, windows, jitter, baseline=False, headroom=0.0
+                        )
+                    )
                 rows.append(await quota_run(url, target, scale, windows, jitter, baseline=True))
         out.append(f"### Quota use, {title}\n\n" + table(rows, columns))
     if only is not None:
