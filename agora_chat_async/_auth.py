@@ -16,14 +16,23 @@ are kept out of ``repr``.
 from __future__ import annotations
 
 import abc
-from typing import Final, Protocol, final
+from typing import Any, Final, Protocol, final
 
 import anyio
 import attrs
 
 from ._accesstoken import build_chat_app_token
 from ._clock import Clock
-from ._exceptions import ValidationError
+from ._converter import TokenRequest, TokenResponse, converter
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    RateLimitedError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from ._request import Request
+from ._validate import check_seconds
 
 __all__ = ["AgoraAppToken", "Auth", "ClientCredentials", "StaticToken", "TokenSession"]
 
@@ -38,21 +47,60 @@ def refresh_margin(lifetime: float) -> float:
 
 
 class TokenSession(Protocol):
-    """What a provider may use from the client: its clock and the token endpoint."""
+    """What a provider may use from the client: its clock and its request pipeline."""
 
     @property
     def clock(self) -> Clock:
         """The client's clock."""
         ...
 
-    async def request_token(
-        self, client_id: str, client_secret: str, ttl: int | None
-    ) -> tuple[str, int]:
-        """``POST /{org}/{app}/token`` with the client-credentials grant.
-
-        Returns the access token and its lifetime in seconds.
-        """
+    async def request(self, request: Request) -> dict[str, Any]:
+        """Send *request* through the client's pipeline; its decoded JSON object."""
         ...
+
+
+async def request_token(
+    session: TokenSession, client_id: str, client_secret: str, ttl: int | None
+) -> tuple[str, int]:
+    """``POST /{org}/{app}/token`` with the client-credentials grant, without a token.
+
+    Returns the access token and its lifetime in seconds.
+
+    Raises:
+        AuthenticationError: the service refused the credentials (any 4xx).
+        AgoraChatError: the request failed otherwise.
+    """
+    request = Request(
+        method="POST",
+        path="/token",
+        authenticated=False,
+        json=TokenRequest(
+            grant_type="client_credentials",
+            client_id=client_id,
+            client_secret=client_secret,
+            ttl=ttl,
+        ),
+    )
+    try:
+        data = await session.request(request)
+    except APIError as exc:
+        if 400 <= exc.status_code < 500 and not isinstance(exc, RateLimitedError):
+            raise AuthenticationError(
+                status_code=exc.status_code,
+                error=exc.error,
+                description=exc.description or "the token request was refused",
+                body_excerpt=exc.body_excerpt,
+                method=exc.method,
+                path=exc.path,
+            ) from None
+        raise
+    try:
+        token = converter.structure(data, TokenResponse)
+    except Exception as exc:
+        raise UnexpectedResponseError(
+            "the token response has no access_token/expires_in", status_code=200
+        ) from exc
+    return token.access_token, token.expires_in
 
 
 class Auth(abc.ABC):
@@ -113,10 +161,8 @@ class ClientCredentials(Auth):
 
     @ttl.validator
     def _check_ttl(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value <= 0
-        ):
-            raise ValidationError("ttl", f"must be a positive number of seconds, got {value!r}")
+        if value is not None:
+            check_seconds("ttl", value)
 
     async def get_token(self, session: TokenSession) -> str:
         """Return the cached token, fetching a new one (once for all callers) when due.
@@ -132,8 +178,8 @@ class ClientCredentials(Auth):
             token = self._token
             if token is not None and session.clock.now() < self._renew_at:
                 return token
-            token, expires_in = await session.request_token(
-                self.client_id, self.client_secret, self.ttl
+            token, expires_in = await request_token(
+                session, self.client_id, self.client_secret, self.ttl
             )
             self._token = token
             self._renew_at = session.clock.now() + expires_in - refresh_margin(expires_in)
@@ -167,8 +213,7 @@ class AgoraAppToken(Auth):
     _renew_at: float = attrs.field(default=0.0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.ttl, bool) or not isinstance(self.ttl, int) or self.ttl <= 0:
-            raise ValidationError("ttl", f"must be a positive number of seconds, got {self.ttl!r}")
+        check_seconds("ttl", self.ttl)
         # Fail at construction, not at the first request.
         build_chat_app_token(self.app_id, self.app_certificate, expire=self.ttl)
 

@@ -148,25 +148,12 @@ class Packer:
         return batch
 
 
-def pack_recipients(
-    recipients: Iterable[str],
-    *,
-    cap: int = 600,
-    base_size: int = 0,
-    max_bytes: int = MAX_REQUEST_BYTES,
-    packer: Packer | None = None,
-) -> Iterator[list[str]]:
-    """Split *recipients* into order-preserving batches (see :class:`Packer`).
-
-    *base_size* is the size of the request with an empty ``to`` array; each id
-    adds its encoded size plus a comma after the first. Pass a ready *packer*
-    instead of the sizes to use its settings.
+def pack_recipients(recipients: Iterable[str], packer: Packer) -> Iterator[list[str]]:
+    """Split *recipients* into order-preserving batches with *packer* (see :class:`Packer`).
 
     Raises:
         ValidationError: one recipient alone would not fit in a request.
     """
-    if packer is None:
-        packer = Packer(cap=cap, base_size=base_size, max_bytes=max_bytes)
     for index, recipient in enumerate(recipients):
         yield from packer.add(recipient, index)
     last = packer.flush()

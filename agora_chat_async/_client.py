@@ -59,9 +59,12 @@ from ._models import (
     SendResult,
     UploadedFile,
 )
+from ._pipeline import Pipeline
+from ._request import Request
+from ._responses import ResponseBody
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._transport import Request, Transport, declared_length
-from ._validate import check_choice, check_id, check_mapping, recipients, to_millis
+from ._transport import HTTPTransport
+from ._validate import check_aware, check_choice, check_id, check_mapping, recipients, to_millis
 from ._version import __version__
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_UPLOAD_BYTES", "AgoraChatClient"]
@@ -106,7 +109,8 @@ class AgoraChatClient:
         limiter: a custom :class:`Limiter` (for example one shared between
             processes); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
         http_client: your own ``httpx.AsyncClient``; you then close it yourself.
-        timeout: request timeouts for the client this one creates.
+        timeout: request timeouts for the client this one creates (refused with
+            ``http_client``: set them on it).
         clock: where the limiter, the token providers and the retry backoff read time.
         on_event: called with every :class:`Event` (requests, waits, refusals,
             retries, splits), for metrics.
@@ -123,8 +127,8 @@ class AgoraChatClient:
             result.raise_for_failures()
 
     Raises:
-        ValidationError: an argument is malformed, or both ``rate_limits`` and
-            ``limiter`` were given.
+        ValidationError: an argument is malformed, both ``rate_limits`` and
+            ``limiter`` were given, or ``timeout`` with ``http_client``.
     """
 
     def __init__(
@@ -148,6 +152,12 @@ class AgoraChatClient:
             )
         if limiter is not None and rate_limits is not None:
             raise ValidationError("rate_limits", "give either rate_limits or a limiter, not both")
+        if http_client is not None and timeout is not DEFAULT_TIMEOUT:
+            raise ValidationError(
+                "timeout",
+                "applies only to the httpx client this one creates; with http_client=, "
+                "set it there: httpx.AsyncClient(timeout=...)",
+            )
         self._base_url = _check_base_url(base_url)
         self._org_name = _check_name("org_name", org_name)
         self._app_name = _check_name("app_name", app_name)
@@ -159,12 +169,15 @@ class AgoraChatClient:
             http_client = httpx.AsyncClient(
                 timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
             )
-        self._transport = Transport(
+        transport = HTTPTransport(
             base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",
-            auth=auth,
-            limiter=self._limiter,
             http=http_client,
             owns_http=owns_http,
+        )
+        self._pipeline = Pipeline(
+            transport=transport,
+            auth=auth,
+            limiter=self._limiter,
             clock=clock,
             retry=retry,
             on_event=on_event,
@@ -200,7 +213,7 @@ class AgoraChatClient:
             return
         self._closed = True
         try:
-            await self._transport.aclose()
+            await self._pipeline.aclose()
         finally:
             await self._limiter.aclose()
 
@@ -426,7 +439,7 @@ class AgoraChatClient:
             chatroom_msg_level=level,
         )
         return Sender(
-            self._transport,
+            self._pipeline,
             kind,
             template,
             retry_unknown=retry_unknown,
@@ -465,7 +478,7 @@ class AgoraChatClient:
         # Pack up front: an id that can never fit is refused before anything is sent, and
         # a single request (the web handler's case) skips the fan-out machinery.
         packer = sending.packer(self._limiter.rate_limits)
-        batches = list(pack_recipients(targets, packer=packer))
+        batches = list(pack_recipients(targets, packer))
         if len(batches) == 1:
             return await sending.send(batches[0])
         delivered: dict[str, str] = {}
@@ -518,7 +531,7 @@ class AgoraChatClient:
         headers = {"restrict-access": "true"} if restrict_access else {}
         with _open_upload(file, filename) as (name, stream):
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            answer = await self._transport.request(
+            answer = await self._pipeline.request(
                 Request(
                     method="POST",
                     path="/chatfiles",
@@ -538,7 +551,7 @@ class AgoraChatClient:
             ) from exc
         return UploadedFile(
             uuid=entity.uuid,
-            url=f"{self._transport.base}/chatfiles/{entity.uuid}",
+            url=f"{self._pipeline.base}/chatfiles/{entity.uuid}",
             share_secret=entity.share_secret,
             type=entity.type,
         )
@@ -575,13 +588,12 @@ class AgoraChatClient:
         request = Request(method="GET", path=f"/chatfiles/{quote(uuid, safe='')}", headers=headers)
         if not isinstance(destination, str | os.PathLike):
             written = 0
-            async with self._transport.stream(request) as response:
-                total = declared_length(response)
-                async for chunk in response.aiter_bytes():
+            async with self._pipeline.stream(request) as body:
+                async for chunk in body:
                     destination.write(chunk)
                     written += len(chunk)
                     if progress is not None:
-                        progress(written, total)
+                        progress(written, body.length)
             return written
         target = Path(destination)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -590,14 +602,13 @@ class AgoraChatClient:
             written = 0
             async with (
                 await anyio.open_file(partial, "wb") as out,
-                self._transport.stream(request) as response,
+                self._pipeline.stream(request) as body,
             ):
-                total = declared_length(response)
-                async for chunk in response.aiter_bytes():
+                async for chunk in body:
                     await out.write(chunk)
                     written += len(chunk)
                     if progress is not None:
-                        progress(written, total)
+                        progress(written, body.length)
             os.replace(partial, target)
         except BaseException:
             with suppress(FileNotFoundError):
@@ -618,7 +629,7 @@ class AgoraChatClient:
             NotFoundError: no history for that hour; APIError: other refusals.
             UnexpectedResponseError: the answer carries no URL.
         """
-        answer = await self._transport.request(
+        answer = await self._pipeline.request(
             Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}")
         )
         data = answer.get("data")
@@ -653,13 +664,13 @@ class AgoraChatClient:
         return HistoryStream(lambda: self._history_download(hour_text))
 
     @asynccontextmanager
-    async def _history_download(self, hour: str) -> AsyncIterator[httpx.Response]:
+    async def _history_download(self, hour: str) -> AsyncIterator[ResponseBody]:
         link = await self.get_history_file(hour)
         # The signed link points at the storage service: no token, no limiter (Request.url).
-        async with self._transport.stream(
+        async with self._pipeline.stream(
             Request(method="GET", url=link.url, headers={"Accept": "*/*"})
-        ) as response:
-            yield response
+        ) as body:
+            yield body
 
     # -- recall, delete, import ------------------------------------------------------------------
 
@@ -696,7 +707,7 @@ class AgoraChatClient:
             force=bool(force),
             sender=check_id("sender", sender) if sender is not None else None,
         )
-        answer = await self._transport.request(
+        answer = await self._pipeline.request(
             Request(method="POST", path="/messages/msg_recall", json=request, idempotent=False)
         )
         entry = _recall_entry(answer, message_id)
@@ -743,7 +754,7 @@ class AgoraChatClient:
             delete_roam=bool(delete_roam),
         )
         path = f"/users/{quote(check_id('username', username), safe='')}/user_channel"
-        answer = await self._transport.request(Request(method="DELETE", path=path, json=request))
+        answer = await self._pipeline.request(Request(method="DELETE", path=path, json=request))
         data = answer.get("data")
         if not isinstance(data, Mapping) or data.get("result") != "ok":
             raise UnexpectedResponseError(
@@ -842,7 +853,7 @@ class AgoraChatClient:
             need_download=need_download,
         )
         check_content_size(len(dumps(body)))
-        answer = await self._transport.request(
+        answer = await self._pipeline.request(
             Request(method="POST", path=path, json=request, idempotent=False)
         )
         data = answer.get("data")
@@ -867,9 +878,7 @@ def _body_type(body: object) -> str:
 
 def _history_hour(hour: datetime | str) -> str:
     if isinstance(hour, datetime):
-        if hour.tzinfo is None or hour.utcoffset() is None:
-            raise ValidationError("hour", "is a naive datetime; pass an aware one (tzinfo=UTC)")
-        return hour.astimezone(UTC).strftime("%Y%m%d%H")
+        return check_aware("hour", hour).astimezone(UTC).strftime("%Y%m%d%H")
     if isinstance(hour, str) and len(hour) == 10 and hour.isdigit():
         try:
             datetime.strptime(hour, "%Y%m%d%H")

@@ -5,6 +5,8 @@ everything this library raises on purpose::
 
     AgoraChatError
     ├── ValidationError            a bad argument; raised before any request is made
+    ├── ClientClosedError          the client was closed; nothing more is sent
+    ├── LimiterUnavailableError    a shared limiter's store (Redis) could not be reached
     ├── TransportError             no usable HTTP response arrived
     │   └── ConnectError           the connection was never established: nothing was sent
     ├── OutcomeUnknownError        the request may or may not have been processed

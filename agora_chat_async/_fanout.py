@@ -47,7 +47,8 @@ from ._exceptions import (
 )
 from ._limits import Claim, LimitName, Permit, Priority, RateLimits
 from ._models import SendResult
-from ._transport import Request, Transport
+from ._pipeline import Pipeline
+from ._request import Request
 from ._validate import check_id
 
 __all__ = ["DEFAULT_CONCURRENCY", "FanOut", "Sender"]
@@ -71,15 +72,15 @@ class Sender:
         "_encoding",
         "_fatal",
         "_on_event",
+        "_pipeline",
         "_priority",
         "_retry_unknown",
-        "_transport",
         "kind",
     )
 
     def __init__(
         self,
-        transport: Transport,
+        pipeline: Pipeline,
         kind: LimitName,
         template: SendMessageRequest,
         *,
@@ -87,7 +88,7 @@ class Sender:
         on_event: EventHook | None = None,
         priority: Priority = "interactive",
     ) -> None:
-        self._transport, self.kind, self._priority = transport, kind, priority
+        self._pipeline, self.kind, self._priority = pipeline, kind, priority
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
         self._encoding = SendEncoding(template)
@@ -112,7 +113,7 @@ class Sender:
         while batch:
             if self._fatal is not None:
                 return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
-            permit = await self._transport.acquire(
+            permit = await self._pipeline.acquire(
                 self._claims(len(batch)), where=path, min_units=1, priority=self._priority
             )
             part, batch = batch[: permit.units], batch[permit.units :]
@@ -127,7 +128,7 @@ class Sender:
             return SendResult(failed=dict.fromkeys(batch, self._fatal))
         content = self._encoding.encode(batch)
         try:
-            data = await self._transport.request(
+            data = await self._pipeline.request(
                 Request(
                     method="POST",
                     path=SEND_PATHS[self.kind],

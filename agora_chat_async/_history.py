@@ -16,11 +16,10 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Final, Self, final
 
-import httpx
-
 from ._converter import converter
 from ._exceptions import UnexpectedResponseError, excerpt
 from ._models import HistoryRecord
+from ._responses import ResponseBody
 
 __all__ = ["MAX_LINE_BYTES", "HistoryStream", "iter_lines"]
 
@@ -88,7 +87,7 @@ class HistoryStream:
     __slots__ = ("_closed", "_iterator", "_open", "_stack")
 
     def __init__(
-        self, open_stream: Callable[[], AbstractAsyncContextManager[httpx.Response]]
+        self, open_stream: Callable[[], AbstractAsyncContextManager[ResponseBody]]
     ) -> None:
         self._open = open_stream
         self._stack = AsyncExitStack()
@@ -123,8 +122,8 @@ class HistoryStream:
         if self._closed:
             raise StopAsyncIteration
         if self._iterator is None:
-            response = await self._stack.enter_async_context(self._open())
-            self._iterator = self._records(response)
+            body = await self._stack.enter_async_context(self._open())
+            self._iterator = self._records(body)
         try:
             return await anext(self._iterator)
         except BaseException:
@@ -132,9 +131,9 @@ class HistoryStream:
             raise
 
     @staticmethod
-    async def _records(response: httpx.Response) -> AsyncGenerator[HistoryRecord]:
+    async def _records(body: ResponseBody) -> AsyncGenerator[HistoryRecord]:
         number = 0
-        async for line in iter_lines(response.aiter_bytes()):
+        async for line in iter_lines(aiter(body)):
             number += 1
             if not line.strip():
                 continue

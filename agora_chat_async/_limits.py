@@ -70,7 +70,11 @@ in bulk sets ``bulk_headroom=0`` to take the whole quota. Interactive requests
 queue apart from bulk ones, so they never wait behind a campaign's queued
 batches. Bulk is never starved: while bulk work waits, interactive requests may
 hold at most ``1 - bulk_min_share`` of a window (half, by default). The window
-guarantee above holds for both together.
+guarantee above holds for both together. Measured against a strict sliding window
+(a 36,000-user fan-out and one single send a second, ``docs/design.md``): single
+sends wait under 0.2% of the window, in one process or two through Redis (84% when
+the headroom was kept only after an interactive request had been seen); the fan-out
+keeps 98% of the quota.
 
 Slow answers
 ------------
@@ -114,6 +118,7 @@ import attrs
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ValidationError
+from ._validate import fraction, non_negative, positive, positive_int
 from ._window_rules import (
     JITTER_TOLERANCE,
     Adaptation,
@@ -124,6 +129,7 @@ from ._window_rules import (
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "LIMIT_NAMES",
     "Claim",
     "LimitName",
     "Limiter",
@@ -135,6 +141,7 @@ __all__ = [
     "check_claims",
     "check_units",
     "is_bulk",
+    "scaled_limits",
 ]
 
 LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
@@ -142,17 +149,6 @@ LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"
 Priority: TypeAlias = Literal["interactive", "bulk"]
 #: One limit a request must respect, and how many of its units the request uses.
 Claim: TypeAlias = tuple[LimitName, int]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValidationError(attribute.name, f"must be greater than zero, got {value!r}")
-
-
-def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if type(value) is not int:
-        raise ValidationError(attribute.name, f"must be an int, got {value!r}")
-    _positive(instance, attribute, value)
 
 
 def check_units(name: str, units: int, rate: Rate) -> None:
@@ -195,16 +191,6 @@ def is_bulk(priority: Priority) -> bool:
     return priority == "bulk"
 
 
-def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValidationError(attribute.name, f"must be a fraction from 0 to 1, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
-
-
 @final
 @attrs.frozen
 class Rate:
@@ -214,8 +200,20 @@ class Rate:
     Rate(limit=6000, per=60)
     """
 
-    limit: int = attrs.field(validator=_positive_int)
-    per: float = attrs.field(validator=_positive)
+    limit: int = attrs.field(validator=positive_int)
+    per: float = attrs.field(validator=positive)
+
+
+def _is_rate(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Rate):
+        raise ValidationError(
+            attribute.name, f"must be a Rate, for example Rate(6000, per=60); got {value!r}"
+        )
+
+
+def _is_rate_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _is_rate(instance, attribute, value)
 
 
 @final
@@ -232,16 +230,16 @@ class RateLimits:
     ``send_calls=None`` drops the call-rate limit on sends.
     """
 
-    users: Rate = Rate(6000, per=60)
-    groups: Rate = Rate(20, per=1)
-    rooms: Rate = Rate(100, per=1)
-    other: Rate = Rate(100, per=1)
-    send_calls: Rate | None = Rate(100, per=1)
-    margin: float = attrs.field(default=0.02, validator=_non_negative)
-    bulk_headroom: float = attrs.field(default=0.01, validator=_fraction)
+    users: Rate = attrs.field(default=Rate(6000, per=60), validator=_is_rate)
+    groups: Rate = attrs.field(default=Rate(20, per=1), validator=_is_rate)
+    rooms: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
+    other: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
+    send_calls: Rate | None = attrs.field(default=Rate(100, per=1), validator=_is_rate_or_none)
+    margin: float = attrs.field(default=0.02, validator=non_negative)
+    bulk_headroom: float = attrs.field(default=0.01, validator=fraction)
     """The fraction of every limit that bulk work always leaves free for interactive
     requests; 0 for a process that never sends anything but bulk work."""
-    bulk_min_share: float = attrs.field(default=0.5, validator=_fraction)
+    bulk_min_share: float = attrs.field(default=0.5, validator=fraction)
     """While bulk work waits, interactive requests may use at most ``1 - bulk_min_share``
     of a window, so that a flood of them never starves bulk work."""
 
@@ -253,6 +251,18 @@ class RateLimits:
 
 #: The documented quotas and a 20 ms margin.
 DEFAULT_RATE_LIMITS: Final = RateLimits()
+LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
+
+
+def scaled_limits(limits: RateLimits, fraction: float) -> RateLimits:
+    """*limits* with every limit multiplied by *fraction* (at least 1 unit; windows kept)."""
+    scaled: dict[str, Rate | None] = {}
+    for name in LIMIT_NAMES:
+        rate = limits.rate(name)
+        scaled[name] = (
+            None if rate is None else Rate(max(1, math.floor(rate.limit * fraction)), per=rate.per)
+        )
+    return attrs.evolve(limits, **scaled)  # type: ignore[arg-type]
 
 
 @attrs.define(slots=True, eq=False)

@@ -92,17 +92,18 @@ from ._clock import Clock, SystemClock
 from ._exceptions import LimiterUnavailableError, ValidationError
 from ._limits import (
     DEFAULT_RATE_LIMITS,
+    LIMIT_NAMES,
     Claim,
     Limiter,
     LimitName,
     Permit,
     Priority,
-    Rate,
     RateLimits,
     SlidingWindowLimiter,
     check_claims,
     check_units,
     is_bulk,
+    scaled_limits,
 )
 from ._window_rules import Adaptation, effective_limit, lua_constants, settled_anchor
 
@@ -113,7 +114,6 @@ __all__ = ["RedisLimiter"]
 
 logger: Final = logging.getLogger("agora_chat_async.limiter")
 
-_LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
 _SCRIPT: Final = lua_constants() + resources.files(__package__).joinpath(
     "_redis_limiter.lua"
 ).read_text("utf-8")
@@ -216,7 +216,7 @@ class RedisLimiter(Limiter):
         self._script = redis.register_script(_SCRIPT)
         self._limits = [
             (name, rate)
-            for name in _LIMIT_NAMES
+            for name in LIMIT_NAMES
             if (rate := self._rate_limits.rate(name)) is not None
         ]
         self._index = {name: index + 1 for index, (name, _) in enumerate(self._limits)}
@@ -453,15 +453,7 @@ class RedisLimiter(Limiter):
     def _start_fallback(self, exc: BaseException) -> None:
         assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
         if self._fallback is None:
-            fraction = self._fallback_fraction
-            scaled = {
-                name: Rate(max(1, math.floor(rate.limit * fraction)), per=rate.per)
-                for name, rate in self._limits
-            }
-            limits = attrs.evolve(
-                self._rate_limits,
-                **{name: scaled.get(name) for name in _LIMIT_NAMES},  # type: ignore[arg-type]
-            )
+            limits = scaled_limits(self._rate_limits, self._fallback_fraction)
             self._fallback = SlidingWindowLimiter(limits, clock=self._clock)
         self._falling_back = True
         self._fallback_until = self._clock.now() + self._unavailable_timeout

@@ -33,7 +33,7 @@ quota is used up) is retried only ``quota_attempts`` times, each after
 from __future__ import annotations
 
 import random
-from typing import Any, Final, final
+from typing import Final, final
 
 import attrs
 
@@ -43,15 +43,10 @@ from ._exceptions import (
     QuotaExhaustedError,
     RateLimitedError,
     ServerError,
-    ValidationError,
 )
+from ._validate import non_negative
 
 __all__ = ["DEFAULT_RETRY_POLICY", "RetryPolicy", "is_retryable"]
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
 
 
 @final
@@ -65,12 +60,12 @@ class RetryPolicy:
     ``RetryPolicy(attempts=0, quota_attempts=0, rate_limit_budget=0)`` switches retries off.
     """
 
-    attempts: int = attrs.field(default=5, validator=_non_negative)
-    base: float = attrs.field(default=0.5, validator=_non_negative)
-    max_backoff: float = attrs.field(default=30.0, validator=_non_negative)
-    quota_attempts: int = attrs.field(default=2, validator=_non_negative)
+    attempts: int = attrs.field(default=5, validator=non_negative)
+    base: float = attrs.field(default=0.5, validator=non_negative)
+    max_backoff: float = attrs.field(default=30.0, validator=non_negative)
+    quota_attempts: int = attrs.field(default=2, validator=non_negative)
     """Retries after 429 ``resource_limited`` (the plan's quota), each after ``max_backoff``."""
-    rate_limit_budget: float = attrs.field(default=300.0, validator=_non_negative)
+    rate_limit_budget: float = attrs.field(default=300.0, validator=non_negative)
     """Seconds, from a request's first rate-limit refusal, during which it keeps being
     retried while the limiter adapts; then its :class:`RateLimitedError` is raised."""
 

@@ -6,11 +6,70 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+import attrs
+
 from ._exceptions import ValidationError
 
-__all__ = ["check_choice", "check_id", "check_mapping", "recipients", "to_millis"]
+__all__ = [
+    "check_aware",
+    "check_choice",
+    "check_id",
+    "check_mapping",
+    "check_seconds",
+    "fraction",
+    "non_negative",
+    "positive",
+    "positive_int",
+    "recipients",
+    "to_millis",
+]
 
 T = TypeVar("T")
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: a number greater than zero."""
+    if not _is_number(value) or not value > 0:  # type: ignore[operator]
+        raise ValidationError(attribute.name, f"must be greater than zero, got {value!r}")
+
+
+def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: an int greater than zero."""
+    if type(value) is not int:
+        raise ValidationError(attribute.name, f"must be an int, got {value!r}")
+    positive(instance, attribute, value)
+
+
+def non_negative(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: a number, zero or more."""
+    if not _is_number(value) or value < 0:  # type: ignore[operator]
+        raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
+
+
+def fraction(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: a number from 0 to 1."""
+    if not _is_number(value) or not 0 <= value <= 1:  # type: ignore[operator]
+        raise ValidationError(attribute.name, f"must be a fraction from 0 to 1, got {value!r}")
+
+
+def check_seconds(field: str, value: object) -> int:
+    """A lifetime in whole seconds: a positive int."""
+    if type(value) is not int or value <= 0:
+        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
+    return value
+
+
+def check_aware(field: str, value: datetime) -> datetime:
+    """A datetime that knows its time zone (a naive one is ambiguous)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            field, "is a naive datetime; pass an aware one (for example tzinfo=UTC)"
+        )
+    return value
 
 
 def check_id(field: str, value: object) -> str:
@@ -50,11 +109,7 @@ def recipients(field: str, to: str | Iterable[str]) -> list[str]:
 def to_millis(field: str, value: datetime | int) -> int:
     """A timestamp as Unix milliseconds, from an aware datetime or an int."""
     if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(
-                field, "is a naive datetime; pass an aware one (for example tzinfo=UTC)"
-            )
-        return int(value.timestamp() * 1000)
+        return int(check_aware(field, value).timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(
             field, f"must be an aware datetime or Unix milliseconds, got {value!r}"

@@ -1,4 +1,4 @@
-"""Test clocks for concurrent scenarios."""
+"""Test clocks for scenarios the public MockClock leaves to the test: stepped, parked, gated."""
 
 from __future__ import annotations
 
@@ -57,3 +57,23 @@ class SteppedClock:
             while self._sleepers and self._sleepers[0][0] <= deadline:
                 heapq.heappop(self._sleepers)[2].set()
             await anyio.lowlevel.checkpoint()
+
+
+class InstantClock:
+    """Virtual time whose ``sleep`` advances it at once: a base for test clocks that take
+    over ``sleep`` (park it, gate it, count it). The public ``MockClock`` is final."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self._now += max(seconds, 0.0)
+        await anyio.lowlevel.checkpoint()
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds

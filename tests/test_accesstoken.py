@@ -63,7 +63,7 @@ def test_out_of_range_integers_are_refused(expire):
 
 
 def test_parse_reads_back_what_was_built():
-    from agora_chat_async._accesstoken import parse_token
+    from agora_chat_async.testing._tokens import parse_token
 
     parsed = parse_token(VECTOR, CERTIFICATE)
     assert parsed.app_id == APP_ID
@@ -76,7 +76,7 @@ def test_parse_reads_back_what_was_built():
     ["006abc", "007!!!", "007" + base64.b64encode(zlib.compress(b"\x02\x00ab")).decode(), VECTOR],
 )
 def test_parse_refuses_malformed_or_foreign_tokens(token):
-    from agora_chat_async._accesstoken import parse_token
+    from agora_chat_async.testing._tokens import parse_token
 
     with pytest.raises(ValueError, match="token"):
         parse_token(token, "0" * 32)  # VECTOR is valid, but not for this certificate

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from agora_chat_async import TextBody, ValidationError
 from agora_chat_async._batching import (
     MAX_REQUEST_BYTES,
+    Packer,
     SendEncoding,
     encoded_id_size,
     pack_recipients,
@@ -67,7 +68,7 @@ def test_six_hundred_long_ids_do_not_fit_one_request():
     body = TextBody(msg="hello")
     base = request_size([], body)
     ids = [f"user-{index:010d}" for index in range(600)]
-    batches = list(pack_recipients(ids, cap=600, base_size=base))
+    batches = list(pack_recipients(ids, Packer(cap=600, base_size=base)))
     assert len(batches) > 1
     assert [i for batch in batches for i in batch] == ids
     for batch in batches:
@@ -77,14 +78,14 @@ def test_six_hundred_long_ids_do_not_fit_one_request():
 def test_short_ids_fill_the_count_cap():
     body = TextBody(msg="x")
     ids = [str(index) for index in range(1300)]
-    batches = list(pack_recipients(ids, cap=600, base_size=request_size([], body)))
+    batches = list(pack_recipients(ids, Packer(cap=600, base_size=request_size([], body))))
     assert [len(batch) for batch in batches] == [600, 600, 100]
 
 
 def test_a_recipient_that_cannot_fit_even_alone_is_refused():
     body = TextBody(msg="x" * 4900)
     with pytest.raises(ValidationError, match=r"to\[1\]"):
-        list(pack_recipients(["a", "b" * 200], cap=600, base_size=request_size([], body)))
+        list(pack_recipients(["a", "b" * 200], Packer(cap=600, base_size=request_size([], body))))
 
 
 @given(
@@ -96,7 +97,7 @@ def test_every_id_lands_in_exactly_one_batch_in_order_within_cap_and_bytes(ids, 
     body = TextBody(msg=msg)
     base = request_size([], body)
     try:
-        batches = list(pack_recipients(ids, cap=cap, base_size=base))
+        batches = list(pack_recipients(ids, Packer(cap=cap, base_size=base)))
     except ValidationError:
         assert any(base + encoded_id_size(i) > MAX_REQUEST_BYTES for i in ids)
         return

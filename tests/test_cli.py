@@ -2,7 +2,7 @@
 
 import pytest
 
-from agora_chat_async._cli import main
+from agora_chat_async.cli import main
 
 
 def test_demo_prints_a_summary(capsys):

@@ -226,3 +226,24 @@ async def test_import_without_msg_id_is_an_unknown_outcome(client, api):
 async def test_import_validation(client):
     with pytest.raises(ValidationError, match="sender"):
         await client.import_user_message("", "b", TextBody(msg="m"))
+
+
+async def test_a_timeout_with_your_own_http_client_is_refused_not_ignored():
+    import httpx
+
+    from agora_chat_async import AgoraChatClient, StaticToken, ValidationError
+
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValidationError, match=r"^timeout: .*httpx\.AsyncClient\(timeout="):
+            AgoraChatClient(
+                "https://a1.easemob.com",
+                "o",
+                "a",
+                auth=StaticToken("t"),
+                http_client=http,
+                timeout=5,
+            )
+        client = AgoraChatClient(
+            "https://a1.easemob.com", "o", "a", auth=StaticToken("t"), http_client=http
+        )
+        await client.aclose()

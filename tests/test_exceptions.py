@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from agora_chat_async import (
@@ -90,3 +92,34 @@ def test_excerpt_is_short_and_single_line():
     text = excerpt("line one\nline two " + "x" * 1000)
     assert "\n" not in text
     assert len(text) <= 301
+
+
+def test_the_tree_drawn_in_the_module_docstring_is_the_class_tree():
+    """Every exception class appears in the drawing, under its real parent."""
+    import inspect
+
+    import agora_chat_async._exceptions as module
+
+    drawn: dict[str, str] = {}  # class name: parent name, as drawn
+    stack: list[tuple[int, str]] = []
+    for line in (module.__doc__ or "").splitlines():
+        match = re.match(r"^\s*(?:[│ ]*[├└]── )?([A-Z]\w+Error)\b", line)
+        if match is None or "Error" not in line.split()[0] + line:
+            continue
+        name = match.group(1)
+        depth = line.index(name)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        drawn[name] = stack[-1][1] if stack else ""
+        stack.append((depth, name))
+    classes = {
+        name: cls
+        for name, cls in vars(module).items()
+        if inspect.isclass(cls) and issubclass(cls, module.AgoraChatError)
+    }
+    assert set(drawn) == set(classes)
+    for name, parent in drawn.items():
+        bases = [
+            b.__name__ for b in classes[name].__bases__ if issubclass(b, module.AgoraChatError)
+        ]
+        assert bases == ([parent] if parent else []), name

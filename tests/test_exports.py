@@ -50,7 +50,7 @@ def test_importing_the_package_does_not_load_optional_modules():
 
     code = (
         "import sys, agora_chat_async; "
-        "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async._cli', "
+        "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async.cli', "
         "'uvicorn', 'redis') if m in sys.modules]; "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
@@ -82,4 +82,4 @@ def test_the_pytest_plugin_and_the_command_are_registered():
     plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert plugins["agora_chat_async"] == "agora_chat_async.testing._plugin"
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["agora-chat"] == "agora_chat_async._cli:main"
+    assert scripts["agora-chat"] == "agora_chat_async.cli:main"

@@ -18,7 +18,7 @@ from agora_chat_async import (
     ValidationError,
 )
 
-from .clocks import SteppedClock
+from .clocks import InstantClock, SteppedClock
 from .conftest import VirtualClock
 from .scenarios import Start, admit_all, most_in_any_window, saturate
 
@@ -121,7 +121,7 @@ async def test_admission_is_first_come_first_served(clock: VirtualClock):
 
 
 async def test_cancelled_waiter_leaks_no_capacity():
-    class BlockingClock(VirtualClock):
+    class BlockingClock(InstantClock):
         """Sleeps never end by themselves; signals when a waiter starts sleeping."""
 
         def __init__(self) -> None:
@@ -193,7 +193,7 @@ async def test_a_request_waits_until_all_its_claims_fit(clock: VirtualClock):
 async def test_a_long_wait_for_recipients_does_not_block_the_shared_call_rate(
     clock: VirtualClock,
 ):
-    class Gate(VirtualClock):
+    class Gate(InstantClock):
         """Lets the test decide when a sleeping waiter wakes."""
 
         def __init__(self) -> None:
@@ -513,3 +513,19 @@ def test_priority_and_shares_are_validated():
         RateLimits(bulk_headroom=1.5)
     with pytest.raises(ValidationError, match="bulk_min_share"):
         RateLimits(bulk_min_share=-0.1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("users", 5), ("groups", "x"), ("rooms", None), ("other", (100, 1)), ("send_calls", 100)],
+)
+def test_every_limit_must_be_a_rate(field, value):
+    with pytest.raises(ValidationError, match=rf"^{field}: must be a Rate"):
+        RateLimits(**{field: value})
+    assert RateLimits(send_calls=None).send_calls is None  # the call rate may be switched off
+
+
+@pytest.mark.parametrize("margin", [-0.1, "0.02", True])
+def test_the_margin_is_a_number_of_seconds(margin):
+    with pytest.raises(ValidationError, match=r"^margin: "):
+        RateLimits(margin=margin)

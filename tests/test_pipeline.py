@@ -19,7 +19,8 @@ from agora_chat_async import (
     UnexpectedResponseError,
     ValidationError,
 )
-from agora_chat_async._transport import MAX_ERROR_BYTES, MAX_JSON_BYTES, _parse_retry_after
+from agora_chat_async._responses import MAX_ERROR_BYTES, MAX_JSON_BYTES
+from agora_chat_async._responses import parse_retry_after as _parse_retry_after
 
 from .conftest import API, APP, BASE_URL, ORG, TOKEN, envelope
 
@@ -150,7 +151,7 @@ async def test_own_http_client_is_closed_callers_is_not(api):
     owned = AgoraChatClient(BASE_URL, ORG, APP, auth=StaticToken(TOKEN))
     await owned.aclose()
     await owned.aclose()  # idempotent
-    assert owned._transport._http.is_closed
+    assert owned._pipeline._transport._http.is_closed
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_client_repr_hides_the_token():
     ],
 )
 def test_a_refusal_is_blamed_on_the_binding_claim(claims, binding, expected):
-    from agora_chat_async._transport import _exceeded
+    from agora_chat_async._pipeline import _exceeded
 
     assert _exceeded(claims, binding) == expected
 

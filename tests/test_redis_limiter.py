@@ -33,7 +33,7 @@ from agora_chat_async import (
 )
 from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
 
-from .clocks import SteppedClock
+from .clocks import InstantClock, SteppedClock
 from .scenarios import Start, admit_all, most_in_any_window, saturate
 
 LIMITS = RateLimits(
@@ -46,7 +46,7 @@ LIMITS = RateLimits(
 )
 
 
-class ParkingClock(MockClock):  # type: ignore[misc]
+class ParkingClock(InstantClock):
     """Virtual time that does not move: an acquire that must wait records its reservation
     and parks there (its claims stay reserved in Redis) until the test cancels it."""
 
@@ -192,7 +192,7 @@ async def test_a_cancelled_wait_returns_its_reservation(redis_client):
 
     waiting = anyio.Event()
 
-    class Forever(MockClock):  # type: ignore[misc]
+    class Forever(InstantClock):
         async def sleep(self, seconds: float) -> None:
             waiting.set()
             await anyio.sleep_forever()
@@ -309,7 +309,7 @@ async def test_restart_without_data_waits_one_window_and_never_bursts(redis_serv
 
 
 async def test_an_admission_survives_redis_coming_back(redis_server):
-    class BringsRedisBack(MockClock):  # type: ignore[misc]
+    class BringsRedisBack(InstantClock):
         """The limiter's first wait to retry is when Redis comes back."""
 
         async def sleep(self, seconds: float) -> None:

@@ -61,7 +61,7 @@ async def test_cancelling_a_fan_out_over_a_socket_leaves_nothing_behind():
                     scope.cancel()  # mid-run: the other workers are sending or waiting
         assert scope.cancelled_caught
         await client.aclose()
-        pool = client._transport._http._transport._pool
+        pool = client._pipeline._transport._http._transport._pool
         assert pool.connections == []
     assert other_tasks() <= before, "no task outlives the fan-out"
 

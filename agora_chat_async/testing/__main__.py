@@ -5,23 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._limits import Rate, RateLimits
+from .._limits import RateLimits, scaled_limits
 from ._faults import Faults
-
-
-def _scaled(limits: RateLimits, factor: float) -> RateLimits:
-    def scale(rate: Rate | None) -> Rate | None:
-        if rate is None:
-            return None
-        return Rate(max(1, int(rate.limit * factor)), per=rate.per)
-
-    return RateLimits(
-        users=scale(limits.users) or limits.users,
-        groups=scale(limits.groups) or limits.groups,
-        rooms=scale(limits.rooms) or limits.rooms,
-        other=scale(limits.other) or limits.other,
-        send_calls=scale(limits.send_calls),
-    )
 
 
 def _faults(text: str) -> Faults | None:
@@ -109,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._emulator import CALL_RATE_REFUSAL, Emulator
 
     clients = dict(item.split(":", 1) for item in args.client)
-    limits = None if args.unlimited else _scaled(RateLimits(), args.quota_factor)
+    limits = None if args.unlimited else scaled_limits(RateLimits(), args.quota_factor)
     emulator = Emulator(
         org_name=args.org,
         app_name=args.app,

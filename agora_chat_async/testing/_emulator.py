@@ -39,7 +39,7 @@ import anyio
 import attrs
 import httpx
 
-from .._accesstoken import PRIVILEGE_CHAT_APP, SERVICE_CHAT, parse_token
+from .._accesstoken import PRIVILEGE_CHAT_APP, SERVICE_CHAT
 from .._auth import Auth, StaticToken
 from .._client import AgoraChatClient
 from .._clock import Clock
@@ -61,6 +61,7 @@ from ._asgi import (
 from ._clock import ScaledClock
 from ._faults import NO_FAULTS, Faults
 from ._quota import Counter, PeakTracker, Policy, make_counter
+from ._tokens import parse_token
 
 __all__ = ["Delivery", "Emulator", "Imported", "Refusal"]
 

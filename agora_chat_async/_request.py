@@ -1,0 +1,55 @@
+"""One API request, described before it is sent: what the pipeline carries from endpoint to wire."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, final
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+
+from ._limits import Claim, Priority
+
+__all__ = ["Request", "safe_url"]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Request:
+    """One API request, described before it is sent.
+
+    ``json`` is a wire shape encoded by the converter; ``content``, the same already
+    encoded (the sender measures the bytes before sending them).
+    ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
+    an absolute address (history files), which gets neither the limiter nor the
+    ``Authorization`` header; ``authenticated=False`` (the token endpoint) keeps the
+    limiter but sends no token. ``idempotent`` is False for requests that change
+    state: their ambiguous failures become :class:`OutcomeUnknownError`, retried
+    only when ``retry_unknown`` is set.
+    """
+
+    method: str
+    path: str = ""
+    url: str | None = None
+    claims: tuple[Claim, ...] = (("other", 1),)
+    json: object = None
+    content: bytes | None = None
+    files: Mapping[str, Any] | None = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    idempotent: bool = True
+    retry_unknown: bool = False
+    authenticated: bool = True
+    priority: Priority = "interactive"
+
+    @property
+    def where(self) -> str:
+        """The path, or the URL without its query, for messages and events."""
+        return self.path or safe_url(self.url or "")
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """*url* without its query and fragment (which may hold a signature): safe to log."""
+    parts = urlsplit(str(url))
+    return parts._replace(query="", fragment="").geturl()

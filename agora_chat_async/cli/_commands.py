@@ -1,0 +1,283 @@
+"""The ``agora-chat`` commands that talk to a service (their settings: ``_settings``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio import AsyncFile
+
+from .._checkpoint import Checkpoint
+from .._converter import converter
+from .._exceptions import AgoraChatError, OutcomeUnknownError
+from .._models import Body, SendResult, TextBody
+from ._inputs import json_object, message_body, open_for_writing, read_text, recipients
+from ._progress import Counter, progress_bars
+from ._settings import CliError, make_client
+
+__all__ = ["delete_conversation", "download", "history", "import_", "recall", "send", "upload"]
+
+
+# -- send -------------------------------------------------------------------------------------
+
+
+def _outcomes(result: SendResult) -> Iterator[dict[str, Any]]:
+    for recipient, message_id in result.message_ids.items():
+        yield {"recipient": recipient, "status": "delivered", "message_id": message_id}
+    for recipient, error in result.failed.items():
+        yield {"recipient": recipient, "status": "failed", "error": str(error)}
+    for recipient, unknown in result.unknown.items():
+        yield {"recipient": recipient, "status": "unknown", "error": str(unknown)}
+
+
+async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat send users|groups|rooms``: exit status 1 if any recipient is not delivered."""
+    ids = recipients(args)
+    if args.text is not None:
+        body: Body = TextBody(msg=args.text)
+    else:
+        body = message_body(
+            json_object(read_text(args.body, "the body file"), args.body), args.body
+        )
+    ext = json_object(args.ext, "--ext") if args.ext else None
+    counter = Counter()
+    totals = {"delivered": 0, "failed": 0, "unknown": 0}
+    async with AsyncExitStack() as files:
+        results: AsyncFile[str] | None = None
+        if args.results:
+            results = await files.enter_async_context(await open_for_writing(args.results))
+        client = make_client(args, env, on_event=counter)
+        async with client:
+            with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
+                show = bars.add(args.target, len(ids))
+                async with client.fan_out(
+                    ids, body, target=args.target, sender=args.sender, ext=ext
+                ) as batches:
+                    async for result in batches:
+                        totals["delivered"] += len(result.message_ids)
+                        totals["failed"] += len(result.failed)
+                        totals["unknown"] += len(result.unknown)
+                        if results is not None:
+                            await results.write(
+                                "".join(
+                                    json.dumps(line, ensure_ascii=False) + "\n"
+                                    for line in _outcomes(result)
+                                )
+                            )
+                        show(sum(totals.values()))
+    sys.stdout.write(
+        f"{totals['delivered']} delivered, {totals['failed']} failed, {totals['unknown']} unknown\n"
+    )
+    return 0 if totals["failed"] == totals["unknown"] == 0 else 1
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def _import_args(data: Mapping[str, Any], where: str) -> tuple[str, str, Body, dict[str, Any]]:
+    """A line's import arguments, checked before anything is sent.
+
+    Raises:
+        CliError: the line is not an import request body.
+    """
+    try:
+        sender, to = data["from"], data["target"]
+        body = message_body({"type": data["type"], **data["body"]}, where)
+    except (KeyError, TypeError):
+        raise CliError(
+            f"{where}: needs from, target, type and body (the import API's request body)"
+        ) from None
+    options = {
+        "is_ack_read": data.get("is_ack_read"),
+        "msg_timestamp": data.get("msg_timestamp"),
+        "need_download": data.get("need_download"),
+    }
+    return sender, to, body, options
+
+
+_Line = tuple[int, tuple[str, str, Body, dict[str, Any]]]
+
+
+def _pending(name: str, lines: list[str], checkpoint: Checkpoint) -> list[_Line]:
+    """The lines still to send, each checked before any is sent (a typo on line 900,000
+    stops the run before it starts, not in the middle).
+
+    Raises:
+        CliError: a line is not a JSON import request body.
+    """
+    pending: list[_Line] = []
+    for index, text in enumerate(lines):
+        if not text.strip() or checkpoint.finished(index):
+            continue
+        where = f"{name}:{index + 1}"
+        pending.append((index, _import_args(json_object(text, where), where)))
+    return pending
+
+
+def _report_import(
+    pending: int, failures: list[str], uncertain_before: list[int], checkpoint: Checkpoint
+) -> int:
+    for failure in failures:
+        sys.stderr.write(failure + "\n")
+    if uncertain_before:
+        sys.stderr.write(
+            f"lines {', '.join(str(i + 1) for i in uncertain_before)} were being imported when "
+            "an earlier run stopped and may or may not be imported; they were not sent again "
+            "(check them, then rerun with --resend-uncertain to import them)\n"
+        )
+    uncertain = len(checkpoint.uncertain)
+    sys.stdout.write(
+        f"{pending - len(failures)} imported, {len(failures)} not imported or uncertain; "
+        f"{uncertain} uncertain in all; progress in {str(checkpoint.path)!r}\n"
+    )
+    return 0 if not failures and not uncertain else 1
+
+
+async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat import users|groups FILE``: resumable; exit 1 if any line is not imported."""
+    if args.concurrency < 1:
+        raise CliError("--concurrency must be at least 1")
+    source = Path(args.file)
+    lines = read_text(args.file, "the messages file").splitlines()
+    checkpoint_path = Path(args.checkpoint or f"{args.file}.checkpoint")
+    checkpoint = Checkpoint.open(checkpoint_path, source)
+    if args.resend_uncertain:
+        checkpoint.resend_uncertain()
+    uncertain_before = sorted(checkpoint.uncertain)
+    pending = _pending(args.file, lines, checkpoint)
+    failures: list[str] = []
+    counter = Counter()
+    client = make_client(args, env, on_event=counter)
+    importer = client.import_user_message if args.target == "users" else client.import_group_message
+    async with client:
+        with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
+            show = bars.add(f"import {args.target}", len(pending))
+            done = 0
+            slots = anyio.Semaphore(args.concurrency)
+
+            async def import_line(line: _Line) -> None:
+                nonlocal done
+                index, (sender, to, body, options) = line
+                where = f"{args.file}:{index + 1}"
+                try:
+                    checkpoint.start(index)
+                    try:
+                        await importer(sender, to, body, **options)
+                    except OutcomeUnknownError as exc:
+                        checkpoint.leave_uncertain(index)
+                        failures.append(f"{where}: may or may not be imported: {exc}")
+                    except AgoraChatError as exc:
+                        checkpoint.finish(index, ok=False)
+                        failures.append(f"{where}: not imported: {exc}")
+                    else:
+                        checkpoint.finish(index, ok=True)
+                    done += 1
+                    show(done)
+                finally:
+                    slots.release()
+
+            async with anyio.create_task_group() as tasks:
+                for line in pending:
+                    await slots.acquire()  # at most --concurrency lines in flight
+                    tasks.start_soon(import_line, line)
+    return _report_import(len(pending), failures, uncertain_before, checkpoint)
+
+
+# -- the rest ---------------------------------------------------------------------------------
+
+
+async def history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat history HOUR``: JSON lines (or a table) of one hour's messages."""
+    if not args.table:
+        async with AsyncExitStack() as files:
+            output = None
+            if args.output:
+                output = await files.enter_async_context(await open_for_writing(args.output))
+            client = await files.enter_async_context(make_client(args, env))
+            stream = await files.enter_async_context(client.iter_history(args.hour))
+            async for record in stream:
+                line = json.dumps(converter.unstructure(record), ensure_ascii=False, default=str)
+                if output is None:
+                    sys.stdout.write(line + "\n")
+                else:
+                    await output.write(line + "\n")
+        return 0
+    async with make_client(args, env) as client:
+        records = []
+        async with client.iter_history(args.hour) as stream:
+            async for record in stream:
+                records.append(record)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"history {args.hour}")
+    for column in ("time", "from", "to", "type", "body"):
+        table.add_column(column)
+    for record in records:
+        body = record.bodies[0] if record.bodies else None
+        table.add_row(
+            record.timestamp.isoformat(),
+            record.sender,
+            record.to,
+            record.chat_type,
+            json.dumps(converter.unstructure(body), ensure_ascii=False) if body else "",
+        )
+    Console().print(table)
+    return 0
+
+
+async def recall(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat recall``: exit status 1 when the service did not recall it."""
+    async with make_client(args, env) as client:
+        result = await client.recall_message(
+            args.message_id, args.to, args.chat_type, sender=args.sender
+        )
+    if result.recalled:
+        sys.stdout.write(f"recalled {result.message_id}\n")
+        return 0
+    sys.stdout.write(f"not recalled: {result.reason}\n")
+    return 1
+
+
+async def delete_conversation(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat delete-conversation``."""
+    async with make_client(args, env) as client:
+        await client.delete_conversation(args.username, args.channel, args.chat_type)
+    sys.stdout.write("deleted\n")
+    return 0
+
+
+async def upload(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat upload PATH``: prints uuid, url and share-secret as JSON."""
+    async with make_client(args, env) as client:
+        uploaded = await client.upload_file(args.path, restrict_access=args.restrict)
+    # The share-secret is output the user asked for (it goes in the message body), not a log.
+    sys.stdout.write(
+        json.dumps(
+            {"uuid": uploaded.uuid, "url": uploaded.url, "share_secret": uploaded.share_secret}
+        )
+        + "\n"
+    )
+    return 0
+
+
+async def download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat download UUID DESTINATION``, with a progress bar."""
+    with progress_bars(enabled=not args.no_progress, transfer=True) as bars:
+        advance = bars.add(args.uuid, None)
+        async with make_client(args, env) as client:
+            size = await client.download_file(
+                args.uuid,
+                args.destination,
+                share_secret=args.share_secret,
+                thumbnail=args.thumbnail,
+                progress=advance,
+            )
+    sys.stdout.write(f"{size} bytes written to {args.destination}\n")
+    return 0

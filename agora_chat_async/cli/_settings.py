@@ -1,0 +1,101 @@
+"""The service settings of every ``agora-chat`` command, declared once with their variables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from .._auth import AgoraAppToken, Auth, ClientCredentials, StaticToken
+
+if TYPE_CHECKING:
+    from .._client import AgoraChatClient
+    from .._events import EventHook
+
+__all__ = ["SETTINGS", "CliError", "make_client", "settings_parser"]
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+class Setting(NamedTuple):
+    """One setting: its flag, the environment variable it falls back to, and its help."""
+
+    name: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def variable(self) -> str:
+        return "AGORA_CHAT_" + self.name.upper()
+
+    def value(self, args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+        """The flag's value, else the variable's, else ``None`` (empty counts as unset)."""
+        given: str | None = getattr(args, self.name, None)
+        return given or env.get(self.variable) or None
+
+
+SETTINGS: Final = (
+    Setting("base_url", "REST host, e.g. https://a1.easemob.com"),
+    Setting("org", "org name"),
+    Setting("app", "app name"),
+    Setting("token", "an app token (prefer the variable: flags show in ps)"),
+    Setting("client_id", "client ID for client-credentials tokens"),
+    Setting("client_secret", "client secret (prefer the variable)"),
+    Setting("app_id", "App ID for locally built app tokens"),
+    Setting("app_certificate", "App certificate (prefer the variable)"),
+)
+_BY_NAME: Final = {setting.name: setting for setting in SETTINGS}
+
+
+def settings_parser() -> argparse.ArgumentParser:
+    """A parent parser holding the settings, shared by every service command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group(
+        "service", "each flag falls back to its AGORA_CHAT_* environment variable"
+    )
+    for setting in SETTINGS:
+        group.add_argument(
+            setting.flag, dest=setting.name, help=f"{setting.help} [{setting.variable}]"
+        )
+    return parent
+
+
+def make_client(
+    args: argparse.Namespace, env: Mapping[str, str], *, on_event: EventHook | None = None
+) -> AgoraChatClient:
+    """The client the flags and environment describe.
+
+    Raises:
+        CliError: a setting is missing.
+    """
+    from .._client import AgoraChatClient
+
+    def value(name: str) -> str | None:
+        return _BY_NAME[name].value(args, env)
+
+    required = [_BY_NAME[name] for name in ("base_url", "org", "app")]
+    missing = [f"{s.flag} or {s.variable}" for s in required if not s.value(args, env)]
+    if missing:
+        raise CliError("missing " + ", ".join(missing))
+    token, client_id, secret = value("token"), value("client_id"), value("client_secret")
+    app_id, certificate = value("app_id"), value("app_certificate")
+    auth: Auth
+    if token:
+        auth = StaticToken(token)
+    elif client_id and secret:
+        auth = ClientCredentials(client_id, secret)
+    elif app_id and certificate:
+        auth = AgoraAppToken(app_id, certificate)
+    else:
+        raise CliError(
+            "missing credentials: set AGORA_CHAT_TOKEN, or AGORA_CHAT_CLIENT_ID and "
+            "AGORA_CHAT_CLIENT_SECRET, or AGORA_CHAT_APP_ID and AGORA_CHAT_APP_CERTIFICATE"
+        )
+    return AgoraChatClient(
+        str(value("base_url")), str(value("org")), str(value("app")), auth=auth, on_event=on_event
+    )
