@@ -16,19 +16,18 @@ are kept out of ``repr``.
 from __future__ import annotations
 
 import abc
-from typing import Any, Final, Protocol, final
+from typing import Final, Protocol, final
 
 import anyio
 import attrs
 
 from ._accesstoken import build_chat_app_token
 from ._clock import Clock
-from ._converter import TokenRequest, TokenResponse, converter
+from ._converter import TokenRequest, TokenResponse
 from ._exceptions import (
     APIError,
     AuthenticationError,
     RateLimitedError,
-    UnexpectedResponseError,
     ValidationError,
 )
 from ._request import Request
@@ -54,8 +53,8 @@ class TokenSession(Protocol):
         """The client's clock."""
         ...
 
-    async def request(self, request: Request) -> dict[str, Any]:
-        """Send *request* through the client's pipeline; its decoded JSON object."""
+    async def request_as(self, request: Request, shape: type[TokenResponse]) -> TokenResponse:
+        """Send *request* through the client's pipeline; its answer read as *shape*."""
         ...
 
 
@@ -82,7 +81,7 @@ async def request_token(
         ),
     )
     try:
-        data = await session.request(request)
+        token = await session.request_as(request, TokenResponse)
     except APIError as exc:
         if 400 <= exc.status_code < 500 and not isinstance(exc, RateLimitedError):
             raise AuthenticationError(
@@ -94,12 +93,6 @@ async def request_token(
                 path=exc.path,
             ) from None
         raise
-    try:
-        token = converter.structure(data, TokenResponse)
-    except Exception as exc:
-        raise UnexpectedResponseError(
-            "the token response has no access_token/expires_in", status_code=200
-        ) from exc
     return token.access_token, token.expires_in
 
 

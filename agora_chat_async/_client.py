@@ -1,7 +1,7 @@
 """AgoraChatClient: the public entry point, one thin coroutine per documented endpoint.
 
 Each endpoint validates its arguments, describes its request with the wire
-shapes of ``_converter.py``, hands it to the :class:`Transport` pipeline and
+shapes of ``_converter.py``, hands it to the pipeline (``_pipeline.py``) and
 turns the answer into a public ``attrs`` class. None of them touches httpx.
 """
 
@@ -29,21 +29,21 @@ from ._clock import Clock, SystemClock
 from ._converter import (
     BODY_TYPES,
     DeleteConversationRequest,
+    DeleteConversationResponse,
+    HistoryLinkResponse,
     ImportMessageRequest,
-    RecallData,
+    ImportResponse,
     RecallRequest,
+    RecallResponse,
     SendMessageRequest,
-    UploadEntity,
-    converter,
+    UploadResponse,
     dumps,
 )
 from ._events import EventHook
 from ._exceptions import (
     AgoraChatError,
     OutcomeUnknownError,
-    UnexpectedResponseError,
     ValidationError,
-    excerpt,
 )
 from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
 from ._history import HistoryStream
@@ -61,7 +61,7 @@ from ._models import (
 )
 from ._pipeline import Pipeline
 from ._request import Request
-from ._responses import ResponseBody
+from ._responses import ResponseBody, unreadable
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._transport import HTTPTransport
 from ._validate import check_aware, check_choice, check_id, check_mapping, recipients, to_millis
@@ -531,24 +531,17 @@ class AgoraChatClient:
         headers = {"restrict-access": "true"} if restrict_access else {}
         with _open_upload(file, filename) as (name, stream):
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            answer = await self._pipeline.request(
+            answer = await self._pipeline.request_as(
                 Request(
                     method="POST",
                     path="/chatfiles",
                     files={"file": (name, stream, content_type)},
                     data=data,
                     headers=headers,
-                )
+                ),
+                UploadResponse,
             )
-        entities = answer.get("entities")
-        try:
-            entity = converter.structure(entities[0], UploadEntity)  # type: ignore[index]
-        except Exception as exc:
-            raise UnexpectedResponseError(
-                "the upload response has no entities[0].uuid",
-                status_code=200,
-                body_excerpt=excerpt(str(answer)),
-            ) from exc
+        entity = answer.entities[0]
         return UploadedFile(
             uuid=entity.uuid,
             url=f"{self._pipeline.base}/chatfiles/{entity.uuid}",
@@ -629,19 +622,11 @@ class AgoraChatClient:
             NotFoundError: no history for that hour; APIError: other refusals.
             UnexpectedResponseError: the answer carries no URL.
         """
-        answer = await self._pipeline.request(
-            Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}")
+        answer = await self._pipeline.request_as(
+            Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}"),
+            HistoryLinkResponse,
         )
-        data = answer.get("data")
-        if isinstance(data, list) and data:
-            data = data[0]
-        url = data.get("url") if isinstance(data, Mapping) else None
-        if not isinstance(url, str) or not url:
-            raise UnexpectedResponseError(
-                "the history response has no data.url",
-                status_code=200,
-                body_excerpt=excerpt(str(answer)),
-            )
+        url = answer.url
         return HistoryFile.from_url(url)
 
     def iter_history(self, hour: datetime | str) -> HistoryStream:
@@ -707,16 +692,11 @@ class AgoraChatClient:
             force=bool(force),
             sender=check_id("sender", sender) if sender is not None else None,
         )
-        answer = await self._pipeline.request(
-            Request(method="POST", path="/messages/msg_recall", json=request, idempotent=False)
-        )
-        entry = _recall_entry(answer, message_id)
-        try:
-            data = converter.structure(entry, RecallData)
-        except Exception as exc:
-            raise OutcomeUnknownError(
-                f"the recall answer has no 'recalled' field: {excerpt(str(answer))}"
-            ) from exc
+        recall = Request(method="POST", path="/messages/msg_recall", json=request, idempotent=False)
+        answer = await self._pipeline.request_as(recall, RecallResponse)
+        data = answer.entry(message_id)
+        if data is None:
+            raise unreadable(recall, f"{RecallResponse.UNREADABLE} for {message_id!r}", 200, "")
         recalled = data.recalled == "yes"
         return RecallResult(
             message_id=data.message_id,
@@ -754,14 +734,9 @@ class AgoraChatClient:
             delete_roam=bool(delete_roam),
         )
         path = f"/users/{quote(check_id('username', username), safe='')}/user_channel"
-        answer = await self._pipeline.request(Request(method="DELETE", path=path, json=request))
-        data = answer.get("data")
-        if not isinstance(data, Mapping) or data.get("result") != "ok":
-            raise UnexpectedResponseError(
-                "the service did not confirm the deletion with result 'ok'",
-                status_code=200,
-                body_excerpt=excerpt(str(answer)),
-            )
+        await self._pipeline.request_as(
+            Request(method="DELETE", path=path, json=request), DeleteConversationResponse
+        )
 
     async def import_user_message(
         self,
@@ -853,16 +828,10 @@ class AgoraChatClient:
             need_download=need_download,
         )
         check_content_size(len(dumps(body)))
-        answer = await self._pipeline.request(
-            Request(method="POST", path=path, json=request, idempotent=False)
+        answer = await self._pipeline.request_as(
+            Request(method="POST", path=path, json=request, idempotent=False), ImportResponse
         )
-        data = answer.get("data")
-        message_id = data.get("msg_id") if isinstance(data, Mapping) else None
-        if not isinstance(message_id, str | int) or isinstance(message_id, bool):
-            raise OutcomeUnknownError(
-                f"the import answer has no data.msg_id: {excerpt(str(answer))}"
-            )
-        return ImportedMessage(str(message_id))
+        return ImportedMessage(answer.message_id)
 
 
 def _body_type(body: object) -> str:
@@ -889,19 +858,6 @@ def _history_hour(hour: datetime | str) -> str:
     raise ValidationError(
         "hour", f"must be an aware datetime or a 'yyyyMMddHH' string, got {hour!r}"
     )
-
-
-def _recall_entry(answer: Mapping[str, Any], message_id: str) -> object:
-    data = answer.get("data", answer)
-    if isinstance(data, Mapping) and "recalled" in data:
-        return data
-    for holder in (data, answer):
-        messages = holder.get("msgs") if isinstance(holder, Mapping) else None
-        if isinstance(messages, list):
-            for entry in messages:
-                if isinstance(entry, Mapping) and str(entry.get("msg_id")) == message_id:
-                    return entry
-    return data
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 import cattrs
@@ -42,13 +42,18 @@ from ._models import (
 __all__ = [
     "BODY_TYPES",
     "DeleteConversationRequest",
+    "DeleteConversationResponse",
+    "HistoryLinkResponse",
     "ImportMessageRequest",
+    "ImportResponse",
     "RecallData",
     "RecallRequest",
+    "RecallResponse",
     "SendMessageRequest",
     "TokenRequest",
     "TokenResponse",
     "UploadEntity",
+    "UploadResponse",
     "converter",
     "dumps",
     "encode_json",
@@ -148,6 +153,7 @@ class UploadEntity:
 class TokenResponse:
     """The token endpoint's answer; ``expires_in`` is in seconds."""
 
+    UNREADABLE: ClassVar[str] = "the token response has no access_token/expires_in"
     access_token: str = attrs.field(repr=False)
     expires_in: int
     application: str | None = None
@@ -162,6 +168,63 @@ class RecallData:
     sender: str | None = None
     to: str | None = None
     chat_type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UploadResponse:
+    """``POST /chatfiles``: the uploaded file is ``entities[0]``."""
+
+    UNREADABLE: ClassVar[str] = "the upload response has no entities[0].uuid"
+    entities: tuple[UploadEntity, ...] = attrs.field(validator=attrs.validators.min_len(1))
+
+
+@attrs.frozen(kw_only=True)
+class HistoryLinkResponse:
+    """``GET /chatmessages/{hour}``: ``data`` is ``{"url": ...}`` or a list of one (the
+    Chinese and English pages differ)."""
+
+    UNREADABLE: ClassVar[str] = "the history response has no data.url"
+    url: str = attrs.field(validator=attrs.validators.min_len(1))
+
+
+@attrs.frozen(kw_only=True)
+class DeletedConversation:
+    """``data`` of the conversation deletion's answer."""
+
+    result: str = attrs.field(validator=attrs.validators.in_(("ok",)))
+
+
+@attrs.frozen(kw_only=True)
+class DeleteConversationResponse:
+    """``DELETE /users/{username}/user_channel``: confirmed by ``data.result == "ok"``."""
+
+    UNREADABLE: ClassVar[str] = "the service did not confirm the deletion with result 'ok'"
+    data: DeletedConversation
+
+
+@attrs.frozen(kw_only=True)
+class ImportResponse:
+    """``POST /messages/{users|chatgroups}/import``: the imported message's ``data.msg_id``."""
+
+    UNREADABLE: ClassVar[str] = "the import answer has no data.msg_id"
+    message_id: str
+
+
+@attrs.frozen(kw_only=True)
+class RecallResponse:
+    """``POST /messages/msg_recall``: the outcome in ``data``, or one per message in
+    ``msgs`` (in ``data`` or beside it, as the pages' examples differ)."""
+
+    UNREADABLE: ClassVar[str] = "the recall answer has no 'recalled' field"
+    entries: tuple[RecallData, ...] = attrs.field(validator=attrs.validators.min_len(1))
+    #: The outcome was ``data`` itself, for whichever message was recalled.
+    direct: bool = False
+
+    def entry(self, message_id: str) -> RecallData | None:
+        """The outcome for *message_id*."""
+        if self.direct:
+            return self.entries[0]
+        return next((e for e in self.entries if e.message_id == message_id), None)
 
 
 #: Python field name -> wire name, per class. The only renames in the library.
@@ -190,7 +253,14 @@ def _make_converter() -> cattrs.Converter:
         ImportMessageRequest,
         TokenRequest,
     )
-    read: tuple[type, ...] = (UploadEntity, TokenResponse, RecallData)
+    read: tuple[type, ...] = (
+        UploadEntity,
+        UploadResponse,
+        TokenResponse,
+        RecallData,
+        DeletedConversation,
+        DeleteConversationResponse,
+    )
     for cls in both + written:
         conv.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames(cls))
@@ -198,7 +268,42 @@ def _make_converter() -> cattrs.Converter:
     for cls in both + read:
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames(cls)))
     conv.register_structure_hook(HistoryRecord, lambda obj, _: _structure_history(obj))
+    conv.register_structure_hook(HistoryLinkResponse, lambda obj, _: _history_link(obj))
+    conv.register_structure_hook(ImportResponse, lambda obj, _: _imported(obj))
+    conv.register_structure_hook(RecallResponse, lambda obj, _: _recall(conv, obj))
     return conv
+
+
+def _history_link(obj: Mapping[str, Any]) -> HistoryLinkResponse:
+    data = obj["data"]
+    if isinstance(data, list):
+        data = data[0]
+    url = data["url"]
+    if not isinstance(url, str):
+        raise TypeError("data.url is not a string")
+    return HistoryLinkResponse(url=url)
+
+
+def _imported(obj: Mapping[str, Any]) -> ImportResponse:
+    message_id = obj["data"]["msg_id"]
+    if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+        raise TypeError("data.msg_id is not an id")
+    return ImportResponse(message_id=str(message_id))
+
+
+def _recall(conv: cattrs.Converter, obj: Mapping[str, Any]) -> RecallResponse:
+    data = obj.get("data", obj)
+    if isinstance(data, Mapping) and "recalled" in data:
+        return RecallResponse(entries=(conv.structure(data, RecallData),), direct=True)
+    entries: list[RecallData] = []
+    for holder in (data, obj):
+        messages = holder.get("msgs") if isinstance(holder, Mapping) else None
+        for entry in messages if isinstance(messages, list) else ():
+            if isinstance(entry, Mapping) and "recalled" in entry and "msg_id" in entry:
+                entries.append(
+                    conv.structure({**entry, "msg_id": str(entry["msg_id"])}, RecallData)
+                )
+    return RecallResponse(entries=tuple(entries))
 
 
 def structure_body(data: Mapping[str, Any]) -> Body | UnknownBody:

@@ -26,13 +26,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, final
+from typing import Any, ClassVar, Protocol, TypeVar, final
 
 import attrs
 import httpx
 
 from ._auth import Auth
 from ._clock import Clock
+from ._converter import converter
 from ._events import Event, EventHook, LimiterWait, RateLimited, RequestSent, Retrying
 from ._exceptions import (
     AgoraChatError,
@@ -47,11 +48,27 @@ from ._exceptions import (
 from ._limits import Claim, Limiter, LimitName, Permit, Priority
 from ._logging import install_redaction, logger
 from ._request import Request
-from ._responses import AMBIGUOUS_STATUSES, ResponseBody, ambiguous, decode, error_for
+from ._responses import (
+    AMBIGUOUS_STATUSES,
+    ResponseBody,
+    ambiguous,
+    decode,
+    error_for,
+    unreadable,
+)
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
 from ._transport import HTTPTransport
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "ResponseShape"]
+
+
+class ResponseShape(Protocol):
+    """A response shape of ``_converter``: what its answer lacks when it is unreadable."""
+
+    UNREADABLE: ClassVar[str]
+
+
+ShapeT = TypeVar("ShapeT", bound=ResponseShape)
 
 
 def _exceeded(claims: tuple[Claim, ...], binding: LimitName | None) -> tuple[Claim, ...]:
@@ -166,6 +183,23 @@ class Pipeline:
             raise ambiguous(request, exc) from None
         finally:
             await response.aclose()
+
+    async def request_as(
+        self, request: Request, shape: type[ShapeT], *, permit: Permit | None = None
+    ) -> ShapeT:
+        """Send *request* and read its answer as *shape*, a response shape of ``_converter``.
+
+        Raises:
+            UnexpectedResponseError: the answer does not have the shape (for a read).
+            OutcomeUnknownError: the same for a request that changes state: it was
+                accepted, and what it did is unknown.
+            AgoraChatError: as :meth:`request` raises.
+        """
+        data = await self.request(request, permit=permit)
+        try:
+            return converter.structure(data, shape)
+        except Exception as exc:  # cattrs' errors, or a shape's own validation
+            raise unreadable(request, shape.UNREADABLE, 200, str(data)) from exc
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[ResponseBody]:

@@ -41,6 +41,7 @@ __all__ = [
     "error_for",
     "parse_retry_after",
     "read_capped",
+    "unreadable",
 ]
 
 #: The most bytes read from a successful JSON response before it is refused.
@@ -125,6 +126,19 @@ def ambiguous(request: Request, exc: httpx.TransportError) -> AgoraChatError:
     )
 
 
+def unreadable(request: Request, problem: str, status: int, text: str) -> AgoraChatError:
+    """A success the library cannot read: :class:`UnexpectedResponseError` for a read,
+    :class:`OutcomeUnknownError` (it was accepted) for a request that changes state."""
+    error = UnexpectedResponseError(problem, status_code=status, body_excerpt=excerpt(text))
+    if request.idempotent:
+        return error
+    return OutcomeUnknownError(
+        f"{request.method} {request.where} was accepted (HTTP {status}) but {problem}; "
+        "its outcome is unknown",
+        cause=error,
+    )
+
+
 async def decode(request: Request, response: httpx.Response) -> dict[str, Any]:
     """The JSON object of a successful response.
 
@@ -133,8 +147,7 @@ async def decode(request: Request, response: httpx.Response) -> dict[str, Any]:
         OutcomeUnknownError: the same for a request that changes state: it was accepted.
     """
     raw, cut = await read_capped(response, MAX_JSON_BYTES)
-    problem: str | None = None
-    data: Any = None
+    problem: str
     if cut:
         problem = f"the response is larger than {MAX_JSON_BYTES} bytes"
     else:
@@ -143,22 +156,11 @@ async def decode(request: Request, response: httpx.Response) -> dict[str, Any]:
         except (UnicodeDecodeError, json.JSONDecodeError):
             problem = "the response is not JSON"
         else:
-            if not isinstance(data, dict):
-                problem = "the response is not a JSON object"
-    if problem is None:
-        return data  # type: ignore[no-any-return]
-    error = UnexpectedResponseError(
-        problem,
-        status_code=response.status_code,
-        body_excerpt=excerpt(raw[:4096].decode("utf-8", "replace")),
-    )
-    if request.idempotent:
-        raise error
-    raise OutcomeUnknownError(
-        f"{request.method} {request.path} was accepted (HTTP {response.status_code}) but "
-        f"{problem}; its outcome is unknown",
-        cause=error,
-    ) from error
+            if isinstance(data, dict):
+                return data
+            problem = "the response is not a JSON object"
+    text = raw[:4096].decode("utf-8", "replace")
+    raise unreadable(request, problem, response.status_code, text)
 
 
 async def error_for(request: Request, response: httpx.Response) -> AgoraChatError:
