@@ -12,7 +12,6 @@ from ._auth import Auth as Auth
 from ._auth import ClientCredentials as ClientCredentials
 from ._auth import StaticToken as StaticToken
 from ._client import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
-from ._client import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._client import AgoraChatClient as AgoraChatClient
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -43,6 +42,7 @@ from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
 from ._fanout import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from ._fanout import FanOut as FanOut
+from ._files import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._history import HistoryStream as HistoryStream
 from ._limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
 from ._limits import Claim as Claim

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import stat
-import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from io import BytesIO
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Literal, Self, TypeAlias, cast, final
+from typing import IO, Any, Final, Literal, Self, final
 from urllib.parse import quote
 
-import anyio
 import httpx
 
 from ._auth import Auth
@@ -45,7 +40,8 @@ from ._exceptions import (
     OutcomeUnknownError,
     ValidationError,
 )
-from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
+from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender, packed
+from ._files import FileSource, open_upload, save
 from ._history import HistoryStream
 from ._limits import Limiter, LimitName, Priority, RateLimits, SlidingWindowLimiter
 from ._models import (
@@ -67,15 +63,13 @@ from ._transport import HTTPTransport
 from ._validate import check_aware, check_choice, check_id, check_mapping, recipients, to_millis
 from ._version import __version__
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_UPLOAD_BYTES", "AgoraChatClient"]
+__all__ = ["DEFAULT_TIMEOUT", "AgoraChatClient"]
 
 #: Connect within 5 s; every other phase (read, write, pool) within 30 s.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 #: The documented maximum size of an uploaded file (10 MB, read as 10,000,000 bytes).
-MAX_UPLOAD_BYTES: Final = 10_000_000
 USER_AGENT: Final = f"agora-chat-async/{__version__} httpx/{httpx.__version__}"
 
-FileSource: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
 _LEVELS: Final = ("high", "normal", "low")
 _CHAT_TYPES: Final = ("chat", "groupchat", "chatroom")
 
@@ -403,13 +397,10 @@ class AgoraChatClient:
             retry_unknown=retry_unknown,
             priority="bulk",
         )
-        return FanOut(
-            sending,
-            sending.packer(self._limiter.rate_limits),
-            to,
-            concurrency=concurrency,
-            progress=progress,
-        )
+        if isinstance(to, str | bytes):
+            raise ValidationError("to", "must be an iterable of ids, not a single string")
+        batches = packed(to, sending.packer(self._limiter.rate_limits))
+        return FanOut(sending, batches, concurrency=concurrency, progress=progress)
 
     def _sender(
         self,
@@ -484,8 +475,7 @@ class AgoraChatClient:
         delivered: dict[str, str] = {}
         failed: dict[str, AgoraChatError] = {}
         unknown: dict[str, OutcomeUnknownError] = {}
-        fan_out = FanOut.of_batches(sending, batches)
-        async with fan_out as results:
+        async with FanOut(sending, batches) as results:
             async for result in results:
                 delivered.update(result.message_ids)
                 failed.update(result.failed)
@@ -529,7 +519,7 @@ class AgoraChatClient:
                 "thumbnail-height": str(thumbnail_size.height),
             }
         headers = {"restrict-access": "true"} if restrict_access else {}
-        with _open_upload(file, filename) as (name, stream):
+        with open_upload(file, filename) as (name, stream):
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             answer = await self._pipeline.request_as(
                 Request(
@@ -579,35 +569,8 @@ class AgoraChatClient:
         if thumbnail:
             headers["thumbnail"] = "true"
         request = Request(method="GET", path=f"/chatfiles/{quote(uuid, safe='')}", headers=headers)
-        if not isinstance(destination, str | os.PathLike):
-            written = 0
-            async with self._pipeline.stream(request) as body:
-                async for chunk in body:
-                    destination.write(chunk)
-                    written += len(chunk)
-                    if progress is not None:
-                        progress(written, body.length)
-            return written
-        target = Path(destination)
-        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        os.close(fd)
-        try:
-            written = 0
-            async with (
-                await anyio.open_file(partial, "wb") as out,
-                self._pipeline.stream(request) as body,
-            ):
-                async for chunk in body:
-                    await out.write(chunk)
-                    written += len(chunk)
-                    if progress is not None:
-                        progress(written, body.length)
-            os.replace(partial, target)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(partial)
-            raise
-        return written
+        async with self._pipeline.stream(request) as body:
+            return await save(body, destination, progress)
 
     # -- history ---------------------------------------------------------------------------------
 
@@ -858,48 +821,3 @@ def _history_hour(hour: datetime | str) -> str:
     raise ValidationError(
         "hour", f"must be an aware datetime or a 'yyyyMMddHH' string, got {hour!r}"
     )
-
-
-@contextmanager
-def _open_upload(file: FileSource, filename: str | None) -> Iterator[tuple[str, IO[bytes]]]:
-    """Yield the name and a binary stream of *file*, checking its size before anything is sent."""
-    if isinstance(file, str | os.PathLike):
-        path = Path(file)
-        try:
-            info = path.stat()
-        except OSError as exc:
-            raise ValidationError("file", f"cannot read {str(path)!r}: {exc.strerror}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise ValidationError("file", f"{str(path)!r} is not a regular file")
-        _check_upload_size(info.st_size)
-        with path.open("rb") as stream:
-            yield filename or path.name, stream
-        return
-    if isinstance(file, bytes | bytearray | memoryview):
-        _check_upload_size(len(file))
-        yield filename or "file", BytesIO(bytes(file))
-        return
-    if not hasattr(file, "read"):
-        raise ValidationError("file", f"must be a path, bytes or a binary stream, got {file!r}")
-    name = filename or Path(str(getattr(file, "name", "") or "file")).name
-    if file.seekable():
-        position = file.tell()
-        size = file.seek(0, os.SEEK_END) - position
-        file.seek(position)
-        _check_upload_size(size)
-        yield name, file
-        return
-    # Not seekable: copy to a spooled file (memory up to 1 MB, then disk), at most the limit.
-    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
-        while chunk := file.read(64 * 1024):
-            spool.write(chunk)
-            _check_upload_size(spool.tell())
-        spool.seek(0)
-        yield name, cast(IO[bytes], spool)
-
-
-def _check_upload_size(size: int) -> None:
-    if size > MAX_UPLOAD_BYTES:
-        raise ValidationError(
-            "file", f"is {size} bytes; the service accepts files of at most {MAX_UPLOAD_BYTES}"
-        )

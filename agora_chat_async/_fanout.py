@@ -2,9 +2,9 @@
 
 Structure (all under one anyio task group, so nothing outlives it)::
 
-    recipients (iterable or async iterable, read lazily)
-        -> producer: validate each id, pack batches (cap, 5000 bytes)
-        -> unbuffered channel
+    batches: packed() over recipients read lazily (each id validated, packed to the
+             cap and 5000 bytes), or batches packed up front (send_*_message)
+        -> producer -> unbuffered channel
         -> N workers: limiter -> POST -> per-recipient outcome (413: split and resend halves)
         -> channel of N results
         -> the consumer's ``async for``, in completion order
@@ -23,7 +23,7 @@ the remaining batches are reported failed with that error without being sent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Final, Self, final
@@ -51,7 +51,7 @@ from ._pipeline import Pipeline
 from ._request import Request
 from ._validate import check_id
 
-__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "Sender"]
+__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "Sender", "packed"]
 
 #: Requests in flight at once per fan-out.
 DEFAULT_CONCURRENCY: Final = 4
@@ -180,6 +180,32 @@ def _outcome(batch: list[str], data: Mapping[str, object]) -> SendResult:
     return SendResult(message_ids=delivered, unknown=missing)
 
 
+async def packed(
+    recipients: Iterable[str] | AsyncIterable[str], packer: Packer
+) -> AsyncIterator[list[str]]:
+    """The batches of an unbounded input, read lazily: each id is checked as it comes.
+
+    Raises:
+        ValidationError: an id is not a non-empty string, or could never fit a request.
+    """
+    if isinstance(recipients, str | bytes):
+        raise ValidationError("to", "must be an iterable of ids, not a single string")
+    index = 0
+    if isinstance(recipients, AsyncIterable):
+        async for recipient in recipients:
+            for batch in packer.add(check_id(f"to[{index}]", recipient), index):
+                yield batch
+            index += 1
+    else:
+        for recipient in recipients:
+            for batch in packer.add(check_id(f"to[{index}]", recipient), index):
+                yield batch
+            index += 1
+    last = packer.flush()
+    if last is not None:
+        yield last
+
+
 @final
 class FanOut:
     """The results of a fan-out, one :class:`SendResult` per request, in completion order.
@@ -191,9 +217,7 @@ class FanOut:
     __slots__ = (
         "_batches",
         "_concurrency",
-        "_packer",
         "_progress",
-        "_recipients",
         "_results",
         "_sender",
         "_stack",
@@ -203,29 +227,18 @@ class FanOut:
     def __init__(
         self,
         sender: Sender,
-        packer: Packer | None,
-        recipients: Iterable[str] | AsyncIterable[str],
+        batches: Iterable[list[str]] | AsyncIterable[list[str]],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[SendResult], object] | None = None,
     ) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ValidationError("concurrency", f"must be a positive int, got {concurrency!r}")
-        if isinstance(recipients, str | bytes):
-            raise ValidationError("to", "must be an iterable of ids, not a single string")
-        self._sender, self._packer, self._recipients = sender, packer, recipients
-        self._batches: Iterable[list[str]] | None = None
+        self._sender, self._batches = sender, batches
         self._concurrency, self._progress = concurrency, progress
         self._stack: AsyncExitStack | None = None
         self._results: ObjectReceiveStream[SendResult | AgoraChatError] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-
-    @classmethod
-    def of_batches(cls, sender: Sender, batches: Iterable[list[str]]) -> FanOut:
-        """A fan-out of batches packed in advance (``send_*_message`` packs up front)."""
-        fan_out = cls(sender, None, ())
-        fan_out._batches = batches
-        return fan_out
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
@@ -286,28 +299,20 @@ class FanOut:
         results: ObjectSendStream[SendResult | AgoraChatError],
     ) -> None:
         async with batches, results:
-            if self._batches is not None:
-                for batch in self._batches:
-                    await batches.send(batch)
-                return
-            assert self._packer is not None  # noqa: S101 - set unless _batches is
             try:
-                index = 0
-                if isinstance(self._recipients, AsyncIterable):
-                    async for recipient in self._recipients:
-                        for batch in self._packer.add(check_id(f"to[{index}]", recipient), index):
-                            await batches.send(batch)
-                        index += 1
+                if isinstance(self._batches, AsyncIterable):
+                    async for batch in self._batches:
+                        await batches.send(batch)
                 else:
-                    for recipient in self._recipients:
-                        for batch in self._packer.add(check_id(f"to[{index}]", recipient), index):
-                            await batches.send(batch)
-                        index += 1
-                last = self._packer.flush()
-                if last is not None:
-                    await batches.send(last)
-            except AgoraChatError as error:
+                    for batch in self._batches:
+                        await batches.send(batch)
+            except AgoraChatError as error:  # an invalid id, found while reading the input
                 await results.send(error)
+            finally:
+                aclose = getattr(self._batches, "aclose", None)
+                if aclose is not None:  # our lazy packer: finish it now, not at shutdown
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
 
     async def _work(
         self,
