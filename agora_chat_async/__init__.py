@@ -42,6 +42,7 @@ from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
 from ._fanout import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from ._fanout import FanOut as FanOut
+from ._fanout import MessageOptions as MessageOptions
 from ._files import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._history import HistoryStream as HistoryStream
 from ._limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
@@ -117,6 +118,7 @@ __all__ = [
     "LimiterUnavailableError",
     "LimiterWait",
     "LocationBody",
+    "MessageOptions",
     "NotFoundError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import IO, Any, Final, Literal, Self, final
+from typing import IO, Final, Literal, Self, Unpack, final
 from urllib.parse import quote
 
 import httpx
@@ -22,7 +22,6 @@ from ._auth import Auth
 from ._batching import check_content_size, pack_recipients
 from ._clock import Clock, SystemClock
 from ._converter import (
-    BODY_TYPES,
     DeleteConversationRequest,
     DeleteConversationResponse,
     HistoryLinkResponse,
@@ -30,8 +29,8 @@ from ._converter import (
     ImportResponse,
     RecallRequest,
     RecallResponse,
-    SendMessageRequest,
     UploadResponse,
+    body_type,
     dumps,
 )
 from ._events import EventHook
@@ -40,7 +39,7 @@ from ._exceptions import (
     OutcomeUnknownError,
     ValidationError,
 )
-from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender, packed
+from ._fanout import DEFAULT_CONCURRENCY, FanOut, MessageOptions, Sender, packed
 from ._files import FileSource, open_upload, save
 from ._history import HistoryStream
 from ._limits import Limiter, LimitName, Priority, RateLimits, SlidingWindowLimiter
@@ -60,7 +59,7 @@ from ._request import Request
 from ._responses import ResponseBody, unreadable
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._transport import HTTPTransport
-from ._validate import check_aware, check_choice, check_id, check_mapping, recipients, to_millis
+from ._validate import check_aware, check_choice, check_id, recipients, to_millis
 from ._version import __version__
 
 __all__ = ["DEFAULT_TIMEOUT", "AgoraChatClient"]
@@ -218,13 +217,8 @@ class AgoraChatClient:
         to: str | Iterable[str],
         body: Body,
         *,
-        sender: str | None = None,
-        ext: Mapping[str, Any] | None = None,
-        sync_device: bool = False,
-        online_only: bool = False,
-        msg_timestamp: datetime | int | None = None,
-        retry_unknown: bool = False,
         priority: Priority = "interactive",
+        **options: Unpack[MessageOptions],
     ) -> SendResult:
         """Send one message to users (``POST /messages/users``).
 
@@ -237,47 +231,25 @@ class AgoraChatClient:
         Args:
             to: one user id or an iterable of them.
             body: the message: :class:`TextBody`, :class:`ImageBody`, ... .
-            sender: the ``from`` user; the service uses ``admin`` when omitted.
-            ext: extension fields (a JSON object); never sent as ``null``.
-            sync_device: also deliver to the sender's other devices.
-            online_only: deliver only to users online now (``routetype: ROUTE_ONLINE``).
-            msg_timestamp: the message time, an aware ``datetime`` or Unix milliseconds.
-            retry_unknown: also retry requests whose outcome is unknown (read timeouts,
-                500s), accepting that a recipient may receive the message twice.
             priority: ``"interactive"`` (someone is waiting: it never queues behind
                 bulk work) or ``"bulk"`` (a campaign: it leaves the interactive
                 headroom free, like :meth:`fan_out`).
+            **options: the :class:`MessageOptions` (``sender``, ``ext``,
+                ``sync_device``, ``online_only``, ``msg_timestamp``, ``retry_unknown``).
 
         Raises:
             ValidationError: an argument is invalid (nothing was sent), including
                 a body plus ext over 3000 bytes.
         """
-        return await self._send(
-            "users",
-            to,
-            body,
-            sender=sender,
-            ext=ext,
-            sync_device=sync_device,
-            online_only=online_only,
-            msg_timestamp=msg_timestamp,
-            level=None,
-            retry_unknown=retry_unknown,
-            priority=priority,
-        )
+        return await self._send("users", to, body, None, priority=priority, options=options)
 
     async def send_group_message(
         self,
         to: str | Iterable[str],
         body: Body,
         *,
-        sender: str | None = None,
-        ext: Mapping[str, Any] | None = None,
-        sync_device: bool = False,
-        online_only: bool = False,
-        msg_timestamp: datetime | int | None = None,
-        retry_unknown: bool = False,
         priority: Priority = "interactive",
+        **options: Unpack[MessageOptions],
     ) -> SendResult:
         """Send one message to chat groups (``POST /messages/chatgroups``).
 
@@ -287,33 +259,16 @@ class AgoraChatClient:
         Raises:
             ValidationError: an argument is invalid; nothing was sent.
         """
-        return await self._send(
-            "groups",
-            to,
-            body,
-            sender=sender,
-            ext=ext,
-            sync_device=sync_device,
-            online_only=online_only,
-            msg_timestamp=msg_timestamp,
-            level=None,
-            retry_unknown=retry_unknown,
-            priority=priority,
-        )
+        return await self._send("groups", to, body, None, priority=priority, options=options)
 
     async def send_room_message(
         self,
         to: str | Iterable[str],
         body: Body,
         *,
-        sender: str | None = None,
-        ext: Mapping[str, Any] | None = None,
-        sync_device: bool = False,
-        online_only: bool = False,
-        msg_timestamp: datetime | int | None = None,
         level: RoomMessageLevel | None = None,
-        retry_unknown: bool = False,
         priority: Priority = "interactive",
+        **options: Unpack[MessageOptions],
     ) -> SendResult:
         """Send one message to chat rooms (``POST /messages/chatrooms``).
 
@@ -325,21 +280,7 @@ class AgoraChatClient:
         Raises:
             ValidationError: an argument is invalid; nothing was sent.
         """
-        if level is not None:
-            check_choice("level", level, _LEVELS)
-        return await self._send(
-            "rooms",
-            to,
-            body,
-            sender=sender,
-            ext=ext,
-            sync_device=sync_device,
-            online_only=online_only,
-            msg_timestamp=msg_timestamp,
-            level=level,
-            retry_unknown=retry_unknown,
-            priority=priority,
-        )
+        return await self._send("rooms", to, body, level, priority=priority, options=options)
 
     def fan_out(
         self,
@@ -347,23 +288,18 @@ class AgoraChatClient:
         body: Body,
         *,
         target: Literal["users", "groups", "rooms"] = "users",
-        sender: str | None = None,
-        ext: Mapping[str, Any] | None = None,
-        sync_device: bool = False,
-        online_only: bool = False,
-        msg_timestamp: datetime | int | None = None,
         level: RoomMessageLevel | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[SendResult], object] | None = None,
-        retry_unknown: bool = False,
+        **options: Unpack[MessageOptions],
     ) -> FanOut:
         """Send one message to an unbounded stream of users, groups or rooms.
 
         Recipients are read lazily from *to* (an iterable or an async iterable),
         packed into batches and sent by *concurrency* workers through the
-        limiter; the result is a :class:`FanOut`, an async iterator of one
-        :class:`SendResult` per request, in completion order. Memory does not
-        grow with the number of recipients. Unlike ``send_*_message``, it does
+        limiter, as bulk work; the result is a :class:`FanOut`, an async iterator
+        of one :class:`SendResult` per request, in completion order. Memory does
+        not grow with the number of recipients. Unlike ``send_*_message``, it does
         not remove duplicate ids (that would need memory for all of them)::
 
             async with client.fan_out(read_ids(), TextBody(msg="hi")) as results:
@@ -372,31 +308,16 @@ class AgoraChatClient:
 
         Leaving the block early cancels the requests still waiting or running.
         *progress*, if given, is called with each result as it is yielded.
-        ``retry_unknown=True`` also retries requests whose outcome is unknown
-        (a read timeout, a 500), accepting that a recipient may get the
-        message twice.
+        *options* are the :class:`MessageOptions`; ``retry_unknown=True`` also
+        retries requests whose outcome is unknown (a read timeout, a 500),
+        accepting that a recipient may get the message twice.
 
         Raises:
             ValidationError: an argument is invalid (before anything is sent), or,
                 while iterating, a recipient id is invalid.
         """
         kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
-        if level is not None:
-            check_choice("level", level, _LEVELS)
-            if kind != "rooms":
-                raise ValidationError("level", "applies to chat room messages only")
-        sending = self._sender(
-            kind,
-            body,
-            sender=sender,
-            ext=ext,
-            sync_device=sync_device,
-            online_only=online_only,
-            msg_timestamp=msg_timestamp,
-            level=level,
-            retry_unknown=retry_unknown,
-            priority="bulk",
-        )
+        sending = self._sender(kind, body, level, "bulk", options)
         if isinstance(to, str | bytes):
             raise ValidationError("to", "must be an iterable of ids, not a single string")
         batches = packed(to, sending.packer(self._limiter.rate_limits))
@@ -406,36 +327,22 @@ class AgoraChatClient:
         self,
         kind: LimitName,
         body: Body,
-        *,
-        sender: str | None,
-        ext: Mapping[str, Any] | None,
-        sync_device: bool,
-        online_only: bool,
-        msg_timestamp: datetime | int | None,
         level: str | None,
-        retry_unknown: bool,
         priority: Priority,
+        options: MessageOptions,
     ) -> Sender:
-        template = SendMessageRequest(
-            to=[],
-            type=_body_type(body),
-            body=body,
-            sender=check_id("sender", sender) if sender is not None else None,
-            sync_device=True if sync_device else None,
-            routetype="ROUTE_ONLINE" if online_only else None,
-            ext=check_mapping("ext", ext) if ext is not None else None,
-            msg_timestamp=to_millis("msg_timestamp", msg_timestamp)
-            if msg_timestamp is not None
-            else None,
-            chatroom_msg_level=level,
-        )
-        return Sender(
+        if level is not None:
+            check_choice("level", level, _LEVELS)
+            if kind != "rooms":
+                raise ValidationError("level", "applies to chat room messages only")
+        return Sender.for_message(
             self._pipeline,
             kind,
-            template,
-            retry_unknown=retry_unknown,
-            on_event=self._on_event,
+            body,
+            options,
+            level=level,
             priority=priority,
+            on_event=self._on_event,
         )
 
     async def _send(
@@ -443,29 +350,13 @@ class AgoraChatClient:
         kind: LimitName,
         to: str | Iterable[str],
         body: Body,
-        *,
-        sender: str | None,
-        ext: Mapping[str, Any] | None,
-        sync_device: bool,
-        online_only: bool,
-        msg_timestamp: datetime | int | None,
         level: str | None,
-        retry_unknown: bool,
+        *,
         priority: Priority,
+        options: MessageOptions,
     ) -> SendResult:
         targets = recipients("to", to)
-        sending = self._sender(
-            kind,
-            body,
-            sender=sender,
-            ext=ext,
-            sync_device=sync_device,
-            online_only=online_only,
-            msg_timestamp=msg_timestamp,
-            level=level,
-            retry_unknown=retry_unknown,
-            priority=priority,
-        )
+        sending = self._sender(kind, body, level, priority, options)
         # Pack up front: an id that can never fit is refused before anything is sent, and
         # a single request (the web handler's case) skips the fan-out machinery.
         packer = sending.packer(self._limiter.rate_limits)
@@ -782,7 +673,7 @@ class AgoraChatClient:
         request = ImportMessageRequest(
             sender=check_id("sender", sender),
             target=check_id("target", target),
-            type=_body_type(body),
+            type=body_type(body),
             body=body,
             is_ack_read=is_ack_read,
             msg_timestamp=to_millis("msg_timestamp", msg_timestamp)
@@ -795,17 +686,6 @@ class AgoraChatClient:
             Request(method="POST", path=path, json=request, idempotent=False), ImportResponse
         )
         return ImportedMessage(answer.message_id)
-
-
-def _body_type(body: object) -> str:
-    kind = getattr(type(body), "type", None)
-    if not isinstance(kind, str) or BODY_TYPES.get(kind) is not type(body):
-        raise ValidationError(
-            "body",
-            f"must be TextBody, ImageBody, AudioBody, VideoBody, FileBody, "
-            f"LocationBody, CmdBody or CustomBody; got {type(body).__name__}",
-        )
-    return kind
 
 
 def _history_hour(hour: datetime | str) -> str:

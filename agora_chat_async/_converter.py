@@ -306,6 +306,22 @@ def _recall(conv: cattrs.Converter, obj: Mapping[str, Any]) -> RecallResponse:
     return RecallResponse(entries=tuple(entries))
 
 
+def body_type(body: object) -> str:
+    """The wire ``type`` of a public body.
+
+    Raises:
+        ValidationError: *body* is not one of the public body classes.
+    """
+    kind = getattr(type(body), "type", None)
+    if not isinstance(kind, str) or BODY_TYPES.get(kind) is not type(body):
+        raise ValidationError(
+            "body",
+            f"must be TextBody, ImageBody, AudioBody, VideoBody, FileBody, "
+            f"LocationBody, CmdBody or CustomBody; got {type(body).__name__}",
+        )
+    return kind
+
+
 def structure_body(data: Mapping[str, Any]) -> Body | UnknownBody:
     """Build a typed body from its wire form (which carries its ``type``).
 

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
+from datetime import datetime
 from types import TracebackType
-from typing import Final, Self, final
+from typing import Any, Final, Self, TypedDict, final
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ._batching import RECIPIENT_CAPS, Packer, SendEncoding
-from ._converter import SendMessageRequest
+from ._converter import SendMessageRequest, body_type
 from ._events import BatchSplit, EventHook
 from ._exceptions import (
     AgoraChatError,
@@ -46,12 +47,12 @@ from ._exceptions import (
     excerpt,
 )
 from ._limits import Claim, LimitName, Permit, Priority, RateLimits
-from ._models import SendResult
+from ._models import Body, SendResult
 from ._pipeline import Pipeline
 from ._request import Request
-from ._validate import check_id
+from ._validate import check_id, check_mapping, to_millis
 
-__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "Sender", "packed"]
+__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "MessageOptions", "Sender", "packed"]
 
 #: Requests in flight at once per fan-out.
 DEFAULT_CONCURRENCY: Final = 4
@@ -62,6 +63,30 @@ SEND_PATHS: Final[Mapping[LimitName, str]] = {
 }
 # After one of these, the remaining batches of a send would fail the same way: stop sending.
 _FATAL: Final = (AuthenticationError, ClientClosedError, NotFoundError, QuotaExhaustedError)
+
+
+class MessageOptions(TypedDict, total=False):
+    """The options of every send, beside its recipients, body and priority.
+
+    Given as keywords: ``send_user_message(ids, body, sender="bot", ext={...})``.
+    """
+
+    sender: str | None
+    """The ``from`` user; the service uses ``admin`` when omitted."""
+    ext: Mapping[str, Any] | None
+    """Extension fields (a JSON object); never sent as ``null``."""
+    sync_device: bool
+    """Also deliver to the sender's other devices."""
+    online_only: bool
+    """Deliver only to users online now (``routetype: ROUTE_ONLINE``)."""
+    msg_timestamp: datetime | int | None
+    """The message time, an aware ``datetime`` or Unix milliseconds."""
+    retry_unknown: bool
+    """Also retry requests whose outcome is unknown (read timeouts, 500s), accepting
+    that a recipient may receive the message twice."""
+
+
+_OPTIONS: Final = frozenset(MessageOptions.__annotations__)
 
 
 @final
@@ -92,6 +117,51 @@ class Sender:
         self._retry_unknown, self._on_event = retry_unknown, on_event
         self._fatal: AgoraChatError | None = None
         self._encoding = SendEncoding(template)
+
+    @classmethod
+    def for_message(
+        cls,
+        pipeline: Pipeline,
+        kind: LimitName,
+        body: Body,
+        options: MessageOptions,
+        *,
+        level: str | None = None,
+        priority: Priority = "interactive",
+        on_event: EventHook | None = None,
+    ) -> Sender:
+        """The sender of *body* with *options* to recipients of *kind*.
+
+        Raises:
+            ValidationError: an unknown option, or an invalid body or option.
+        """
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ValidationError(
+                unknown[0],
+                f"is not a message option; the options are {', '.join(sorted(_OPTIONS))}",
+            )
+        sender, ext = options.get("sender"), options.get("ext")
+        timestamp = options.get("msg_timestamp")
+        template = SendMessageRequest(
+            to=[],
+            type=body_type(body),
+            body=body,
+            sender=check_id("sender", sender) if sender is not None else None,
+            sync_device=True if options.get("sync_device") else None,
+            routetype="ROUTE_ONLINE" if options.get("online_only") else None,
+            ext=check_mapping("ext", ext) if ext is not None else None,
+            msg_timestamp=to_millis("msg_timestamp", timestamp) if timestamp is not None else None,
+            chatroom_msg_level=level,
+        )
+        return cls(
+            pipeline,
+            kind,
+            template,
+            retry_unknown=bool(options.get("retry_unknown", False)),
+            on_event=on_event,
+            priority=priority,
+        )
 
     def packer(self, rate_limits: RateLimits) -> Packer:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""

@@ -411,3 +411,12 @@ async def test_a_single_recipient_that_makes_the_request_too_large_is_refused(cl
     with pytest.raises(ValidationError, match=r"to\[0\].*5000"):
         await client.send_user_message("u" * 2500, TextBody(msg="x" * 2900))
     assert route.call_count == 0
+
+
+async def test_an_unknown_message_option_is_refused_not_ignored(client, api):
+    route = api.post("/messages/users")
+    with pytest.raises(ValidationError, match=r"^sendr: is not a message option; the options"):
+        await client.send_user_message("u1", TextBody(msg="hi"), sendr="bot")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=r"^colour: is not a message option"):
+        client.fan_out(["u1"], TextBody(msg="hi"), colour="red")  # type: ignore[call-arg]
+    assert not route.called
