@@ -45,14 +45,8 @@ from ._fanout import FanOut as FanOut
 from ._fanout import MessageOptions as MessageOptions
 from ._files import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._history import HistoryStream as HistoryStream
-from ._limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
-from ._limits import Claim as Claim
 from ._limits import Limiter as Limiter
-from ._limits import LimitName as LimitName
 from ._limits import Permit as Permit
-from ._limits import Priority as Priority
-from ._limits import Rate as Rate
-from ._limits import RateLimits as RateLimits
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
 from ._models import AudioBody as AudioBody
 from ._models import Body as Body
@@ -73,6 +67,12 @@ from ._models import TextBody as TextBody
 from ._models import UnknownBody as UnknownBody
 from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
+from ._rates import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
+from ._rates import Claim as Claim
+from ._rates import LimitName as LimitName
+from ._rates import Priority as Priority
+from ._rates import Rate as Rate
+from ._rates import RateLimits as RateLimits
 from ._redis_limiter import RedisLimiter as RedisLimiter
 from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
 from ._retry import RetryPolicy as RetryPolicy

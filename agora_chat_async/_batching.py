@@ -19,7 +19,7 @@ import attrs
 
 from ._converter import SendMessageRequest, converter, encode_json
 from ._exceptions import ValidationError
-from ._limits import LimitName
+from ._rates import LimitName
 
 __all__ = [
     "MAX_CONTENT_BYTES",

@@ -46,9 +46,10 @@ from ._exceptions import (
     ValidationError,
     excerpt,
 )
-from ._limits import Claim, LimitName, Permit, Priority, RateLimits
+from ._limits import Permit
 from ._models import Body, SendResult
 from ._pipeline import Pipeline
+from ._rates import Claim, LimitName, Priority, RateLimits
 from ._request import Request
 from ._validate import check_id, check_mapping, to_millis
 

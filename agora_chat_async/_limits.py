@@ -111,14 +111,14 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import Any, final
 
 import anyio
 import attrs
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ValidationError
-from ._validate import fraction, non_negative, positive, positive_int
+from ._rates import DEFAULT_RATE_LIMITS, Claim, LimitName, Priority, Rate, RateLimits
 from ._window_rules import (
     JITTER_TOLERANCE,
     Adaptation,
@@ -128,27 +128,13 @@ from ._window_rules import (
 )
 
 __all__ = [
-    "DEFAULT_RATE_LIMITS",
-    "LIMIT_NAMES",
-    "Claim",
-    "LimitName",
     "Limiter",
     "Permit",
-    "Priority",
-    "Rate",
-    "RateLimits",
     "SlidingWindowLimiter",
     "check_claims",
     "check_units",
     "is_bulk",
-    "scaled_limits",
 ]
-
-LimitName: TypeAlias = Literal["users", "groups", "rooms", "send_calls", "other"]
-#: Who is waiting: a request a person waits for, or work sent in bulk (``fan_out``).
-Priority: TypeAlias = Literal["interactive", "bulk"]
-#: One limit a request must respect, and how many of its units the request uses.
-Claim: TypeAlias = tuple[LimitName, int]
 
 
 def check_units(name: str, units: int, rate: Rate) -> None:
@@ -189,80 +175,6 @@ def is_bulk(priority: Priority) -> bool:
     if priority not in ("interactive", "bulk"):
         raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
     return priority == "bulk"
-
-
-@final
-@attrs.frozen
-class Rate:
-    """At most ``limit`` units in any interval of ``per`` seconds.
-
-    >>> Rate(6000, per=60)
-    Rate(limit=6000, per=60)
-    """
-
-    limit: int = attrs.field(validator=positive_int)
-    per: float = attrs.field(validator=positive)
-
-
-def _is_rate(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, Rate):
-        raise ValidationError(
-            attribute.name, f"must be a Rate, for example Rate(6000, per=60); got {value!r}"
-        )
-
-
-def _is_rate_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _is_rate(instance, attribute, value)
-
-
-@final
-@attrs.frozen(kw_only=True)
-class RateLimits:
-    """The documented per-app-key limits, one :class:`Rate` per limit name.
-
-    The defaults are the documented quotas. Lower them when the app key is
-    shared with another service, and widen ``margin`` (seconds added to every
-    window) on a network with a lot of jitter::
-
-        RateLimits(users=Rate(3000, per=60), margin=0.05)
-
-    ``send_calls=None`` drops the call-rate limit on sends.
-    """
-
-    users: Rate = attrs.field(default=Rate(6000, per=60), validator=_is_rate)
-    groups: Rate = attrs.field(default=Rate(20, per=1), validator=_is_rate)
-    rooms: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
-    other: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
-    send_calls: Rate | None = attrs.field(default=Rate(100, per=1), validator=_is_rate_or_none)
-    margin: float = attrs.field(default=0.02, validator=non_negative)
-    bulk_headroom: float = attrs.field(default=0.01, validator=fraction)
-    """The fraction of every limit that bulk work always leaves free for interactive
-    requests; 0 for a process that never sends anything but bulk work."""
-    bulk_min_share: float = attrs.field(default=0.5, validator=fraction)
-    """While bulk work waits, interactive requests may use at most ``1 - bulk_min_share``
-    of a window, so that a flood of them never starves bulk work."""
-
-    def rate(self, name: LimitName) -> Rate | None:
-        """The :class:`Rate` for the limit called *name*, or ``None`` when it is off."""
-        rate: Rate | None = getattr(self, name)
-        return rate
-
-
-#: The documented quotas and a 20 ms margin.
-DEFAULT_RATE_LIMITS: Final = RateLimits()
-LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
-
-
-def scaled_limits(limits: RateLimits, fraction: float) -> RateLimits:
-    """*limits* with every limit multiplied by *fraction* (at least 1 unit; windows kept)."""
-    scaled: dict[str, Rate | None] = {}
-    for name in LIMIT_NAMES:
-        rate = limits.rate(name)
-        scaled[name] = (
-            None if rate is None else Rate(max(1, math.floor(rate.limit * fraction)), per=rate.per)
-        )
-    return attrs.evolve(limits, **scaled)  # type: ignore[arg-type]
 
 
 @attrs.define(slots=True, eq=False)

@@ -45,8 +45,9 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._limits import Claim, Limiter, LimitName, Permit, Priority
+from ._limits import Limiter, Permit
 from ._logging import install_redaction, logger
+from ._rates import Claim, LimitName, Priority
 from ._request import Request
 from ._responses import (
     AMBIGUOUS_STATUSES,

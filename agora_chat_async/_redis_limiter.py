@@ -91,18 +91,20 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._exceptions import LimiterUnavailableError, ValidationError
 from ._limits import (
-    DEFAULT_RATE_LIMITS,
-    LIMIT_NAMES,
-    Claim,
     Limiter,
-    LimitName,
     Permit,
-    Priority,
-    RateLimits,
     SlidingWindowLimiter,
     check_claims,
     check_units,
     is_bulk,
+)
+from ._rates import (
+    DEFAULT_RATE_LIMITS,
+    LIMIT_NAMES,
+    Claim,
+    LimitName,
+    Priority,
+    RateLimits,
     scaled_limits,
 )
 from ._window_rules import Adaptation, effective_limit, lua_constants, settled_anchor

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 
-from ._limits import Claim, Priority
+from ._rates import Claim, Priority
 
 __all__ = ["Request", "safe_url"]
 

@@ -1,4 +1,4 @@
-"""The package's module graph: no runtime import cycle."""
+"""The package's module graph: no runtime import cycle, and at most one long module."""
 
 from __future__ import annotations
 
@@ -95,3 +95,14 @@ def test_the_walk_sees_a_cycle_when_there_is_one(tmp_path):
         "agora_chat_async",
         "agora_chat_async.a",
     }
+
+
+def test_at_most_one_module_is_over_600_lines_and_it_says_why():
+    long = {
+        module_name(p): p
+        for p in PACKAGE.rglob("*.py")
+        if len(p.read_text("utf-8").splitlines()) > 600
+    }
+    assert len(long) <= 1, sorted(long)
+    for path in long.values():
+        assert "over 600 lines" in path.read_text("utf-8")[:2000]

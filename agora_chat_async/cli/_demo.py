@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 
 from .._exceptions import AgoraChatError, OutcomeUnknownError
-from .._limits import RateLimits
 from .._models import SendResult, TextBody
+from .._rates import RateLimits
 from ._progress import Update, progress_bars
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._limits import RateLimits, scaled_limits
+from .._rates import RateLimits, scaled_limits
 from ._faults import Faults
 
 

@@ -12,7 +12,7 @@ import abc
 from collections import deque
 from typing import Final, Literal, TypeAlias, final
 
-from .._limits import Rate
+from .._rates import Rate
 
 __all__ = ["Counter", "PeakTracker", "Policy", "make_counter"]
 

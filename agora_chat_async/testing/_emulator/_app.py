@@ -36,7 +36,8 @@ from ..._auth import Auth, StaticToken
 from ..._client import AgoraChatClient
 from ..._clock import Clock
 from ..._events import EventHook
-from ..._limits import DEFAULT_RATE_LIMITS, LIMIT_NAMES, Limiter, Rate, RateLimits
+from ..._limits import Limiter
+from ..._rates import DEFAULT_RATE_LIMITS, LIMIT_NAMES, Rate, RateLimits
 from ..._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._asgi import (
     ASGIReceive,
