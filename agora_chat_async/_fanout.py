@@ -136,8 +136,8 @@ class Sender:
         Raises:
             ValidationError: an unknown option, or an invalid body or option.
         """
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
+        if not _OPTIONS.issuperset(options):
+            unknown = sorted(set(options) - _OPTIONS)
             raise ValidationError(
                 unknown[0],
                 f"is not a message option; the options are {', '.join(sorted(_OPTIONS))}",

@@ -10,7 +10,7 @@ It reads as three layers, as httpx's ``_send_handling_auth`` -> ``_send_single_r
 
 - **Permits**: :meth:`Limiter.acquire` with the request's claims (recipients or
   targets and one call for sends, one call elsewhere) before every attempt. One
-  attempt owns its permit (:func:`_attempt`): settled when the answer arrives,
+  attempt owns its permit (:class:`_Attempt`): settled when the answer arrives,
   refunded when the request never reached the server or was refused for a rate limit
   (the server did not count it either), and the limit it pressed on adapts.
 - **Answers**: ``_responses.py`` decodes successes and maps errors; the I/O layer
@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Protocol, TypeVar, final
 
 import attrs
@@ -87,19 +87,28 @@ def _exceeded(claims: tuple[Claim, ...], binding: LimitName | None) -> tuple[Cla
     return claims[:1]
 
 
-@contextmanager
-def _attempt(permit: Permit | None) -> Iterator[None]:
+@final
+class _Attempt:
     """One attempt's permit: settled once the attempt is over (its answer counted, if it
-    was), refunded if the request never reached the server."""
-    if permit is None:
-        yield
-        return
-    try:
-        yield
-    except (ConnectError, ClientClosedError):
-        permit.refund()
-        raise
-    finally:
+    was), refunded if the request never reached the server. A class, not a generator:
+    it runs on every request."""
+
+    __slots__ = ("_permit",)
+
+    def __init__(self, permit: Permit | None) -> None:
+        self._permit = permit
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
+        permit = self._permit
+        if permit is None:
+            return
+        if kind is not None and issubclass(kind, ConnectError | ClientClosedError):
+            permit.refund()  # nothing was sent
         permit.settle()  # a no-op after a refund
 
 
@@ -349,7 +358,7 @@ class Pipeline:
                     request.claims, where=request.where, priority=request.priority
                 )
         started = time.perf_counter()
-        with _attempt(permit):
+        with _Attempt(permit):
             response = await self._transport.send(request, token)
         if permit is not None:
             try:

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,19 @@ def emulator_process(*args: str) -> Iterator[str]:
     On Linux the server runs on the second core and the benchmark on the first, so that
     the two do not take turns on the same core and the client's cost is what is measured.
     """
+    with emulator_with_pid(*args) as (url, _):
+        yield url
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def emulator_with_pid(*args: str) -> Iterator[tuple[str, int]]:
+    """:func:`emulator_process`, yielding the server's process id too."""
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "agora_chat_async.testing", "--port", str(port), *args],
@@ -49,7 +63,7 @@ def emulator_process(*args: str) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the emulator did not start") from None
                 time.sleep(0.05)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -30,7 +30,14 @@ import anyio
 import anyio.streams.buffered
 import attrs
 import httpx
-from _harness import AiolimiterBaseline, emulator_process, reset, stats
+from _harness import (
+    AiolimiterBaseline,
+    cpu_seconds,
+    emulator_process,
+    emulator_with_pid,
+    reset,
+    stats,
+)
 from _timeline import delivery_times, sustained_use
 
 from agora_chat_async import (
@@ -657,6 +664,63 @@ async def memory_run(url: str, recipients: int) -> dict[str, Any]:
     }
 
 
+async def overhead_section() -> str:
+    """The client's overhead over raw httpx, alone (the full run has it too)."""
+    with emulator_process("--unlimited") as url:
+        overhead = await overhead_run(url)
+    return "### Client overhead (unlimited server)\n\n" + table([overhead], OVERHEAD_COLUMNS)
+
+
+async def cpu_run(url: str, pid: int, sends: int = 3000) -> dict[str, Any]:
+    """Client and emulator CPU per request: *sends* single-recipient sends, 8 at a time,
+    through the whole pipeline, against an unlimited server (``--unlimited``)."""
+    huge = Rate(10**9, per=1)
+    limits = RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge, margin=0)
+    await reset(url)
+    async with AgoraChatClient(
+        url, "test-org", "test-app", auth=StaticToken("test-token"), rate_limits=limits
+    ) as client:
+        await client.send_user_message("warm-up", BODY)
+        client_before, server_before = time.process_time(), cpu_seconds(pid)
+        per_task = sends // 8
+
+        async def worker(task: int) -> None:
+            for index in range(per_task):
+                await client.send_user_message(f"cpu-{task}-{index}", BODY)
+
+        async with anyio.create_task_group() as tg:
+            for task in range(8):
+                tg.start_soon(worker, task)
+        client_cpu = time.process_time() - client_before
+        server_cpu = cpu_seconds(pid) - server_before
+    requests = per_task * 8
+    return {
+        "requests": requests,
+        "client CPU per request (us)": client_cpu / requests * 1e6,
+        "emulator CPU per request (us)": server_cpu / requests * 1e6,
+    }
+
+
+async def cpu_section(runs: int) -> str:
+    """*runs* repetitions of :func:`cpu_run`, each against a fresh emulator process."""
+    rows = []
+    for _ in range(runs):
+        with emulator_with_pid("--unlimited") as (url, pid):
+            rows.append(await cpu_run(url, pid))
+        print(rows[-1], file=sys.stderr, flush=True)
+    for row in rows:
+        row["server"] = "unlimited emulator"
+    return (
+        "### CPU per request (single-recipient sends, 8 at a time, unlimited server)\n\n"
+        + spread_table(
+            rows,
+            ["server", "requests", "client CPU per request (us)", "emulator CPU per request (us)"],
+            ["server"],
+        )
+        + "\n"
+    )
+
+
 OVERHEAD_COLUMNS = [
     "sends",
     "concurrency",
@@ -745,15 +809,15 @@ SHARED_COLUMNS = [
 async def shared_quota_section(quick: bool) -> str:
     """Four worker processes, one app key: one RedisLimiter, then one limiter each."""
     windows = 4 if quick else 10
-    with RedisServer() as redis_server:
-        rows = []
-        for mode, headroom in (("redis", None), ("redis", 0.0), ("local", None)):
-            with emulator_process("--time-scale", "20") as url:
-                rows.append(
-                    await shared_quota_run(
-                        url, redis_server.url, mode, windows=windows, headroom=headroom
-                    )
+    rows = []
+    for mode, headroom in (("redis", None), ("redis", 0.0), ("local", None)):
+        # A fresh Redis for each run: one run's last window must not count against the next.
+        with RedisServer() as redis_server, emulator_process("--time-scale", "20") as url:
+            rows.append(
+                await shared_quota_run(
+                    url, redis_server.url, mode, windows=windows, headroom=headroom
                 )
+            )
     return "### Shared quota: 4 worker processes, one app key (users, time scale 20)\n\n" + table(
         rows, SHARED_COLUMNS
     )
@@ -762,14 +826,16 @@ async def shared_quota_section(quick: bool) -> str:
 async def main(
     quick: bool, only: str | None = None, runs: int = 20, picture: Path | None = None
 ) -> str:
-    if only == "shared":
-        return await shared_quota_section(quick) + "\n"
-    if only == "cold-start":
-        return await cold_start_section(runs)
-    if only == "stricter":
-        return await stricter_section(runs)
-    if only == "mixed":
-        return await mixed_section(runs, picture)
+    sections = {
+        "shared": lambda: shared_quota_section(quick),
+        "cold-start": lambda: cold_start_section(runs),
+        "stricter": lambda: stricter_section(runs),
+        "mixed": lambda: mixed_section(runs, picture),
+        "cpu": lambda: cpu_section(runs),
+        "overhead": overhead_section,
+    }
+    if only in sections:
+        return (await sections[only]()).rstrip("\n") + "\n"
     scenarios = QUICK if quick else SCENARIOS
     if only is not None:
         scenarios = {only: scenarios[only]}
@@ -833,7 +899,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument(
         "--only",
-        choices=(*SCENARIOS, "shared", "cold-start", "stricter", "mixed"),
+        choices=(*SCENARIOS, "shared", "cold-start", "stricter", "mixed", "cpu", "overhead"),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )
     parser.add_argument(

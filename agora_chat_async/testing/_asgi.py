@@ -3,6 +3,14 @@
 The emulator has no web framework dependency. :class:`HTTPRequest` is what a
 handler reads, :class:`HTTPResponse` what it returns; :func:`read_request`
 and :func:`send_response` move them over an ASGI connection.
+
+Why not Starlette: the emulator needs the raw, still percent-encoded path (an id
+holding ``/`` is one segment; Starlette routes on the decoded path), a body refused
+as soon as it passes the cap instead of after it is buffered, and a connection dropped
+after the response head (a fault), all of which a framework makes awkward. Why not
+python-multipart: the body is already read whole and capped by then, which leaves
+nothing for a streaming parser to add; the standard library's email parser splits the
+form, and the ``testing`` extra stays uvicorn alone.
 """
 
 from __future__ import annotations
