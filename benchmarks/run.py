@@ -79,6 +79,18 @@ def limit_refusals(record: dict[str, Any]) -> int:
     return sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
 
 
+def client_options(limits: RateLimits, clock: ScaledClock, *, baseline: bool) -> dict[str, Any]:
+    """The client's options: the library's limiter over *limits*, or the aiolimiter
+    baseline sized like them, without retries."""
+    if baseline:
+        return {
+            "clock": clock,
+            "limiter": AiolimiterBaseline(limits, clock.scale),
+            "retry": RetryPolicy(attempts=0, rate_limit_budget=0),
+        }
+    return {"clock": clock, "rate_limits": limits}
+
+
 async def quota_run(
     url: str,
     target: str,
@@ -100,12 +112,7 @@ async def quota_run(
     assert rate is not None
     count = rate.limit * windows
     clock = ScaledClock(scale)
-    options: dict[str, Any] = {"clock": clock}
-    if baseline:
-        options["limiter"] = AiolimiterBaseline(limits, scale)
-        options["retry"] = RetryPolicy(attempts=0, rate_limit_budget=0)
-    else:
-        options["rate_limits"] = limits
+    options = client_options(limits, clock, baseline=baseline)
     await reset(url)
     async with AgoraChatClient(
         url, "test-org", "test-app", auth=StaticToken("test-token"), **options
@@ -397,13 +404,7 @@ async def mixed_run(url: str, *, baseline: bool = False) -> tuple[dict[str, Any]
     itself), as a share of the 60 s window. Returns the row and what the picture needs.
     """
     clock = ScaledClock(MIXED_SCALE)
-    limits = RateLimits(margin=0.05 * MIXED_SCALE)
-    options: dict[str, Any] = {"clock": clock}
-    if baseline:
-        options["limiter"] = AiolimiterBaseline(limits, MIXED_SCALE)
-        options["retry"] = RetryPolicy(attempts=0, rate_limit_budget=0)
-    else:
-        options["rate_limits"] = limits
+    options = client_options(RateLimits(margin=0.05 * MIXED_SCALE), clock, baseline=baseline)
     await reset(url)
     waits: list[tuple[float, float]] = []
     failed = 0

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Final
 
 from .._asgi import HTTPRequest, HTTPResponse, json_response, parse_multipart
 from ._history import hour_of
-from ._rules import Problem, check_body, check_message, invalid, read_json, unauthorized
+from ._rules import (
+    Problem,
+    check_body,
+    check_message,
+    invalid,
+    read_json,
+    require_strings,
+    unauthorized,
+)
 from ._state import PLAN_REFUSAL, Delivery, Imported, StoredFile
 
 if TYPE_CHECKING:
@@ -153,9 +161,7 @@ async def import_message(
 ) -> HTTPResponse:
     emulator.authenticate(request)
     data = read_json(request)
-    for field in ("from", "target"):
-        if not isinstance(data.get(field), str) or not data[field]:
-            raise invalid(f"{field} is required and must be a non-empty string")
+    require_strings(data, "from", "target")
     check_body(data, emulator.max_content_bytes)
     for field in ("is_ack_read", "need_download"):
         if field in data and not isinstance(data[field], bool):
@@ -186,9 +192,7 @@ async def recall(
 ) -> HTTPResponse:
     emulator.authenticate(request)
     data = read_json(request)
-    for field in ("msg_id", "to"):
-        if not isinstance(data.get(field), str) or not data[field]:
-            raise invalid(f"{field} is required and must be a non-empty string")
+    require_strings(data, "msg_id", "to")
     if data.get("chat_type") not in ("chat", "groupchat", "chatroom"):
         raise invalid("chat_type must be chat, groupchat or chatroom")
     if not isinstance(data.get("force"), bool):

@@ -22,6 +22,7 @@ __all__ = [
     "compact",
     "invalid",
     "read_json",
+    "require_strings",
     "unauthorized",
 ]
 
@@ -64,6 +65,13 @@ def unauthorized(description: str) -> Problem:
 
 def compact(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def require_strings(data: Mapping[str, Any], *fields: str) -> None:
+    """Each of *fields* is a required, non-empty string, or a 400 naming it."""
+    for field in fields:
+        if not isinstance(data.get(field), str) or not data[field]:
+            raise invalid(f"{field} is required and must be a non-empty string")
 
 
 def read_json(request: HTTPRequest) -> dict[str, Any]:
