@@ -234,6 +234,28 @@ class RedisLimiter(Limiter):
         self._reports: list[tuple[int, str, int]] = []
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
+        self._owns_redis = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisLimiter:
+        """A limiter on a Redis client of its own, made from *url* and closed by :meth:`aclose`.
+
+        ``RedisLimiter.from_url("redis://redis.internal:6379/0", rate_limits=limits)``; the
+        *options* are those of the constructor.
+
+        Raises:
+            ValidationError: an option is out of range, or *url* is not a Redis URL.
+            ImportError: redis-py is not installed (``pip install 'agora-chat-async[redis]'``).
+        """
+        import redis.asyncio
+
+        try:
+            client = redis.asyncio.from_url(url)
+        except ValueError as exc:
+            raise ValidationError("redis_url", f"is not a Redis URL ({exc})") from None
+        limiter = cls(client, **options)
+        limiter._owns_redis = True
+        return limiter
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self._rate_limits!r}, app_key={self._app_key!r})"
@@ -528,11 +550,17 @@ class RedisLimiter(Limiter):
         return eff, hold, float(now)
 
     async def aclose(self) -> None:
-        """Carry queued late answers, refunds and penalties to Redis; the client stays open."""
-        if not self._queued:
-            return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
-            try:
-                await self._decide([])
-            except LimiterUnavailableError:
-                logger.warning("could not return unused capacity to Redis before closing")
+        """Carry queued late answers, refunds and penalties to Redis; the Redis client
+        stays open, unless the limiter made it (:meth:`from_url`)."""
+        try:
+            if self._queued:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
+                    try:
+                        await self._decide([])
+                    except LimiterUnavailableError:
+                        logger.warning("could not return unused capacity to Redis before closing")
+        finally:
+            if self._owns_redis:
+                self._owns_redis = False
+                with anyio.CancelScope(shield=True):
+                    await self._redis.aclose()

@@ -331,3 +331,52 @@ def test_upload_download_recall_history_and_delete(served, tmp_path, capsys):
     assert any(record["to"] == "bob" for record in records)
     assert main(["history", hour, "--table"], env=env) == 0
     assert "history" in capsys.readouterr().out
+
+
+def test_rate_limits_parse_any_subset_and_keep_the_rest():
+    from agora_chat_async import Rate, RateLimits
+    from agora_chat_async.cli._settings import CliError, parse_rate_limits
+
+    limits = parse_rate_limits("users=6000/6, groups=40/1")
+    assert limits == RateLimits(users=Rate(6000, per=6), groups=Rate(40, per=1))
+    assert limits.rooms == RateLimits().rooms
+    for text in ("users=6000", "users=x/60", "people=1/1", "users=1/1,users=2/1", "users=0/60"):
+        with pytest.raises(CliError, match="is not NAME=LIMIT/SECONDS"):
+            parse_rate_limits(text)
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable", "value"),
+    [("--rate-limits", "AGORA_CHAT_RATE_LIMITS", "users=lots"), ("--redis-url", None, "http://x")],
+)
+def test_a_malformed_quota_or_redis_url_is_one_line_and_status_two(
+    served, capsys, flag, variable, value
+):
+    _, env = served
+    argv = ["send", "users", "alice", "--text", "hi", "--no-progress"]
+    assert main([*argv, flag, value], env=env) == 2
+    if variable is not None:
+        assert main(argv, env={**env, variable: value}) == 2
+    err = capsys.readouterr().err
+    assert all(line.startswith("agora-chat send: ") for line in err.splitlines())
+    assert flag in err
+
+
+def test_send_takes_the_app_s_quota_and_shares_it_through_redis(served, capsys, redis_server):
+    import redis as redis_sync
+
+    emulator, env = served
+    env = {
+        **env,
+        "AGORA_CHAT_RATE_LIMITS": "users=6000/6",
+        "AGORA_CHAT_REDIS_URL": redis_server.url,
+    }
+    assert main(["send", "users", "alice", "bob", "--text", "hi", "--no-progress"], env=env) == 0
+    assert {d.recipient for d in emulator.deliveries} == {"alice", "bob"}
+    store = redis_sync.Redis.from_url(redis_server.url)
+    try:
+        keys = [key.decode() for key in store.keys("*")]
+    finally:
+        store.close()
+    assert any(key.startswith("{agora-chat:test-org#test-app}:users") for key in keys)
+    assert "2 delivered" in capsys.readouterr().out

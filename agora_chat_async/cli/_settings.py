@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .._auth import AgoraAppToken, Auth, ClientCredentials, StaticToken
+from .._exceptions import ValidationError
+from .._rates import Rate, RateLimits
 
 if TYPE_CHECKING:
     from .._client import AgoraChatClient
     from .._events import EventHook
+    from .._limits import Limiter
 
-__all__ = ["SETTINGS", "CliError", "make_client", "settings_parser"]
+__all__ = ["SETTINGS", "CliError", "make_client", "parse_rate_limits", "settings_parser"]
 
 
 class CliError(Exception):
@@ -48,6 +51,12 @@ SETTINGS: Final = (
     Setting("client_secret", "client secret (prefer the variable)"),
     Setting("app_id", "App ID for locally built app tokens"),
     Setting("app_certificate", "App certificate (prefer the variable)"),
+    Setting(
+        "rate_limits",
+        "the app's quotas, e.g. users=6000/60,groups=20/1,rooms=100/1,other=100/1 "
+        "(any subset; the rest keep the documented defaults)",
+    ),
+    Setting("redis_url", "share the quota with other workers through this Redis"),
 )
 _BY_NAME: Final = {setting.name: setting for setting in SETTINGS}
 
@@ -63,6 +72,36 @@ def settings_parser() -> argparse.ArgumentParser:
             setting.flag, dest=setting.name, help=f"{setting.help} [{setting.variable}]"
         )
     return parent
+
+
+_LIMIT_NAMES: Final = ("users", "groups", "rooms", "other", "send_calls")
+
+
+def _rate(text: str) -> Rate | None:
+    limit, _, per = text.partition("/")
+    try:
+        return Rate(int(limit), per=float(per))
+    except (ValueError, ValidationError):
+        return None
+
+
+def parse_rate_limits(text: str) -> RateLimits:
+    """``users=6000/60,groups=20/1`` as :class:`RateLimits` (unnamed limits keep their defaults).
+
+    Raises:
+        CliError: the text is not comma-separated ``NAME=LIMIT/SECONDS`` items.
+    """
+    rates: dict[str, Rate] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, _, value = (part.strip() for part in item.partition("="))
+        rate = _rate(value) if name in _LIMIT_NAMES and name not in rates else None
+        if rate is None:
+            raise CliError(
+                f"--rate-limits / AGORA_CHAT_RATE_LIMITS: {item!r} is not NAME=LIMIT/SECONDS "
+                f"with NAME one of {', '.join(_LIMIT_NAMES)} (for example users=6000/60)"
+            )
+        rates[name] = rate
+    return RateLimits(**rates)  # type: ignore[arg-type]
 
 
 def make_client(
@@ -96,6 +135,26 @@ def make_client(
             "missing credentials: set AGORA_CHAT_TOKEN, or AGORA_CHAT_CLIENT_ID and "
             "AGORA_CHAT_CLIENT_SECRET, or AGORA_CHAT_APP_ID and AGORA_CHAT_APP_CERTIFICATE"
         )
+    limits = parse_rate_limits(quotas) if (quotas := value("rate_limits")) else None
+    limiter: Limiter | None = None
+    if url := value("redis_url"):
+        try:
+            from .._redis_limiter import RedisLimiter
+
+            limiter = RedisLimiter.from_url(url, rate_limits=limits)
+        except ImportError:
+            raise CliError(
+                "--redis-url needs redis-py: pip install 'agora-chat-async[cli,redis]'"
+            ) from None
+        except ValidationError as exc:
+            raise CliError(f"--redis-url / AGORA_CHAT_REDIS_URL: {exc}") from None
+        limits = None
     return AgoraChatClient(
-        str(value("base_url")), str(value("org")), str(value("app")), auth=auth, on_event=on_event
+        str(value("base_url")),
+        str(value("org")),
+        str(value("app")),
+        auth=auth,
+        on_event=on_event,
+        rate_limits=limits,
+        limiter=limiter,
     )
