@@ -652,3 +652,20 @@ async def test_the_script_keeps_interactive_requests_ahead_of_bulk_work(redis_cl
         # this one queues behind the bulk reservation.
         assert await reserve(tg, web, clock, [("users", 2)]) >= 1.0
         tg.cancel_scope.cancel()
+
+
+async def test_a_limiter_made_from_a_url_owns_its_client_and_closes_it(redis_server):
+    watcher = redis.asyncio.from_url(redis_server.url)
+    try:
+        before = len(await watcher.client_list())
+        shared = RedisLimiter.from_url(redis_server.url, app_key="org#app", cold_start_wait=False)
+        await shared.acquire([("users", 1)])
+        assert len(await watcher.client_list()) == before + 1  # the limiter's connection
+        await shared.aclose()
+        with anyio.fail_after(5):
+            while len(await watcher.client_list()) != before:  # noqa: ASYNC110 - polls the server
+                await anyio.sleep(0.01)
+    finally:
+        await watcher.aclose()
+    with pytest.raises(ValidationError, match=r"^redis_url: is not a Redis URL"):
+        RedisLimiter.from_url("http://127.0.0.1:1")
