@@ -15,6 +15,7 @@ from ._client import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from ._client import AgoraChatClient as AgoraChatClient
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._durable import DurableFanOut as DurableFanOut
 from ._events import BatchSplit as BatchSplit
 from ._events import Event as Event
 from ._events import EventHook as EventHook
@@ -67,6 +68,9 @@ from ._models import TextBody as TextBody
 from ._models import UnknownBody as UnknownBody
 from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
+from ._progress import FileProgressStore as FileProgressStore
+from ._progress import JobProgress as JobProgress
+from ._progress import ProgressStore as ProgressStore
 from ._rates import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
 from ._rates import Claim as Claim
 from ._rates import LimitName as LimitName
@@ -102,10 +106,12 @@ __all__ = [
     "CmdBody",
     "ConnectError",
     "CustomBody",
+    "DurableFanOut",
     "Event",
     "EventHook",
     "FanOut",
     "FileBody",
+    "FileProgressStore",
     "ForbiddenError",
     "HistoryFile",
     "HistoryRecord",
@@ -113,6 +119,7 @@ __all__ = [
     "ImageBody",
     "ImageSize",
     "ImportedMessage",
+    "JobProgress",
     "LimitName",
     "Limiter",
     "LimiterUnavailableError",
@@ -124,6 +131,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Permit",
     "Priority",
+    "ProgressStore",
     "QuotaExhaustedError",
     "Rate",
     "RateLimited",

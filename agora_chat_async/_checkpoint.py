@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Final, final
 
+from ._atomic import write_atomically
 from ._exceptions import ValidationError
 
 __all__ = ["Checkpoint"]
@@ -148,9 +148,4 @@ class Checkpoint:
             # Lines being resent stay uncertain until they start.
             "uncertain": sorted(self.uncertain | self.resending),
         }
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w", encoding="utf-8") as file:
-            json.dump(data, file, separators=(",", ":"))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        write_atomically(self.path, json.dumps(data, separators=(",", ":")).encode("utf-8"))

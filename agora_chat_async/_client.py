@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -38,6 +38,7 @@ from ._converter import (
     body_type,
     dumps,
 )
+from ._durable import DurableFanOut
 from ._events import EventHook
 from ._exceptions import (
     AgoraChatError,
@@ -60,6 +61,7 @@ from ._models import (
     UploadedFile,
 )
 from ._pipeline import Pipeline
+from ._progress import ProgressStore
 from ._rates import LimitName, Priority, RateLimits
 from ._request import Request
 from ._responses import ResponseBody, unreadable
@@ -328,6 +330,54 @@ class AgoraChatClient:
             raise ValidationError("to", "must be an iterable of ids, not a single string")
         batches = packed(to, sending.packer(self._limiter.rate_limits))
         return FanOut(sending, batches, concurrency=concurrency, progress=progress)
+
+    def durable_fan_out(
+        self,
+        to: Sequence[str],
+        body: Body,
+        *,
+        job: str,
+        store: ProgressStore,
+        resend_uncertain: bool = False,
+        target: Literal["users", "groups", "rooms"] = "users",
+        level: RoomMessageLevel | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Callable[[SendResult], object] | None = None,
+        **options: Unpack[MessageOptions],
+    ) -> DurableFanOut:
+        """:meth:`fan_out`, resumable: a job that survives the worker running it.
+
+        *store* (a :class:`FileProgressStore`, ...) keeps the progress of *job* over *to*,
+        a replayable sequence of ids: every request's recipients are recorded in flight
+        before it is sent, then delivered or uncertain. Started again with the same job
+        and input (after a crash, a kill, a redeploy), it skips what was delivered, sends
+        again what certainly was not, and names what was in flight at the crash in
+        :attr:`DurableFanOut.uncertain`, unsent unless ``resend_uncertain=True``::
+
+            store = FileProgressStore("spring-sale.progress")
+            async with client.durable_fan_out(ids, body, job="spring-sale", store=store) as results:
+                for position, user in results.uncertain.items():
+                    print("may or may not have received it:", user)
+                async for result in results:
+                    record(result)
+
+        Raises:
+            ValidationError: an argument is invalid; *to* is not a sequence, or not the
+                input *job* was started with (its size or contents differ).
+            OSError: the store cannot be written (sending stops: nothing is sent unrecorded).
+        """
+        kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
+        sending = self._sender(kind, body, level, "bulk", options)
+        return DurableFanOut(
+            sending,
+            sending.packer(self._limiter.rate_limits),
+            to,
+            store=store,
+            job=job,
+            resend_uncertain=resend_uncertain,
+            concurrency=concurrency,
+            progress=progress,
+        )
 
     def _sender(
         self,

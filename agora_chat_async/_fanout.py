@@ -27,7 +27,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from contextlib import AsyncExitStack
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Self, TypedDict, final
+from typing import Any, Final, Protocol, Self, TypedDict, final
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -53,7 +53,15 @@ from ._rates import Claim, LimitName, Priority, RateLimits
 from ._request import Request
 from ._validate import check_id, check_mapping, to_millis
 
-__all__ = ["DEFAULT_CONCURRENCY", "FanOut", "MessageOptions", "Sender", "packed"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BatchSender",
+    "FanOut",
+    "MessageOptions",
+    "SendObserver",
+    "Sender",
+    "packed",
+]
 
 #: Requests in flight at once per fan-out.
 DEFAULT_CONCURRENCY: Final = 4
@@ -88,6 +96,24 @@ class MessageOptions(TypedDict, total=False):
 
 
 _OPTIONS: Final = frozenset(MessageOptions.__annotations__)
+
+
+class SendObserver(Protocol):
+    """Told of each request of a batch: its recipients are ``batch[offset:offset + len(part)]``."""
+
+    async def before(self, offset: int, part: list[str]) -> None:
+        """The request is about to be sent (raising stops it: nothing is sent)."""
+
+    async def after(self, offset: int, part: list[str], result: SendResult) -> None:
+        """The request's outcome, every recipient in one bucket."""
+
+
+class BatchSender(Protocol):
+    """What a :class:`FanOut` sends its batches with (a :class:`Sender`, or one wrapping it)."""
+
+    async def send(self, batch: list[str]) -> SendResult:
+        """Send one batch; every recipient ends in exactly one bucket of the result."""
+        ...
 
 
 @final
@@ -172,15 +198,17 @@ class Sender:
             cap = min(cap, rate.limit)
         return Packer(cap=cap, base_size=self._encoding.base_size)
 
-    async def send(self, batch: list[str]) -> SendResult:
+    async def send(self, batch: list[str], observer: SendObserver | None = None) -> SendResult:
         """Send one batch; every recipient ends in exactly one bucket of the result.
 
         The limiter may grant fewer recipients than the batch holds when its window
         has room for only a part of it: that part is sent at once and the rest in the
-        next request, so every window fills exactly.
+        next request, so every window fills exactly. *observer* is told of each request:
+        before it is sent (and may refuse, by raising, to send it) and after its answer.
         """
         path = SEND_PATHS[self.kind]
         result = SendResult()
+        offset = 0
         while batch:
             if self._fatal is not None:
                 return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
@@ -188,7 +216,17 @@ class Sender:
                 self._claims(len(batch)), where=path, min_units=1, priority=self._priority
             )
             part, batch = batch[: permit.units], batch[permit.units :]
-            result = result.merge(await self._send(part, permit))
+            if observer is not None:
+                try:
+                    await observer.before(offset, part)
+                except BaseException:
+                    permit.refund()  # never sent
+                    raise
+            sent = await self._send(part, permit)
+            if observer is not None:
+                await observer.after(offset, part, sent)
+            result = result.merge(sent)
+            offset += len(part)
         return result
 
     def _claims(self, recipients: int) -> tuple[Claim, ...]:
@@ -297,7 +335,7 @@ class FanOut:
 
     def __init__(
         self,
-        sender: Sender,
+        sender: BatchSender,
         batches: Iterable[list[str]] | AsyncIterable[list[str]],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,

@@ -56,4 +56,4 @@ def test_endpoint_examples_run_against_the_emulator(where, code, capsys):
 
 
 def test_every_endpoint_example_is_run():
-    assert len(RUNNABLE) == 6
+    assert len(RUNNABLE) == 7

@@ -1,0 +1,230 @@
+"""A fan-out that survives its worker: progress recorded in a store, resumable exactly once.
+
+The input must be replayable (a sequence), and is identified by its length and the
+SHA-256 of its ids. Every position of it is, in the store:
+
+- *in flight* from just before its request is sent (the record is on disk, or in Redis,
+  before the request leaves) until its answer has been recorded;
+- then *done* (delivered) or *uncertain* (the request may or may not have been
+  processed); a failed position is simply no longer in flight: it was certainly not
+  delivered.
+
+Started again with the same job and input, the fan-out skips what is done, sends again
+what was never sent or failed, and reports what was in flight when the last run stopped
+as uncertain, with what earlier runs left uncertain: never resent, unless the caller
+asks (``resend_uncertain=True``) after checking. So no recipient is delivered twice by the
+library, and none is lost that is not named uncertain. The window of uncertainty is the
+requests in flight at the crash: at most ``concurrency`` requests' recipients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Self, final
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from ._batching import Packer
+from ._exceptions import ValidationError
+from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
+from ._models import SendResult
+from ._progress import JobProgress, ProgressStore
+from ._validate import check_id
+
+__all__ = ["DurableFanOut"]
+
+
+def _fingerprint(ids: Sequence[str]) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    for recipient in ids:
+        digest.update(recipient.encode("utf-8"))
+        digest.update(b"\n")
+    return len(ids), digest.hexdigest()
+
+
+class _Batch(list[str]):
+    """A batch that knows the input positions of its recipients."""
+
+    __slots__ = ("positions",)
+
+    def __init__(self, ids: list[str], positions: list[int]) -> None:
+        super().__init__(ids)
+        self.positions = positions
+
+
+@final
+class _Job:
+    """The job's progress, and its one writer: every change is saved before it counts."""
+
+    def __init__(self, store: ProgressStore, job: str, progress: JobProgress) -> None:
+        self.store, self.job, self.progress = store, job, progress
+        self._lock = anyio.Lock()
+
+    async def save(self) -> None:
+        async with self._lock:
+            await self.store.save(self.job, self.progress)
+
+    async def start(self, positions: Sequence[int]) -> None:
+        self.progress.in_flight.update(positions)
+        await self.save()
+
+    async def finish(self, positions: Sequence[int], part: list[str], result: SendResult) -> None:
+        progress = self.progress
+        for position, recipient in zip(positions, part, strict=True):
+            progress.in_flight.discard(position)
+            if recipient in result.message_ids:
+                progress.done.add(position)
+            elif recipient in result.unknown:
+                progress.uncertain.add(position)
+        await self.save()
+
+
+@final
+class _Recording:
+    """Records one batch's requests in the job (a :class:`SendObserver`)."""
+
+    __slots__ = ("_job", "_positions")
+
+    def __init__(self, job: _Job, positions: list[int]) -> None:
+        self._job, self._positions = job, positions
+
+    async def before(self, offset: int, part: list[str]) -> None:
+        await self._job.start(self._positions[offset : offset + len(part)])
+
+    async def after(self, offset: int, part: list[str], result: SendResult) -> None:
+        await self._job.finish(self._positions[offset : offset + len(part)], part, result)
+
+
+@final
+class _RecordingSender:
+    """Sends each batch with a :class:`_Recording` of its positions."""
+
+    __slots__ = ("_job", "_sender")
+
+    def __init__(self, sender: Sender, job: _Job) -> None:
+        self._sender, self._job = sender, job
+
+    async def send(self, batch: list[str]) -> SendResult:
+        assert isinstance(batch, _Batch)  # noqa: S101 - only DurableFanOut makes them
+        return await self._sender.send(batch, _Recording(self._job, batch.positions))
+
+
+@final
+class DurableFanOut:
+    """A resumable fan-out's results, one :class:`SendResult` per request, in completion order.
+
+    Use it as ``async with client.durable_fan_out(...) as results: async for result in
+    results``. After entering, :attr:`uncertain` names the recipients that earlier runs
+    left uncertain (and, with ``resend_uncertain=True``, that this run sends again).
+    """
+
+    __slots__ = (
+        "_concurrency",
+        "_fan_out",
+        "_ids",
+        "_job",
+        "_name",
+        "_packer",
+        "_progress",
+        "_resend",
+        "_sender",
+        "_store",
+        "uncertain",
+    )
+
+    def __init__(
+        self,
+        sender: Sender,
+        packer: Packer,
+        ids: Sequence[str],
+        *,
+        store: ProgressStore,
+        job: str,
+        resend_uncertain: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Callable[[SendResult], object] | None = None,
+    ) -> None:
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+            raise ValidationError(
+                "to",
+                "must be a sequence of ids (a list, or one read from a file): a job "
+                "is resumed by position, so its input must be the same when it is read again",
+            )
+        if not isinstance(store, ProgressStore):
+            raise ValidationError("store", "must be a ProgressStore (FileProgressStore, ...)")
+        self._sender, self._packer, self._ids = sender, packer, ids
+        self._store, self._name = store, check_id("job", job)
+        self._resend, self._concurrency, self._progress = resend_uncertain, concurrency, progress
+        self._job: _Job | None = None
+        self._fan_out: FanOut | None = None
+        #: Input positions earlier runs left uncertain, with their ids.
+        self.uncertain: dict[int, str] = {}
+
+    async def __aenter__(self) -> Self:
+        if self._fan_out is not None:
+            raise RuntimeError("a DurableFanOut can be entered only once")
+        count, sha256 = await anyio.to_thread.run_sync(_fingerprint, self._ids)
+        progress = await self._store.load(self._name)
+        if progress is None:
+            progress = JobProgress(count=count, sha256=sha256)
+        elif (progress.count, progress.sha256) != (count, sha256):
+            raise ValidationError(
+                "to",
+                f"is not the input job {self._name!r} was started with (it had "
+                f"{progress.count} ids, this has {count}, or their contents differ); "
+                "resume a job with the same input, or start another job",
+            )
+        # What was in flight when the last run stopped may or may not have been delivered.
+        progress.uncertain.update(progress.in_flight)
+        progress.in_flight.clear()
+        self.uncertain = {position: self._ids[position] for position in progress.uncertain}
+        if self._resend:
+            progress.uncertain.clear()
+        job = self._job = _Job(self._store, self._name, progress)
+        await job.save()
+        self._fan_out = FanOut(
+            _RecordingSender(self._sender, job),
+            self._batches(progress),
+            concurrency=self._concurrency,
+            progress=self._progress,
+        )
+        await self._fan_out.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._fan_out is not None  # noqa: S101 - entered
+        return await self._fan_out.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SendResult:
+        if self._fan_out is None:
+            raise RuntimeError("use `async with client.durable_fan_out(...) as results:` first")
+        return await self._fan_out.__anext__()
+
+    async def _batches(self, progress: JobProgress) -> AsyncIterator[list[str]]:
+        """The batches still to send, each knowing its positions; checked as they come."""
+        packer, pending = self._packer, deque[int]()
+        done, uncertain = progress.done, progress.uncertain
+        for position, recipient in enumerate(self._ids):
+            if position in done or position in uncertain:
+                continue
+            pending.append(position)
+            for batch in packer.add(check_id(f"to[{position}]", recipient), position):
+                yield _Batch(batch, [pending.popleft() for _ in batch])
+            if position % 4096 == 0:
+                await anyio.lowlevel.checkpoint()
+        last = packer.flush()
+        if last is not None:
+            yield _Batch(last, [pending.popleft() for _ in last])

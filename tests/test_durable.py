@@ -1,0 +1,138 @@
+"""Durable fan-outs: progress in a store, resumed exactly once after a crash anywhere."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agora_chat_async import (
+    FileProgressStore,
+    JobProgress,
+    ProgressStore,
+    Rate,
+    RateLimits,
+    TextBody,
+    ValidationError,
+)
+from agora_chat_async.testing import Emulator, MockClock
+
+BODY = TextBody(msg="durable")
+#: Seven users a request (the limit caps the batch), a second each: many requests, instantly.
+LIMITS = RateLimits(users=Rate(7, per=1), margin=0)
+IDS = [f"user-{index:03d}" for index in range(50)]
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this runs."""
+
+
+class CrashingStore(ProgressStore):
+    """A file store whose *n*-th save dies, before writing or after."""
+
+    def __init__(self, path: Path, crash_at: int | None, *, after_write: bool) -> None:
+        self.inner, self.crash_at, self.after_write = FileProgressStore(path), crash_at, after_write
+        self.saves = 0
+
+    async def load(self, job: str) -> JobProgress | None:
+        return await self.inner.load(job)
+
+    async def save(self, job: str, progress: JobProgress) -> None:
+        self.saves += 1
+        if self.saves == self.crash_at and not self.after_write:
+            raise Crash
+        await self.inner.save(job, progress)
+        if self.saves == self.crash_at:
+            raise Crash
+
+
+async def run(emulator: Emulator, store: ProgressStore, ids: list[str], **kwargs: object):
+    """One worker's run of the job; its results, and the uncertain it found."""
+    delivered: list[str] = []
+    async with emulator.client(rate_limits=LIMITS) as client:
+        async with client.durable_fan_out(ids, BODY, job="sale", store=store, **kwargs) as results:
+            uncertain = dict(results.uncertain)
+            async for result in results:
+                delivered += result.message_ids
+    return delivered, uncertain
+
+
+async def test_a_job_sends_everything_once_and_a_finished_job_sends_nothing(tmp_path):
+    emulator = Emulator(clock=MockClock(start=0.0))
+    store = FileProgressStore(tmp_path / "sale.progress")
+    delivered, uncertain = await run(emulator, store, IDS)
+    assert sorted(delivered) == IDS
+    assert uncertain == {}
+    assert emulator.requests["users"] == 8  # 50 users, 7 a request
+    again, _ = await run(emulator, store, IDS)
+    assert again == []
+    assert emulator.duplicates == 0
+    progress = await store.load("sale")
+    assert progress is not None
+    assert progress.done.pairs() == [(0, 50)]  # positions, not ids: the store stays small
+
+
+async def test_another_input_or_another_job_is_refused(tmp_path):
+    emulator = Emulator(clock=MockClock(start=0.0))
+    store = FileProgressStore(tmp_path / "sale.progress")
+    await run(emulator, store, IDS[:10])
+    with pytest.raises(ValidationError, match=r"^to: is not the input job 'sale' was started"):
+        await run(emulator, store, IDS[:11])
+    with pytest.raises(ValidationError, match=r"^to: is not the input"):
+        await run(emulator, store, [*IDS[:9], "someone-else"])
+    async with emulator.client() as client:
+        with pytest.raises(ValidationError, match=r"^job: .* holds the progress of job 'sale'"):
+            async with client.durable_fan_out(IDS[:10], BODY, job="other", store=store):
+                pass
+        with pytest.raises(ValidationError, match=r"^to: must be a sequence"):
+            client.durable_fan_out(iter(IDS), BODY, job="sale", store=store)  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(crash_at=st.integers(1, 20), after_write=st.booleans(), concurrency=st.sampled_from([1, 4]))
+def test_a_crash_anywhere_never_duplicates_and_loses_only_what_it_names_uncertain(
+    tmp_path_factory, crash_at, after_write, concurrency
+):
+    async def scenario() -> None:
+        path = tmp_path_factory.mktemp("job") / "sale.progress"
+        emulator = Emulator(clock=MockClock(start=0.0))
+        crashing = CrashingStore(path, crash_at, after_write=after_write)
+        with pytest.raises(BaseException) as died:  # noqa: PT011 - the crash, maybe grouped
+            await run(emulator, crashing, IDS, concurrency=concurrency)
+            raise Crash  # the job finished before the crash point: a crash after it
+        assert (
+            died.group_contains(Crash)
+            if isinstance(died.value, BaseExceptionGroup)
+            else (isinstance(died.value, Crash))
+        )
+        # Another worker takes the job over from the same store.
+        _, uncertain = await run(emulator, FileProgressStore(path), IDS, concurrency=concurrency)
+        times = Counter(d.recipient for d in emulator.deliveries)
+        assert emulator.duplicates == 0
+        assert max(times.values(), default=0) <= 1  # nobody twice
+        missing = set(IDS) - set(times)
+        assert missing <= set(uncertain.values())  # lost only what was named uncertain
+        assert len(uncertain) <= 7 * concurrency  # at most the requests in flight at the crash
+
+    anyio.run(scenario)
+
+
+async def test_uncertain_recipients_are_resent_only_when_asked(tmp_path):
+    path = tmp_path / "sale.progress"
+    emulator = Emulator(clock=MockClock(start=0.0))
+    with pytest.raises(BaseException):  # noqa: PT011, B017 - the crash, maybe grouped
+        await run(emulator, CrashingStore(path, 2, after_write=True), IDS, concurrency=1)
+    # The first request was recorded in flight, then the worker died before sending it.
+    _, uncertain = await run(emulator, FileProgressStore(path), IDS)
+    assert list(uncertain.values()) == IDS[:7]
+    assert sorted(d.recipient for d in emulator.deliveries) == IDS[7:]
+    delivered, again = await run(emulator, FileProgressStore(path), IDS, resend_uncertain=True)
+    assert again == uncertain  # still named, and this time sent
+    assert sorted(delivered) == IDS[:7]
+    assert emulator.duplicates == 0
