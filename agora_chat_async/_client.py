@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -343,6 +350,7 @@ class AgoraChatClient:
         level: RoomMessageLevel | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[SendResult], object] | None = None,
+        record: Callable[[SendResult], Awaitable[object]] | None = None,
         **options: Unpack[MessageOptions],
     ) -> DurableFanOut:
         """:meth:`fan_out`, resumable: a job that survives the worker running it.
@@ -352,7 +360,9 @@ class AgoraChatClient:
         before it is sent, then delivered or uncertain. Started again with the same job
         and input (after a crash, a kill, a redeploy), it skips what was delivered, sends
         again what certainly was not, and names what was in flight at the crash in
-        :attr:`DurableFanOut.uncertain`, unsent unless ``resend_uncertain=True``::
+        :attr:`DurableFanOut.uncertain`, unsent unless ``resend_uncertain=True``.
+        *record*, if given, is awaited with each result before the store records it: the
+        place to write a per-recipient log that must never lag the store::
 
             store = FileProgressStore("spring-sale.progress")
             async with client.durable_fan_out(ids, body, job="spring-sale", store=store) as results:
@@ -377,6 +387,7 @@ class AgoraChatClient:
             resend_uncertain=resend_uncertain,
             concurrency=concurrency,
             progress=progress,
+            record=record,
         )
 
     def _sender(

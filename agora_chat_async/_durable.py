@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self, final
 
@@ -61,8 +61,14 @@ class _Batch(list[str]):
 class _Job:
     """The job's progress, and its one writer: every change is saved before it counts."""
 
-    def __init__(self, store: ProgressStore, job: str, progress: JobProgress) -> None:
-        self.store, self.job, self.progress = store, job, progress
+    def __init__(
+        self,
+        store: ProgressStore,
+        job: str,
+        progress: JobProgress,
+        record: Callable[[SendResult], Awaitable[object]] | None,
+    ) -> None:
+        self.store, self.job, self.progress, self.record = store, job, progress, record
         self._lock = anyio.Lock()
 
     async def save(self) -> None:
@@ -74,6 +80,8 @@ class _Job:
         await self.save()
 
     async def finish(self, positions: Sequence[int], part: list[str], result: SendResult) -> None:
+        if self.record is not None:
+            await self.record(result)  # the caller's record first: it must not lag the store
         progress = self.progress
         for position, recipient in zip(positions, part, strict=True):
             progress.in_flight.discard(position)
@@ -121,6 +129,12 @@ class DurableFanOut:
     Use it as ``async with client.durable_fan_out(...) as results: async for result in
     results``. After entering, :attr:`uncertain` names the recipients that earlier runs
     left uncertain (and, with ``resend_uncertain=True``, that this run sends again).
+
+    A result is yielded after the store has recorded it, so a per-recipient log written
+    from the ``async for`` can lag the store by the results a crash interrupts: give the
+    log's writer as ``record`` instead, which is awaited with each result *before* the
+    store records it (write, flush and sync there), so that the log never misses a
+    recipient the store calls delivered.
     """
 
     __slots__ = (
@@ -131,9 +145,11 @@ class DurableFanOut:
         "_name",
         "_packer",
         "_progress",
+        "_record",
         "_resend",
         "_sender",
         "_store",
+        "delivered_before",
         "uncertain",
     )
 
@@ -148,6 +164,7 @@ class DurableFanOut:
         resend_uncertain: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[SendResult], object] | None = None,
+        record: Callable[[SendResult], Awaitable[object]] | None = None,
     ) -> None:
         if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
             raise ValidationError(
@@ -160,10 +177,13 @@ class DurableFanOut:
         self._sender, self._packer, self._ids = sender, packer, ids
         self._store, self._name = store, check_id("job", job)
         self._resend, self._concurrency, self._progress = resend_uncertain, concurrency, progress
+        self._record = record
         self._job: _Job | None = None
         self._fan_out: FanOut | None = None
         #: Input positions earlier runs left uncertain, with their ids.
         self.uncertain: dict[int, str] = {}
+        #: How many recipients earlier runs delivered (skipped by this one).
+        self.delivered_before = 0
 
     async def __aenter__(self) -> Self:
         if self._fan_out is not None:
@@ -183,9 +203,10 @@ class DurableFanOut:
         progress.uncertain.update(progress.in_flight)
         progress.in_flight.clear()
         self.uncertain = {position: self._ids[position] for position in progress.uncertain}
+        self.delivered_before = len(progress.done)
         if self._resend:
             progress.uncertain.clear()
-        job = self._job = _Job(self._store, self._name, progress)
+        job = self._job = _Job(self._store, self._name, progress, self._record)
         await job.save()
         self._fan_out = FanOut(
             _RecordingSender(self._sender, job),

@@ -380,3 +380,73 @@ def test_send_takes_the_app_s_quota_and_shares_it_through_redis(served, capsys, 
         store.close()
     assert any(key.startswith("{agora-chat:test-org#test-app}:users") for key in keys)
     assert "2 delivered" in capsys.readouterr().out
+
+
+def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
+    served, tmp_path, monkeypatch, capsys
+):
+    """The process dies at its fourth checkpoint write (the second request recorded in
+    flight, never sent); the same command again sends the rest, names the request's
+    recipients uncertain, and leaves one final results line per recipient."""
+    from agora_chat_async import FileProgressStore
+
+    emulator, env = served
+    env = {**env, "AGORA_CHAT_RATE_LIMITS": "users=7/1"}  # seven a request
+    ids = tmp_path / "ids.txt"
+    users = [f"user-{index:02d}" for index in range(30)]
+    ids.write_text("".join(f"{user}\n" for user in users))
+    results = tmp_path / "results.jsonl"
+    argv = ["send", "users", "--file", str(ids), "--text", "hi", "--results", str(results)]
+    argv += ["--no-progress"]
+    original, calls = FileProgressStore.save, {"n": 0}
+
+    async def dying(self, job, progress):
+        calls["n"] += 1
+        await original(self, job, progress)
+        if calls["n"] == 4:  # the first request done, the second recorded in flight
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileProgressStore, "save", dying)
+    with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
+        main(argv, env=env)
+    assert (
+        stopped.group_contains(KeyboardInterrupt)
+        if isinstance(stopped.value, BaseExceptionGroup)
+        else isinstance(stopped.value, KeyboardInterrupt)
+    )
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(argv, env=env) == 1  # seven recipients are uncertain
+    captured = capsys.readouterr()
+    assert "7 recipients were being sent to when an earlier run stopped" in captured.err
+    assert "23 delivered (7 in earlier runs), 0 failed, 7 unknown" in captured.out
+    delivered = [d.recipient for d in emulator.deliveries]
+    assert len(delivered) == len(set(delivered)) == 23  # nobody twice
+    lines = [_json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(line["recipient"] for line in lines) == users  # one final line each
+    unknown = {line["recipient"] for line in lines if line["status"] == "unknown"}
+    assert unknown == set(users[7:14]) == set(users) - set(delivered)
+    # Checked by hand: they did not get it. Send them, and only them.
+    assert main([*argv, "--resend-uncertain"], env=env) == 0
+    assert "30 delivered (23 in earlier runs)" in capsys.readouterr().out
+    assert sorted(d.recipient for d in emulator.deliveries) == users
+    lines = [_json.loads(line) for line in results.read_text().splitlines()]
+    assert len(lines) == 30
+    assert {line["status"] for line in lines} == {"delivered"}
+    # Done: the same command again sends nothing.
+    assert main(argv, env=env) == 0
+    assert len(emulator.deliveries) == 30
+
+
+def test_a_checkpoint_of_another_message_is_refused(served, tmp_path, capsys):
+    _, env = served
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\nb\n")
+    assert (
+        main(["send", "users", "--file", str(ids), "--text", "one", "--no-progress"], env=env) == 0
+    )
+    assert (
+        main(["send", "users", "--file", str(ids), "--text", "two", "--no-progress"], env=env) == 2
+    )
+    assert "holds the progress of job" in capsys.readouterr().err
+    assert main(["send", "users", "a", "--text", "x", "--resend-uncertain"], env=env) == 2

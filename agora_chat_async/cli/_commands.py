@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 from anyio import AsyncFile
 
+from .._atomic import write_atomically
 from .._checkpoint import Checkpoint
 from .._converter import converter
 from .._exceptions import AgoraChatError, OutcomeUnknownError
 from .._models import Body, SendResult, TextBody
+from .._progress import FileProgressStore
 from ._inputs import json_object, message_body, open_for_writing, read_text, recipients
 from ._progress import Counter, progress_bars
 from ._settings import CliError, make_client
@@ -36,45 +41,157 @@ def _outcomes(result: SendResult) -> Iterator[dict[str, Any]]:
         yield {"recipient": recipient, "status": "unknown", "error": str(unknown)}
 
 
-async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """``agora-chat send users|groups|rooms``: exit status 1 if any recipient is not delivered."""
-    ids = recipients(args)
+def _message(args: argparse.Namespace) -> tuple[Body, dict[str, Any] | None]:
     if args.text is not None:
         body: Body = TextBody(msg=args.text)
     else:
         body = message_body(
             json_object(read_text(args.body, "the body file"), args.body), args.body
         )
-    ext = json_object(args.ext, "--ext") if args.ext else None
+    return body, json_object(args.ext, "--ext") if args.ext else None
+
+
+def _job_name(args: argparse.Namespace, body: Body, ext: dict[str, Any] | None) -> str:
+    """The job of a resumable send: its target and a hash of its message, so that a
+    checkpoint is never applied to another message."""
+    message = {"body": converter.unstructure(body), "ext": ext, "from": args.sender}
+    digest = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()
+    return f"agora-chat send {args.target} {digest[:16]}"
+
+
+async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``agora-chat send users|groups|rooms``: exit status 1 if any recipient is not delivered.
+
+    With ``--file`` the send is resumable (``_durable.py``): progress in a checkpoint, and
+    the results file keeps one final line per recipient across runs.
+    """
+    if (args.checkpoint or args.resend_uncertain) and not args.file:
+        raise CliError("--checkpoint and --resend-uncertain need --file (stdin is not resumable)")
+    ids = recipients(args)
+    body, ext = _message(args)
     counter = Counter()
     totals = {"delivered": 0, "failed": 0, "unknown": 0}
-    async with AsyncExitStack() as files:
-        results: AsyncFile[str] | None = None
-        if args.results:
-            results = await files.enter_async_context(await open_for_writing(args.results))
-        client = make_client(args, env, on_event=counter)
+    resumable = args.file is not None and not args.recipients
+    results = _Results(Path(args.results) if args.results else None, keep=resumable)
+    await results.open()
+    client = make_client(args, env, on_event=counter)
+    try:
         async with client:
             with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
-                show = bars.add(args.target, len(ids))
-                async with client.fan_out(
-                    ids, body, target=args.target, sender=args.sender, ext=ext
-                ) as batches:
+                if resumable:
+                    store = FileProgressStore(args.checkpoint or f"{args.file}.checkpoint")
+
+                    async def record(result: SendResult) -> None:
+                        await results.write(_outcomes(result), sync=True)
+
+                    fan_out: Any = client.durable_fan_out(
+                        ids,
+                        body,
+                        job=_job_name(args, body, ext),
+                        store=store,
+                        resend_uncertain=args.resend_uncertain,
+                        target=args.target,
+                        record=record,
+                        sender=args.sender,
+                        ext=ext,
+                    )
+                else:
+                    fan_out = client.fan_out(
+                        ids, body, target=args.target, sender=args.sender, ext=ext
+                    )
+                async with fan_out as batches:
+                    before = dict(getattr(batches, "uncertain", {}))
+                    earlier = getattr(batches, "delivered_before", 0)
+                    if before and not args.resend_uncertain:
+                        totals["unknown"] += len(before)
+                        await results.write(
+                            {"recipient": user, "status": "unknown", "error": _EARLIER}
+                            for user in before.values()
+                        )
+                    show = bars.add(args.target, len(ids))
+                    show(earlier + totals["unknown"])
                     async for result in batches:
                         totals["delivered"] += len(result.message_ids)
                         totals["failed"] += len(result.failed)
                         totals["unknown"] += len(result.unknown)
-                        if results is not None:
-                            await results.write(
-                                "".join(
-                                    json.dumps(line, ensure_ascii=False) + "\n"
-                                    for line in _outcomes(result)
-                                )
-                            )
-                        show(sum(totals.values()))
+                        if not resumable:  # a resumable send's record wrote it already
+                            await results.write(_outcomes(result))
+                        show(earlier + sum(totals.values()))
+    finally:
+        await results.close()
+    if resumable and before and not args.resend_uncertain:
+        sys.stderr.write(
+            f"{len(before)} recipients were being sent to when an earlier run stopped and "
+            "may or may not have received the message; they were not sent again (check "
+            "them, then rerun with --resend-uncertain to send them)\n"
+        )
+    earlier_note = f" ({earlier} in earlier runs)" if earlier else ""
     sys.stdout.write(
-        f"{totals['delivered']} delivered, {totals['failed']} failed, {totals['unknown']} unknown\n"
+        f"{totals['delivered'] + earlier} delivered{earlier_note}, {totals['failed']} failed, "
+        f"{totals['unknown']} unknown\n"
     )
     return 0 if totals["failed"] == totals["unknown"] == 0 else 1
+
+
+_EARLIER: Final = "an earlier run stopped while sending to it: it may or may not have received it"
+
+
+class _Results:
+    """``--results FILE``: one JSON line per recipient. Kept across the runs of a resumable
+    send (appended, then compacted to the last line of each recipient when a run ends), so
+    that it ends with one final line per recipient; otherwise written afresh."""
+
+    def __init__(self, path: Path | None, *, keep: bool) -> None:
+        self._path, self._keep = path, keep
+        self._file: AsyncFile[str] | None = None
+
+    async def open(self) -> None:
+        if self._path is None:
+            return
+        try:
+            if self._keep:
+                self._file = await anyio.open_file(self._path, "a", encoding="utf-8")
+            else:
+                self._file = await anyio.open_file(self._path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {str(self._path)!r}: {exc.strerror}") from None
+
+    async def write(self, lines: Iterable[dict[str, Any]], *, sync: bool = False) -> None:
+        """Append *lines*; with *sync*, on disk when this returns (before the checkpoint)."""
+        if self._file is not None:
+            await self._file.write(
+                "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+            )
+            if sync:
+                await self._file.flush()
+                await anyio.to_thread.run_sync(os.fsync, self._file.wrapped.fileno())
+
+    async def close(self) -> None:
+        if self._file is None:
+            return
+        await self._file.aclose()
+        if self._keep and self._path is not None:
+            await anyio.to_thread.run_sync(_compact, self._path)
+
+
+def _compact(path: Path) -> None:
+    """Keep the last line of each recipient, in the order recipients were last written;
+    but a ``delivered`` line is never replaced by an ``unknown`` one (a run that stopped
+    between the log and the checkpoint left it uncertain there, delivered here)."""
+    last: dict[str, tuple[str, str]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                recipient, status = entry["recipient"], entry["status"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: the recipient has another
+            kept = last.get(recipient)
+            if kept is not None and kept[0] == "delivered" and status == "unknown":
+                continue
+            last.pop(recipient, None)
+            last[recipient] = (status, line if line.endswith("\n") else line + "\n")
+    write_atomically(path, "".join(line for _, line in last.values()).encode("utf-8"))
 
 
 # -- import -----------------------------------------------------------------------------------

@@ -43,14 +43,35 @@ def _add_service_commands(commands: Any) -> None:
         "send", parents=settings, help="send one message to users, groups or rooms"
     )
     send.add_argument("target", choices=("users", "groups", "rooms"))
-    send.add_argument("recipients", nargs="*", help="ids; else --file; else stdin, one a line")
-    send.add_argument("--file", help="a file of ids, one a line")
+    send.add_argument(
+        "recipients",
+        nargs="*",
+        help="ids; else --file; else stdin, one a line (ids given here or on stdin are not "
+        "resumable: use --file)",
+    )
+    send.add_argument(
+        "--file",
+        help="a file of ids, one a line; resumable: progress in FILE.checkpoint, and the "
+        "same command started again skips what was delivered",
+    )
+    send.add_argument(
+        "--checkpoint", metavar="PATH", help="the progress file (default: FILE.checkpoint)"
+    )
+    send.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="send again the recipients an earlier run may or may not have reached",
+    )
     body = send.add_mutually_exclusive_group(required=True)
     body.add_argument("--text", help="a text message")
     body.add_argument("--body", metavar="FILE", help='a JSON body: {"type": "img", "url": ...}')
     send.add_argument("--from", dest="sender", help="the sender (admin when omitted)")
     send.add_argument("--ext", metavar="JSON", help="extension fields, a JSON object")
-    send.add_argument("--results", metavar="FILE", help="write one JSON line per recipient")
+    send.add_argument(
+        "--results",
+        metavar="FILE",
+        help="one JSON line per recipient (with --file: kept across resumes, one final line each)",
+    )
     send.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     imports = commands.add_parser(
