@@ -20,6 +20,7 @@ import itertools
 import json
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +43,8 @@ from _timeline import delivery_times, sustained_use
 
 from agora_chat_async import (
     AgoraChatClient,
+    FileProgressStore,
+    JobProgress,
     Rate,
     RateLimited,
     RateLimits,
@@ -665,6 +668,83 @@ async def memory_run(url: str, recipients: int) -> dict[str, Any]:
     }
 
 
+class _MeasuredStore(FileProgressStore):
+    """A file store that remembers the largest file it wrote."""
+
+    largest = 0
+    saves = 0
+
+    async def save(self, job: str, progress: JobProgress) -> None:
+        await super().save(job, progress)
+        self.saves += 1
+        self.largest = max(self.largest, self.path.stat().st_size)
+
+
+async def durable_run(url: str, recipients: int, *, durable: bool) -> dict[str, Any]:
+    """*recipients* generated users through ``durable_fan_out`` (a file store) or ``fan_out``
+    against an unlimited server: the client's CPU per request, and the store's size."""
+    huge = Rate(10**9, per=1)
+    limits = RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge, margin=0)
+    ids = list(recipient_ids("users", recipients))
+    await reset(url)
+    with tempfile.TemporaryDirectory() as directory:
+        store = _MeasuredStore(Path(directory) / "job.progress")
+        async with AgoraChatClient(
+            url, "test-org", "test-app", auth=StaticToken("test-token"), rate_limits=limits
+        ) as client:
+            started, cpu = time.perf_counter(), time.process_time()
+            if durable:
+                fan_out: Any = client.durable_fan_out(
+                    ids, BODY, job="bench", store=store, concurrency=8
+                )
+            else:
+                fan_out = client.fan_out(ids, BODY, concurrency=8)
+            async with fan_out as results:
+                delivered, _, _ = await drain(results)
+            cpu, elapsed = time.process_time() - cpu, time.perf_counter() - started
+        final = store.path.stat().st_size if durable else 0
+    requests = sum((await stats(url))["requests"].values())
+    return {
+        "fan-out": "durable_fan_out (file store)" if durable else "fan_out",
+        "recipients": recipients,
+        "delivered": delivered,
+        "requests": requests,
+        "client CPU per request (us)": cpu / max(requests, 1) * 1e6,
+        "seconds": elapsed,
+        "store saves": store.saves,
+        "largest store (bytes)": store.largest,
+        "final store (bytes)": final,
+    }
+
+
+async def durable_section(runs: int) -> str:
+    """The store's size for a 1,000,000-recipient job, and what its writes cost a request."""
+    rows = []
+    with emulator_process("--unlimited", "--no-record") as url:
+        rows.append(await durable_run(url, 1_000_000, durable=True))
+        print(rows[-1], file=sys.stderr, flush=True)
+        for _ in range(runs):
+            for durable in (False, True):
+                rows.append(await durable_run(url, 100_000, durable=durable))
+                print(rows[-1], file=sys.stderr, flush=True)
+    columns = [
+        "fan-out",
+        "recipients",
+        "delivered",
+        "requests",
+        "client CPU per request (us)",
+        "seconds",
+        "store saves",
+        "largest store (bytes)",
+        "final store (bytes)",
+    ]
+    return (
+        "### Durable fan-out: the store's size, and the cost of its writes\n\n"
+        + spread_table(rows, columns, ["fan-out", "recipients"])
+        + "\n"
+    )
+
+
 async def overhead_section() -> str:
     """The client's overhead over raw httpx, alone (the full run has it too)."""
     with emulator_process("--unlimited") as url:
@@ -834,6 +914,7 @@ async def main(
         "mixed": lambda: mixed_section(runs, picture),
         "cpu": lambda: cpu_section(runs),
         "overhead": overhead_section,
+        "durable": lambda: durable_section(runs),
     }
     if only in sections:
         return (await sections[only]()).rstrip("\n") + "\n"
@@ -900,7 +981,16 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument(
         "--only",
-        choices=(*SCENARIOS, "shared", "cold-start", "stricter", "mixed", "cpu", "overhead"),
+        choices=(
+            *SCENARIOS,
+            "shared",
+            "cold-start",
+            "stricter",
+            "mixed",
+            "cpu",
+            "overhead",
+            "durable",
+        ),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )
     parser.add_argument(
