@@ -30,6 +30,7 @@ from ._exceptions import BadRequestError as BadRequestError
 from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ForbiddenError as ForbiddenError
+from ._exceptions import JobLeaseError as JobLeaseError
 from ._exceptions import LimiterUnavailableError as LimiterUnavailableError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
@@ -78,6 +79,7 @@ from ._rates import Priority as Priority
 from ._rates import Rate as Rate
 from ._rates import RateLimits as RateLimits
 from ._redis_limiter import RedisLimiter as RedisLimiter
+from ._redis_progress import RedisProgressStore as RedisProgressStore
 from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
@@ -119,6 +121,7 @@ __all__ = [
     "ImageBody",
     "ImageSize",
     "ImportedMessage",
+    "JobLeaseError",
     "JobProgress",
     "LimitName",
     "Limiter",
@@ -139,6 +142,7 @@ __all__ = [
     "RateLimits",
     "RecallResult",
     "RedisLimiter",
+    "RedisProgressStore",
     "RequestSent",
     "RetryPolicy",
     "Retrying",

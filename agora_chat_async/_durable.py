@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self, final
 
@@ -30,7 +31,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._batching import Packer
-from ._exceptions import ValidationError
+from ._exceptions import JobLeaseError, ValidationError
 from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
 from ._models import SendResult
 from ._progress import JobProgress, ProgressStore
@@ -148,6 +149,7 @@ class DurableFanOut:
         "_record",
         "_resend",
         "_sender",
+        "_stack",
         "_store",
         "delivered_before",
         "uncertain",
@@ -180,22 +182,40 @@ class DurableFanOut:
         self._record = record
         self._job: _Job | None = None
         self._fan_out: FanOut | None = None
+        self._stack: AsyncExitStack | None = None
         #: Input positions earlier runs left uncertain, with their ids.
         self.uncertain: dict[int, str] = {}
         #: How many recipients earlier runs delivered (skipped by this one).
         self.delivered_before = 0
 
     async def __aenter__(self) -> Self:
-        if self._fan_out is not None:
+        if self._stack is not None:
             raise RuntimeError("a DurableFanOut can be entered only once")
+        stack = self._stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._enter(stack)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _enter(self, stack: AsyncExitStack) -> None:
         count, sha256 = await anyio.to_thread.run_sync(_fingerprint, self._ids)
-        progress = await self._store.load(self._name)
+        store, name = self._store, self._name
+        await store.acquire(name)
+        stack.push_async_callback(self._release)
+        if store.heartbeat is not None:
+            beats = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(beats.cancel_scope.cancel)  # runs first: before the release
+            beats.start_soon(self._beat, store.heartbeat)
+        progress = await store.load(name)
         if progress is None:
             progress = JobProgress(count=count, sha256=sha256)
         elif (progress.count, progress.sha256) != (count, sha256):
             raise ValidationError(
                 "to",
-                f"is not the input job {self._name!r} was started with (it had "
+                f"is not the input job {name!r} was started with (it had "
                 f"{progress.count} ids, this has {count}, or their contents differ); "
                 "resume a job with the same input, or start another job",
             )
@@ -206,16 +226,29 @@ class DurableFanOut:
         self.delivered_before = len(progress.done)
         if self._resend:
             progress.uncertain.clear()
-        job = self._job = _Job(self._store, self._name, progress, self._record)
+        job = self._job = _Job(store, name, progress, self._record)
         await job.save()
-        self._fan_out = FanOut(
-            _RecordingSender(self._sender, job),
-            self._batches(progress),
-            concurrency=self._concurrency,
-            progress=self._progress,
+        self._fan_out = await stack.enter_async_context(
+            FanOut(
+                _RecordingSender(self._sender, job),
+                self._batches(progress),
+                concurrency=self._concurrency,
+                progress=self._progress,
+            )
         )
-        await self._fan_out.__aenter__()
-        return self
+
+    async def _beat(self, interval: float) -> None:
+        """Renew the job's lease while it runs; a lost lease stops the next save."""
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self._store.renew(self._name)
+            except JobLeaseError:
+                return
+
+    async def _release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._store.release(self._name)
 
     async def __aexit__(
         self,
@@ -223,8 +256,8 @@ class DurableFanOut:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._fan_out is not None  # noqa: S101 - entered
-        return await self._fan_out.__aexit__(exc_type, exc, tb)
+        assert self._stack is not None  # noqa: S101 - entered
+        return await self._stack.__aexit__(exc_type, exc, tb)
 
     def __aiter__(self) -> Self:
         return self

@@ -7,6 +7,7 @@ everything this library raises on purpose::
     ├── ValidationError            a bad argument; raised before any request is made
     ├── ClientClosedError          the client was closed; nothing more is sent
     ├── LimiterUnavailableError    a shared limiter's store (Redis) could not be reached
+    ├── JobLeaseError              another worker runs this durable job
     ├── TransportError             no usable HTTP response arrived
     │   └── ConnectError           the connection was never established: nothing was sent
     ├── OutcomeUnknownError        the request may or may not have been processed
@@ -53,6 +54,7 @@ __all__ = [
     "ClientClosedError",
     "ConnectError",
     "ForbiddenError",
+    "JobLeaseError",
     "LimiterUnavailableError",
     "NotFoundError",
     "OutcomeUnknownError",
@@ -124,6 +126,14 @@ class LimiterUnavailableError(AgoraChatError):
     """The shared limiter's store (Redis) stayed unreachable; nothing was sent.
 
     Raised instead of sending without a limit. Retry later, or configure a fallback.
+    """
+
+
+class JobLeaseError(AgoraChatError):
+    """Another worker holds the lease of this durable job, or took it over; nothing was sent.
+
+    Two workers never run one job at once: run it when the other is done (or its lease has
+    expired, if it died), or run another job.
     """
 
 

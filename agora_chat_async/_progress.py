@@ -87,7 +87,28 @@ class ProgressStore(abc.ABC):
         Raises:
             OSError: the store cannot be written (the fan-out stops: sending on without
                 a record would break the exactly-once rules).
+            JobLeaseError: a shared store: this worker no longer holds the job.
         """
+
+    #: Seconds between two renewals of the job's lease while it runs; ``None``: no lease.
+    heartbeat: float | None = None
+
+    async def acquire(self, job: str) -> None:  # noqa: B027 - optional: a shared store's lease
+        """Take *job* for this worker before it is loaded.
+
+        Raises:
+            JobLeaseError: another worker holds it.
+        """
+
+    async def renew(self, job: str) -> None:  # noqa: B027 - optional
+        """Keep *job* (every :attr:`heartbeat` seconds while it runs).
+
+        Raises:
+            JobLeaseError: another worker took it over.
+        """
+
+    async def release(self, job: str) -> None:  # noqa: B027 - optional
+        """Let another worker take *job* at once (it ended, or this worker stops)."""
 
 
 @final
