@@ -362,7 +362,9 @@ class AgoraChatClient:
         again what certainly was not, and names what was in flight at the crash in
         :attr:`DurableFanOut.uncertain`, unsent unless ``resend_uncertain=True``.
         *record*, if given, is awaited with each result before the store records it: the
-        place to write a per-recipient log that must never lag the store::
+        place to write a per-recipient log that must never lag the store. A job resumed
+        within a window of its last send first waits for that window to pass (the server
+        still counts it; a new limiter cannot know)::
 
             store = FileProgressStore("spring-sale.progress")
             async with client.durable_fan_out(ids, body, job="spring-sale", store=store) as results:
@@ -378,6 +380,8 @@ class AgoraChatClient:
         """
         kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
         sending = self._sender(kind, body, level, "bulk", options)
+        limits = self._limiter.rate_limits
+        rate = limits.rate(kind)
         return DurableFanOut(
             sending,
             sending.packer(self._limiter.rate_limits),
@@ -388,6 +392,8 @@ class AgoraChatClient:
             concurrency=concurrency,
             progress=progress,
             record=record,
+            clock=self._pipeline.clock,
+            window=0.0 if rate is None else rate.per + limits.margin,
         )
 
     def _sender(

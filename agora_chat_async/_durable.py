@@ -20,6 +20,7 @@ requests in flight at the crash: at most ``concurrency`` requests' recipients.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -31,6 +32,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._batching import Packer
+from ._clock import Clock, SystemClock
 from ._exceptions import JobLeaseError, ValidationError
 from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
 from ._models import SendResult
@@ -72,8 +74,10 @@ class _Job:
         self.store, self.job, self.progress, self.record = store, job, progress, record
         self._lock = anyio.Lock()
 
-    async def save(self) -> None:
+    async def save(self, *, sending: bool = True) -> None:
         async with self._lock:
+            if sending:
+                self.progress.saved_at = time.time()
             await self.store.save(self.job, self.progress)
 
     async def start(self, positions: Sequence[int]) -> None:
@@ -139,6 +143,7 @@ class DurableFanOut:
     """
 
     __slots__ = (
+        "_clock",
         "_concurrency",
         "_fan_out",
         "_ids",
@@ -151,6 +156,7 @@ class DurableFanOut:
         "_sender",
         "_stack",
         "_store",
+        "_window",
         "delivered_before",
         "uncertain",
     )
@@ -167,6 +173,8 @@ class DurableFanOut:
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: Callable[[SendResult], object] | None = None,
         record: Callable[[SendResult], Awaitable[object]] | None = None,
+        clock: Clock | None = None,
+        window: float = 0.0,
     ) -> None:
         if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
             raise ValidationError(
@@ -180,6 +188,8 @@ class DurableFanOut:
         self._store, self._name = store, check_id("job", job)
         self._resend, self._concurrency, self._progress = resend_uncertain, concurrency, progress
         self._record = record
+        self._clock: Clock = clock or SystemClock()
+        self._window = window
         self._job: _Job | None = None
         self._fan_out: FanOut | None = None
         self._stack: AsyncExitStack | None = None
@@ -227,7 +237,13 @@ class DurableFanOut:
         if self._resend:
             progress.uncertain.clear()
         job = self._job = _Job(store, name, progress, self._record)
-        await job.save()
+        await job.save(sending=False)
+        if progress.saved_at is not None:
+            # The last worker sent until saved_at: the server still counts that window, which
+            # a new limiter knows nothing of. Wait it out instead of meeting refusals.
+            await self._clock.sleep(
+                min(progress.saved_at + self._window - time.time(), self._window)
+            )
         self._fan_out = await stack.enter_async_context(
             FanOut(
                 _RecordingSender(self._sender, job),

@@ -36,6 +36,9 @@ class JobProgress:
     done: Ranges = attrs.field(factory=Ranges)
     in_flight: Ranges = attrs.field(factory=Ranges)
     uncertain: Ranges = attrs.field(factory=Ranges)
+    #: When a worker last recorded a send (Unix seconds): a worker resuming the job within a
+    #: window of it waits for that window, which the server still counts.
+    saved_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The progress as a JSON object (the stores' format)."""
@@ -45,6 +48,7 @@ class JobProgress:
             "done": self.done.pairs(),
             "in_flight": self.in_flight.pairs(),
             "uncertain": self.uncertain.pairs(),
+            "saved_at": self.saved_at,
         }
 
     @classmethod
@@ -64,6 +68,7 @@ class JobProgress:
                 done=Ranges((int(a), int(b)) for a, b in data["done"]),
                 in_flight=Ranges((int(a), int(b)) for a, b in data["in_flight"]),
                 uncertain=Ranges((int(a), int(b)) for a, b in data["uncertain"]),
+                saved_at=None if data.get("saved_at") is None else float(data["saved_at"]),
             )
         except (KeyError, TypeError, ValueError):
             raise ValidationError("store", f"{where} holds no fan-out progress") from None

@@ -136,3 +136,24 @@ async def test_uncertain_recipients_are_resent_only_when_asked(tmp_path):
     assert again == uncertain  # still named, and this time sent
     assert sorted(delivered) == IDS[:7]
     assert emulator.duplicates == 0
+
+
+async def test_a_job_resumed_within_a_window_of_its_last_send_waits_that_window_out(tmp_path):
+    path = tmp_path / "sale.progress"
+    clock = MockClock(start=0.0)
+    emulator = Emulator(clock=clock)
+    with pytest.raises(BaseException):  # noqa: PT011, B017 - the crash, maybe grouped
+        await run(emulator, CrashingStore(path, 4, after_write=True), IDS, concurrency=1)
+    resumed = clock.now()
+    async with emulator.client(rate_limits=LIMITS) as client:
+        async with client.durable_fan_out(IDS, BODY, job="sale", store=FileProgressStore(path)):
+            waited = clock.now() - resumed
+    assert 0.9 < waited <= 1.0  # the rest of the one-second window the dead run sent in
+    progress = await FileProgressStore(path).load("sale")
+    assert progress is not None
+    progress.saved_at = 0.0  # long ago
+    await FileProgressStore(path).save("sale", progress)
+    resumed = clock.now()
+    async with emulator.client(rate_limits=LIMITS) as client:
+        async with client.durable_fan_out(IDS, BODY, job="sale", store=FileProgressStore(path)):
+            assert clock.now() == resumed  # no window to wait out
