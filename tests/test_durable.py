@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from agora_chat_async import (
     ProgressStore,
     Rate,
     RateLimits,
+    RedisProgressStore,
     TextBody,
     ValidationError,
 )
@@ -32,11 +34,29 @@ class Crash(BaseException):
 
 
 class CrashingStore(ProgressStore):
-    """A file store whose *n*-th save dies, before writing or after."""
+    """A store (a file by default) whose *n*-th save dies, before writing or after."""
 
-    def __init__(self, path: Path, crash_at: int | None, *, after_write: bool) -> None:
-        self.inner, self.crash_at, self.after_write = FileProgressStore(path), crash_at, after_write
+    def __init__(
+        self,
+        path: Path,
+        crash_at: int | None,
+        *,
+        after_write: bool,
+        inner: ProgressStore | None = None,
+    ) -> None:
+        self.inner = inner or FileProgressStore(path)
+        self.crash_at, self.after_write = crash_at, after_write
+        self.heartbeat = self.inner.heartbeat
         self.saves = 0
+
+    async def acquire(self, job: str) -> None:
+        await self.inner.acquire(job)
+
+    async def release(self, job: str) -> None:
+        await self.inner.release(job)
+
+    async def renew(self, job: str) -> None:
+        await self.inner.renew(job)
 
     async def load(self, job: str) -> JobProgress | None:
         return await self.inner.load(job)
@@ -93,26 +113,44 @@ async def test_another_input_or_another_job_is_refused(tmp_path):
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(crash_at=st.integers(1, 20), after_write=st.booleans(), concurrency=st.sampled_from([1, 4]))
+@given(
+    crash_at=st.integers(1, 20),
+    after_write=st.booleans(),
+    concurrency=st.sampled_from([1, 4]),
+    kind=st.sampled_from(["file", "redis"]),
+)
 def test_a_crash_anywhere_never_duplicates_and_loses_only_what_it_names_uncertain(
-    tmp_path_factory, crash_at, after_write, concurrency
+    tmp_path_factory, redis_server, crash_at, after_write, concurrency, kind
 ):
+    """Kill points chosen by hypothesis, in the file store and in Redis alike."""
+
     async def scenario() -> None:
         path = tmp_path_factory.mktemp("job") / "sale.progress"
-        emulator = Emulator(clock=MockClock(start=0.0))
-        crashing = CrashingStore(path, crash_at, after_write=after_write)
-        with pytest.raises(BaseException) as died:  # noqa: PT011 - the crash, maybe grouped
-            await run(emulator, crashing, IDS, concurrency=concurrency)
-            raise Crash  # the job finished before the crash point: a crash after it
-        assert (
-            died.group_contains(Crash)
-            if isinstance(died.value, BaseExceptionGroup)
-            else (isinstance(died.value, Crash))
-        )
-        # Another worker takes the job over from the same store.
-        _, uncertain = await run(emulator, FileProgressStore(path), IDS, concurrency=concurrency)
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+
+        def store() -> ProgressStore:
+            if kind == "file":
+                return FileProgressStore(path)
+            return RedisProgressStore(client, lease=5)
+
+        try:
+            emulator = Emulator(clock=MockClock(start=0.0))
+            crashing = CrashingStore(path, crash_at, after_write=after_write, inner=store())
+            with pytest.raises(BaseException) as died:  # noqa: PT011 - the crash, maybe grouped
+                await run(emulator, crashing, IDS, concurrency=concurrency)
+                raise Crash  # the job finished before the crash point: a crash after it
+            assert (
+                died.group_contains(Crash)
+                if isinstance(died.value, BaseExceptionGroup)
+                else (isinstance(died.value, Crash))
+            )
+            # Another worker takes the job over from the same store.
+            _, uncertain = await run(emulator, store(), IDS, concurrency=concurrency)
+        finally:
+            await client.aclose()
         times = Counter(d.recipient for d in emulator.deliveries)
         assert emulator.duplicates == 0
         assert max(times.values(), default=0) <= 1  # nobody twice
