@@ -4,6 +4,8 @@ import pytest
 
 from agora_chat_async.cli import main
 
+from .scenarios import died_of
+
 
 def test_demo_prints_a_summary(capsys):
     status = main(
@@ -241,11 +243,7 @@ def test_an_import_stopped_anywhere_resumes_exactly_once(
     argv = ["import", "users", str(path), "--concurrency", "1", "--no-progress"]
     with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
         main(argv, env=env)
-    assert (
-        stopped.group_contains(KeyboardInterrupt)
-        if isinstance(stopped.value, BaseExceptionGroup)
-        else isinstance(stopped.value, KeyboardInterrupt)
-    )
+    assert died_of(stopped.value, KeyboardInterrupt)
     monkeypatch.undo()
     capsys.readouterr()
 
@@ -409,11 +407,7 @@ def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
     monkeypatch.setattr(FileProgressStore, "save", dying)
     with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
         main(argv, env=env)
-    assert (
-        stopped.group_contains(KeyboardInterrupt)
-        if isinstance(stopped.value, BaseExceptionGroup)
-        else isinstance(stopped.value, KeyboardInterrupt)
-    )
+    assert died_of(stopped.value, KeyboardInterrupt)
     monkeypatch.undo()
     capsys.readouterr()
     assert main(argv, env=env) == 1  # seven recipients are uncertain
