@@ -297,8 +297,6 @@ async def packed(
     Raises:
         ValidationError: an id is not a non-empty string, or could never fit a request.
     """
-    if isinstance(recipients, str | bytes):
-        raise ValidationError("to", "must be an iterable of ids, not a single string")
     index = 0
     if isinstance(recipients, AsyncIterable):
         async for recipient in recipients:

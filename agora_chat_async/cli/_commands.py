@@ -146,15 +146,8 @@ class _Results:
         self._file: AsyncFile[str] | None = None
 
     async def open(self) -> None:
-        if self._path is None:
-            return
-        try:
-            if self._keep:
-                self._file = await anyio.open_file(self._path, "a", encoding="utf-8")
-            else:
-                self._file = await anyio.open_file(self._path, "w", encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"cannot write {str(self._path)!r}: {exc.strerror}") from None
+        if self._path is not None:
+            self._file = await open_for_writing(str(self._path), append=self._keep)
 
     async def write(self, lines: Iterable[dict[str, Any]], *, sync: bool = False) -> None:
         """Append *lines*; with *sync*, on disk when this returns (before the checkpoint)."""

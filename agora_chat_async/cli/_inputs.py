@@ -65,9 +65,11 @@ def recipients(args: argparse.Namespace) -> list[str]:
     return ids
 
 
-async def open_for_writing(path: str) -> AsyncFile[str]:
-    """*path* opened for writing text, or a :class:`CliError`."""
+async def open_for_writing(path: str, *, append: bool = False) -> AsyncFile[str]:
+    """*path* opened for writing text (or appending to it), or a :class:`CliError`."""
     try:
+        if append:
+            return await anyio.open_file(path, "a", encoding="utf-8")
         return await anyio.open_file(path, "w", encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
