@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+from hypothesis import strategies as st
 
 from agora_chat_async import Limiter, Priority
 
@@ -14,6 +15,21 @@ from .clocks import SteppedClock
 Arrival = tuple[float, int, Priority, bool]
 #: One admission: (arrival, start, units granted, priority).
 Start = tuple[float, float, int, Priority]
+
+
+def arrivals(*, ticks: int, units: int, most: int) -> st.SearchStrategy[list[Arrival]]:
+    """Lists of up to *most* arrivals: at 0 to *ticks* sixteenths of a second, of 1 to
+    *units* units, either priority, whole or shrinkable."""
+    return st.lists(
+        st.tuples(
+            st.integers(0, ticks).map(lambda tick: tick / 16),
+            st.integers(1, units),
+            st.sampled_from(["interactive", "bulk"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=most,
+    )
 
 
 async def admit_all(

@@ -20,7 +20,7 @@ from agora_chat_async import (
 
 from .clocks import InstantClock, SteppedClock
 from .conftest import VirtualClock
-from .scenarios import Start, admit_all, most_in_any_window, saturate
+from .scenarios import Start, admit_all, arrivals, most_in_any_window, saturate
 
 
 def test_defaults_are_the_documented_quotas():
@@ -436,16 +436,7 @@ async def test_a_flood_of_interactive_sends_leaves_bulk_its_minimum_share():
     assert len(starts) == 31  # every claim admitted
 
 
-ARRIVALS = st.lists(
-    st.tuples(
-        st.integers(0, 48).map(lambda ticks: ticks / 16),
-        st.integers(1, 30),
-        st.sampled_from(["interactive", "bulk"]),
-        st.booleans(),
-    ),
-    min_size=1,
-    max_size=30,
-)
+ARRIVALS = arrivals(ticks=48, units=30, most=30)
 
 
 @settings(max_examples=80, deadline=None)

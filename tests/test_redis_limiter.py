@@ -34,7 +34,7 @@ from agora_chat_async import (
 from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
 
 from .clocks import InstantClock, SteppedClock
-from .scenarios import Start, admit_all, most_in_any_window, saturate
+from .scenarios import Start, admit_all, arrivals, most_in_any_window, saturate
 
 LIMITS = RateLimits(
     users=Rate(10, per=1),
@@ -395,16 +395,7 @@ def test_no_window_ever_exceeds_the_limit_for_any_arrivals(redis_server, arrival
 @given(
     headroom=st.sampled_from([0.0, 0.2]),
     min_share=st.sampled_from([0.0, 0.5, 1.0]),
-    arrivals=st.lists(
-        st.tuples(
-            st.integers(0, 40).map(lambda ticks: ticks / 16),
-            st.integers(1, 10),
-            st.sampled_from(["interactive", "bulk"]),
-            st.booleans(),
-        ),
-        min_size=1,
-        max_size=20,
-    ),
+    arrivals=arrivals(ticks=40, units=10, most=20),
 )
 def test_two_processes_interleaving_interactive_and_bulk_claims_keep_every_window(
     redis_server, headroom, min_share, arrivals
