@@ -48,7 +48,6 @@ from ._fanout import MessageOptions as MessageOptions
 from ._files import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from ._history import HistoryStream as HistoryStream
 from ._limits import Limiter as Limiter
-from ._limits import Permit as Permit
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
 from ._models import AudioBody as AudioBody
 from ._models import Body as Body
@@ -69,6 +68,8 @@ from ._models import TextBody as TextBody
 from ._models import UnknownBody as UnknownBody
 from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
+from ._permit import Permit as Permit
+from ._permit import ServerTiming as ServerTiming
 from ._progress import FileProgressStore as FileProgressStore
 from ._progress import JobProgress as JobProgress
 from ._progress import ProgressStore as ProgressStore
@@ -150,6 +151,7 @@ __all__ = [
     "SendFailedError",
     "SendResult",
     "ServerError",
+    "ServerTiming",
     "SlidingWindowLimiter",
     "StaticToken",
     "SystemClock",

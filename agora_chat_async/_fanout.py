@@ -46,8 +46,8 @@ from ._exceptions import (
     ValidationError,
     excerpt,
 )
-from ._limits import Permit
 from ._models import Body, SendResult
+from ._permit import Permit
 from ._pipeline import Pipeline
 from ._rates import Claim, LimitName, Priority, RateLimits
 from ._request import Request

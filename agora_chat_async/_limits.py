@@ -111,25 +111,29 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, final
+from typing import final
 
 import anyio
 import attrs
 
 from ._clock import Clock, SystemClock
 from ._exceptions import ValidationError
+from ._permit import Permit, ServerTiming
 from ._rates import DEFAULT_RATE_LIMITS, Claim, LimitName, Priority, Rate, RateLimits
 from ._window_rules import (
+    FLOOR_BUCKET,
     JITTER_TOLERANCE,
     Adaptation,
+    DelayFloor,
     after_refusal,
     effective_limit,
+    floor_value,
+    observe_floor,
     settled_anchor,
 )
 
 __all__ = [
     "Limiter",
-    "Permit",
     "SlidingWindowLimiter",
     "check_claims",
     "check_units",
@@ -185,53 +189,6 @@ class _Entry:
     #: In the window's log (not yet expired).
     live: bool = True
     interactive: bool = True
-
-
-class Permit:
-    """Capacity granted by :meth:`Limiter.acquire`.
-
-    ``units`` is how many units of the first claim were granted: all of them, or
-    fewer when the claim was allowed to shrink (``min_units``).
-
-    Call :meth:`settle` when the request's answer has arrived (or the attempt
-    ended after it may have reached the server), and :meth:`refund` instead if it
-    certainly never reached the server, or was refused and so not counted.
-    """
-
-    __slots__ = ("_refund", "_settle", "binding", "units")
-
-    def __init__(
-        self,
-        refund: Any = None,
-        *,
-        units: int = 0,
-        settle: Any = None,
-        binding: LimitName | None = None,
-    ) -> None:
-        self._refund = refund
-        self._settle = settle
-        self.units = units
-        #: The limit whose window was nearest its limit when the request was admitted:
-        #: the one a rate-limit refusal of this request is blamed on.
-        self.binding = binding
-
-    def refund(self) -> None:
-        """Give the capacity back. Only for a request the server did not count."""
-        refund, self._refund = self._refund, None
-        self._settle = None
-        if refund is not None:
-            refund()
-
-    def settle(self) -> None:
-        """The answer has arrived: a late one keeps the claims in the window longer.
-
-        The service may count a request at any time until it answers, so a claim
-        answered later than ``margin / 2`` after its start leaves the window
-        ``per + margin`` after the answer instead of after the start. Idempotent.
-        """
-        settle, self._settle = self._settle, None
-        if settle is not None:
-            settle()
 
 
 class Limiter(abc.ABC):
@@ -395,11 +352,10 @@ class _Window:
                 self.used_interactive -= entry.units
         entry.units = 0
 
-    def settle(self, entry: _Entry, done: float) -> None:
-        """*entry*'s answer came at *done*: a late answer moves its anchor there."""
+    def settle(self, entry: _Entry, done: float, anchor: float | None) -> None:
+        """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any)."""
         self._expire(done)
-        anchor = settled_anchor(entry.started, done, self.margin)
-        if not entry.live or entry.units == 0 or anchor is None:
+        if not entry.live or entry.units == 0 or anchor is None or anchor <= entry.started:
             return  # answered after a whole window: others have started in its place
         self.log.remove(entry)
         entry.started = anchor
@@ -444,7 +400,7 @@ class SlidingWindowLimiter(Limiter):
         clock: where time comes from; defaults to the event loop's clock.
     """
 
-    __slots__ = ("_clock", "_rate_limits", "_windows")
+    __slots__ = ("_clock", "_floor", "_rate_limits", "_windows")
 
     def __init__(
         self, rate_limits: RateLimits | None = None, *, clock: Clock | None = None
@@ -452,6 +408,8 @@ class SlidingWindowLimiter(Limiter):
         self._rate_limits = rate_limits or DEFAULT_RATE_LIMITS
         self._clock: Clock = clock or SystemClock()
         self._windows: dict[str, _Window] = {}
+        #: The smallest forward offset of warm answers lately (``_window_rules``).
+        self._floor = DelayFloor()
 
     @property
     def rate_limits(self) -> RateLimits:
@@ -567,16 +525,33 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.refund(entry)
 
-        def settle() -> None:
+        def settle(timing: ServerTiming | None) -> None:
             done = self._clock.now()
+            anchor = self._anchor(now, done, timing)
             for window, entry in entries:
-                window.settle(entry, done)
+                window.settle(entry, done, anchor)
 
         return Permit(
             refund,
             units=granted[0] if shrink_to is not None else whole,
             settle=settle,
             binding=None if binding is None else binding[0].name,
+        )
+
+    def _anchor(self, started: float, done: float, timing: ServerTiming | None) -> float | None:
+        """Where the claims of a request started at *started* and answered at *done* move."""
+        if timing is None:
+            return settled_anchor(started, done, self._rate_limits.margin)
+        offset = timing.arrival - started
+        if timing.tells_floor:
+            self._floor = observe_floor(self._floor, offset, done, FLOOR_BUCKET)
+        return settled_anchor(
+            started,
+            done,
+            self._rate_limits.margin,
+            offset=offset,
+            duration=timing.duration or 0.0,
+            floor=floor_value(self._floor, done, FLOOR_BUCKET),
         )
 
     def penalize(self, claims: Sequence[Claim]) -> None:

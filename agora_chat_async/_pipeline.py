@@ -10,9 +10,11 @@ It reads as three layers, as httpx's ``_send_handling_auth`` -> ``_send_single_r
 
 - **Permits**: :meth:`Limiter.acquire` with the request's claims (recipients or
   targets and one call for sends, one call elsewhere) before every attempt. One
-  attempt owns its permit (:class:`_Attempt`): settled when the answer arrives,
-  refunded when the request never reached the server or was refused for a rate limit
-  (the server did not count it either), and the limit it pressed on adapts.
+  attempt owns its permit (:class:`_Attempt`): settled when the answer has been read,
+  with the service's ``timestamp`` and ``duration`` from a JSON answer
+  (:class:`ServerTiming`), refunded when the request never reached the server or was
+  refused for a rate limit (the server did not count it either), and the limit it
+  pressed on adapts.
 - **Answers**: ``_responses.py`` decodes successes and maps errors; the I/O layer
   says whether anything was sent.
 
@@ -45,8 +47,9 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._limits import Limiter, Permit
+from ._limits import Limiter
 from ._logging import install_redaction, logger
+from ._permit import Permit, ServerTiming
 from ._rates import Claim, LimitName, Priority
 from ._request import Request
 from ._responses import (
@@ -55,6 +58,7 @@ from ._responses import (
     ambiguous,
     decode,
     error_for,
+    server_timing,
     unreadable,
 )
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, is_retryable
@@ -89,9 +93,10 @@ def _exceeded(claims: tuple[Claim, ...], binding: LimitName | None) -> tuple[Cla
 
 @final
 class _Attempt:
-    """One attempt's permit: settled once the attempt is over (its answer counted, if it
-    was), refunded if the request never reached the server. A class, not a generator:
-    it runs on every request."""
+    """One attempt's permit when the attempt fails: refunded if the request never reached
+    the server, else settled (it may have been counted). A successful attempt's permit is
+    settled by whoever reads the answer. A class, not a generator: it runs on every
+    request."""
 
     __slots__ = ("_permit",)
 
@@ -105,9 +110,9 @@ class _Attempt:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: object
     ) -> None:
         permit = self._permit
-        if permit is None:
+        if permit is None or kind is None:
             return
-        if kind is not None and issubclass(kind, ConnectError | ClientClosedError):
+        if issubclass(kind, ConnectError | ClientClosedError):
             permit.refund()  # nothing was sent
         permit.settle()  # a no-op after a refund
 
@@ -118,6 +123,8 @@ class _Tries:
 
     #: For the first attempt (the sender sized the request from it); refunded if unused.
     given: Permit | None = None
+    #: The successful attempt's permit, settled once its answer has been read.
+    answered: Permit | None = None
     #: Failures other than rate-limit refusals (each retried at most RetryPolicy.attempts).
     retries: int = 0
     #: Rate-limit refusals, retried while RetryPolicy.rate_limit_budget lasts.
@@ -186,13 +193,20 @@ class Pipeline:
             OutcomeUnknownError: a state-changing request may have been processed.
             UnexpectedResponseError: the answer is not a JSON object.
         """
-        response = await self._open(request, permit)
+        response, answered = await self._open(request, permit)
+        timing: ServerTiming | None = None
         try:
-            return await decode(request, response)
+            data = await decode(request, response)
+            timing = server_timing(data, new_connection=self._transport.new_connection(response))
         except httpx.TransportError as exc:
             raise ambiguous(request, exc) from None
         finally:
+            if answered is not None:
+                answered.settle(timing)  # before anything else can wait
             await response.aclose()
+        if answered is not None:
+            await self._limiter.flush()  # other processes see a late answer at once
+        return data
 
     async def request_as(
         self, request: Request, shape: type[ShapeT], *, permit: Permit | None = None
@@ -220,7 +234,14 @@ class Pipeline:
         requests that were certainly not processed. A transport failure while
         the body is read is raised as :meth:`request` raises it.
         """
-        response = await self._open(request)
+        response, answered = await self._open(request)
+        if answered is not None:  # a file: no timestamp, the whole round trip is charged
+            answered.settle()
+            try:
+                await self._limiter.flush()
+            except BaseException:
+                await response.aclose()
+                raise
         try:
             yield ResponseBody(response)
         except httpx.TransportError as exc:
@@ -230,13 +251,16 @@ class Pipeline:
 
     # -- layer 1: retries ----------------------------------------------------------------------
 
-    async def _open(self, request: Request, given: Permit | None = None) -> httpx.Response:
-        """The successful response to *request*, body unread; the caller closes it."""
+    async def _open(
+        self, request: Request, given: Permit | None = None
+    ) -> tuple[httpx.Response, Permit | None]:
+        """The successful response to *request*, body unread, and its attempt's permit,
+        which the caller settles once the answer has been read and closes the response."""
         tries = _Tries(given)
         try:
             while True:
                 try:
-                    return await self._send_handling_auth(request, tries)
+                    response = await self._send_handling_auth(request, tries)
                 except RateLimitedError as error:
                     if isinstance(error, QuotaExhaustedError):
                         await self._before_retry(request, error, tries)
@@ -244,6 +268,9 @@ class Pipeline:
                         await self._after_refusal(request, error, tries)
                 except AgoraChatError as error:
                     await self._before_retry(request, error, tries)
+                else:
+                    answered, tries.answered = tries.answered, None
+                    return response, answered
         finally:
             if tries.given is not None:  # failed before the given permit's attempt was sent
                 tries.given.refund()
@@ -360,16 +387,18 @@ class Pipeline:
         started = time.perf_counter()
         with _Attempt(permit):
             response = await self._transport.send(request, token)
+        if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
+            self._sent(request, response, time.perf_counter() - started, tries.attempts)
+        if response.status_code < 400:
+            tries.answered = permit  # settled by the reader of the answer
+            return response
         if permit is not None:
+            permit.settle()
             try:
                 await self._limiter.flush()  # other processes see a late answer at once
             except BaseException:  # cancelled: the response is the caller's only on return
                 await response.aclose()
                 raise
-        if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
-            self._sent(request, response, time.perf_counter() - started, tries.attempts)
-        if response.status_code < 400:
-            return response
         try:
             error = await error_for(request, response)
         except httpx.TransportError as exc:

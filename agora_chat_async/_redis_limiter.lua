@@ -6,11 +6,12 @@
 -- window during the last window (same form), and the units of each id.
 --
 -- KEYS: [1] the "seen" marker, then per configured limit i: [4i-2] state, [4i-1] log,
---       [4i] recent, [4i+1] units.
+--       [4i] recent, [4i+1] units; last, the floor of forward offsets.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
 --       bulk_min_share,
 --       n_limits x (limit, per_us, span_us),
---       n_reports, n_reports x (limit index, id, answered at (microseconds, this clock)),
+--       n_observations, n_observations x (forward offset (us), microseconds since),
+--       n_reports, n_reports x (limit index, id, new anchor (microseconds, this clock)),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
 --       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
@@ -21,9 +22,10 @@
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
 -- Every claim of a request is recorded at one time, the earliest at which all fit:
 -- now, or a reservation the caller sleeps until.
--- Returns {delay_us, fresh, now_us, granted..., binding}: the request may start in delay_us,
--- with these units granted to each claim; fresh is 1 when the marker was missing; binding is
--- the position of the claim left with the least room (0 without claims).
+-- Returns {delay_us, fresh, now_us, granted..., binding, floor current, since, previous}: the
+-- request may start in delay_us, with these units granted to each claim; fresh is 1 when the
+-- marker was missing; binding is the position of the claim left with the least room (0
+-- without claims); the floor is the shared DelayFloor ('' for an infinite field).
 
 -- The constants of the window rules (EARLY_FRACTION, ..., PROBE_PER_WINDOW) are prepended
 -- when the script is loaded, from _window_rules.py: one copy for both runtimes.
@@ -170,9 +172,42 @@ local function unrecord(l, id)
   end
 end
 
--- Late answers (_window_rules.settled_anchor, applied by the caller): the claim leaves
--- the window a whole span after its answer, not after its start.
+-- The floor of forward offsets of warm answers, shared by every process
+-- (_window_rules.DelayFloor, rotated_floor and observe_floor, line by line): each process
+-- charges its claims against the earliest that any of them can be counted.
+local function fin(x)
+  if x == math.huge or x == -math.huge then return '' end
+  return num(x)
+end
+local floor_key = KEYS[4 * n_limits + 2]
+local bucket = FLOOR_BUCKET * 1000000
+local stored = redis.call('HMGET', floor_key, 'current', 'since', 'previous')
+local floor = {
+  current = tonumber(stored[1]) or math.huge,
+  since = tonumber(stored[2]) or -math.huge,
+  previous = tonumber(stored[3]) or math.huge,
+}
 local n = tonumber(ARGV[pos]); pos = pos + 1
+for _ = 1, n do
+  local offset = tonumber(ARGV[pos])
+  local at = now - tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  if at - floor.since >= bucket then
+    if at - floor.since < 2 * bucket then floor.previous = floor.current
+    else floor.previous = math.huge end
+    floor.current, floor.since = math.huge, at
+  end
+  if offset < floor.current then floor.current = offset end
+end
+if n > 0 then
+  redis.call('HSET', floor_key, 'current', fin(floor.current), 'since', fin(floor.since),
+    'previous', fin(floor.previous))
+  redis.call('PEXPIRE', floor_key, num(math.ceil(3 * bucket / 1000)))
+end
+
+-- Late answers (_window_rules.settled_anchor, applied by the caller): the claim leaves
+-- the window a span after its new anchor, not after its start.
+n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   local id = ARGV[pos + 1]
@@ -399,6 +434,9 @@ for k, claim in ipairs(claims) do
   if left < least then binding, least = k, left end
 end
 reply[#reply + 1] = binding
+reply[#reply + 1] = fin(floor.current)
+reply[#reply + 1] = fin(floor.since)
+reply[#reply + 1] = fin(floor.previous)
 for i = 1, n_limits do
   if limits[i].loaded then save(limits[i]) end
 end

@@ -8,41 +8,35 @@ every admission decision is one atomic server-side script
 
 How it decides
 --------------
-Every limit has a log in Redis (a sorted set of claims scored by their start
-time), the units of each claim, and a small state hash. The script reads the
-time from the Redis server (``TIME``), so clock skew between hosts does not
-matter, forgets the claims that left the window, finds the earliest time at
-which every claim of the request fits (never before an earlier reservation of
-the limit that decides it: first come, first served across all processes), and
-records them all at that time. It answers "start now", or "not before t" and
-the caller sleeps until then, no polling. A shrinkable claim (``min_units``)
-takes as many units as fit at that time.
+Every limit has a log in Redis (a sorted set of claims scored by their anchor,
+their start at first), the units of each claim, and a small state hash. The
+script reads the time from the Redis server (``TIME``), so clock skew between
+hosts does not matter, forgets the claims that left the window, finds the
+earliest time at which every claim of the request fits (never before an earlier
+reservation of the limit that decides it: first come, first served across all
+processes), and records them all at that time. It answers "start now", or "not
+before t" and the caller sleeps until then, no polling. A shrinkable claim
+(``min_units``) takes as many units as fit at that time. A reservation decides
+again when it is due (a second round trip): it starts then if every window it
+joins still has room, counting started claims and other reservations alike;
+otherwise it queues again. Every recorded claim counts against its window,
+including reservations in the future, and only the limit that decided a
+request's time holds later claims back (the call-rate claim of a user send
+waiting for recipient quota does not make group sends wait).
 
-A reservation decides again when it is due (a second round trip): it starts
-then if every window it joins still has room, counting started claims and
-other reservations alike; otherwise it queues again. What can take its room
-meanwhile is a refusal (the effective limit dropped) or a late answer: a request
-answered later than ``margin / 2`` after its start reports its answer time
-(carried by the next admission, and flushed by the client right after the
-answer), and its claims leave the window ``per + margin`` after the answer, since
-the service may count a request as late as its answer. So a slow first window
-(connections opening, a burst the server works through one by one) cannot let
-the next window's requests start inside the window the service still counts.
-
-Every recorded claim counts against its window, including reservations in the
-future, so nothing placed before a reservation can overfill the reservation's
-window. Only the limit that decided a request's time holds later claims back:
-the call-rate claim of a user send waiting for recipient quota does not make
-group sends wait.
+Answers move anchors as in memory (``_window_rules.settled_anchor``): a claim is
+charged what is uncertain of when the service counted it. The floor of forward
+offsets is shared (a hash in Redis, returned with every decision), so a process
+far from the service charges its claims against the earliest that any process
+can be counted. A moved anchor, and a forward offset below the floor, are
+carried by the next admission and flushed by the client right after the answer.
 
 So the guarantee of the in-memory limiter holds across processes: in no
-interval of ``per`` seconds do all processes together start more than
-``limit`` units (up to the jitter that ``margin`` absorbs, which now includes
-one Redis round trip).
-
-Fairness: requests waiting for one limit are granted in the order the script
-ran, whichever process asked, so no process starves: a claim waits at most for
-the claims that reached Redis before it.
+interval of ``per`` seconds does the service count more than ``limit`` units of
+all processes together, under the assumptions stated in ``_window_rules``
+(``margin`` now also absorbs one Redis round trip). Requests waiting for one
+limit are granted in the order the script ran, whichever process asked, so no
+process starves.
 
 Late answers, refunds and penalties (a request never sent; a 429 from the
 service) are queued in the process and carried by its next admission, in the
@@ -51,9 +45,7 @@ leaves capacity unused until the window passes. Adaptation is the in-memory
 limiter's (one model, ``_window_rules.py``, whose constants are prepended to the
 script when it is loaded), stored in Redis so that every worker adapts together:
 a penalty carries how long ago the refusal was, and the script judges it as of
-then (a full window counting what had just left it is jitter, and widens the
-window; otherwise the effective limit drops to 95% of what was accepted, holds,
-and probes back up).
+then.
 
 Keys and memory
 ---------------
@@ -82,22 +74,20 @@ import logging
 import math
 import secrets
 from collections.abc import Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
-import attrs
 
 from ._clock import Clock, SystemClock
 from ._exceptions import LimiterUnavailableError, ValidationError
 from ._limits import (
     Limiter,
-    Permit,
     SlidingWindowLimiter,
     check_claims,
     check_units,
     is_bulk,
 )
+from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
     LIMIT_NAMES,
@@ -107,7 +97,25 @@ from ._rates import (
     RateLimits,
     scaled_limits,
 )
-from ._window_rules import Adaptation, effective_limit, lua_constants, settled_anchor
+from ._redis_script import (
+    BUCKET_US,
+    MICROS,
+    SCRIPT,
+    SEEN_TTL_MS,
+    Decision,
+    ScriptClaim,
+    read_floor,
+)
+from ._window_rules import (
+    RESOLUTION,
+    Adaptation,
+    DelayFloor,
+    effective_limit,
+    floor_value,
+    observe_floor,
+    rotated_floor,
+    settled_anchor,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -115,38 +123,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisLimiter"]
 
 logger: Final = logging.getLogger("agora_chat_async.limiter")
-
-_SCRIPT: Final = lua_constants() + resources.files(__package__).joinpath(
-    "_redis_limiter.lua"
-).read_text("utf-8")
-#: How long the "this Redis has seen this app key" marker lives without admissions.
-_SEEN_TTL_MS: Final = 7 * 24 * 3600 * 1000
-_MICROS: Final = 1_000_000
-
-
-@attrs.frozen
-class _Claim:
-    """One claim on its way through the script: limit index, units, id, units it needs."""
-
-    index: int
-    units: int
-    id: str
-    need: int
-    first: bool
-
-
-@attrs.frozen
-class _Decision:
-    """The script's answer: start in ``delay`` s with ``granted`` units per claim."""
-
-    delay: float
-    granted: list[int]
-    #: When the claims start, in Redis microseconds.
-    start_us: int
-    #: The local time the call was made (an answer's time is measured from it).
-    sent: float
-    #: The position (from 1) of the claim left with the least room; 0 without claims.
-    binding: int
 
 
 @final
@@ -215,7 +191,7 @@ class RedisLimiter(Limiter):
         #: With a test clock, its time replaces the Redis server's in the script.
         self._clock_override = clock is not None
         self._clock: Clock = clock or SystemClock()
-        self._script = redis.register_script(_SCRIPT)
+        self._script = redis.register_script(SCRIPT)
         self._limits = [
             (name, rate)
             for name in LIMIT_NAMES
@@ -226,12 +202,18 @@ class RedisLimiter(Limiter):
         self._limit_args: list[Any] = []
         for _, rate in self._limits:
             span = rate.per + self._rate_limits.margin
-            self._limit_args += [rate.limit, round(rate.per * _MICROS), round(span * _MICROS)]
+            self._limit_args += [rate.limit, round(rate.per * MICROS), round(span * MICROS)]
         self._key_list: list[str] | None = None  # built once the app key is known
         self._refunds: list[tuple[int, str]] = []
         self._penalties: list[tuple[int, int, float]] = []
-        #: Late answers: limit index, claim id, answer time in microseconds of Redis time.
+        #: Late answers: limit index, claim id, new anchor in microseconds of Redis time.
         self._reports: list[tuple[int, str, int]] = []
+        #: Warm answers' forward offsets (Redis microseconds) and when they came (local).
+        self._observations: list[tuple[float, float]] = []
+        #: The shared floor of forward offsets as of the last reply, plus what was
+        #: observed since (``_window_rules.DelayFloor``, in Redis microseconds).
+        self._floor = DelayFloor()
+        self._margin_us = self._rate_limits.margin * MICROS
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
         self._owns_redis = False
@@ -294,6 +276,7 @@ class RedisLimiter(Limiter):
             keys = [f"{tag}:seen"]
             for name, _ in self._limits:
                 keys += [f"{tag}:{name}:{part}" for part in ("state", "log", "recent", "units")]
+            keys.append(f"{tag}:floor")
             self._key_list = keys
         return self._key_list
 
@@ -318,7 +301,7 @@ class RedisLimiter(Limiter):
         bulk = is_bulk(priority)
         shrinks = check_claims(claims, min_units)
         whole = claims[0][1] if claims else 0
-        pending: list[_Claim] = []
+        pending: list[ScriptClaim] = []
         for position, (name, units) in enumerate(claims):
             index = self._index.get(name)
             if index is None:
@@ -326,7 +309,7 @@ class RedisLimiter(Limiter):
             check_units(name, units, self._limits[index - 1][1])
             need = min_units if shrinks and position == 0 and min_units is not None else units
             claim_id = ("b" if bulk else "i") + secrets.token_hex(8)  # the script reads the class
-            pending.append(_Claim(index, units, claim_id, need, first=position == 0))
+            pending.append(ScriptClaim(index, units, claim_id, need, first=position == 0))
         if self._falling_back and self._clock.now() < self._fallback_until:
             assert self._fallback is not None  # noqa: S101 - made when falling back
             return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
@@ -354,25 +337,50 @@ class RedisLimiter(Limiter):
         started_us, sent = answer.start_us, answer.sent
         binding = self._limits[pending[answer.binding - 1].index - 1][0] if answer.binding else None
 
-        def settle() -> None:
-            elapsed = self._clock.now() - sent  # from before the script ran: never too early
-            anchor = settled_anchor(0.0, elapsed, self._rate_limits.margin)
+        def settle(timing: ServerTiming | None) -> None:
+            # From before the script ran: never too early.
+            elapsed_us = (self._clock.now() - sent) * MICROS
+            anchor = self._anchor(started_us, elapsed_us, timing)
             if anchor is not None:
-                done_us = started_us + math.ceil(anchor * _MICROS)
+                done_us = started_us + math.ceil(anchor)
                 self._reports.extend((index, id_, done_us) for index, id_ in recorded)
 
         return Permit(
             lambda: self._refunds.extend(recorded), units=granted, settle=settle, binding=binding
         )
 
+    def _anchor(
+        self, started_us: int, elapsed_us: float, timing: ServerTiming | None
+    ) -> float | None:
+        """Microseconds after its start where a claim answered *elapsed_us* later moves."""
+        if timing is None:
+            return settled_anchor(0.0, elapsed_us, self._margin_us)
+        offset = timing.arrival * MICROS - started_us
+        at = started_us + elapsed_us
+        if timing.tells_floor:
+            floor = rotated_floor(self._floor, at, BUCKET_US)
+            if offset < floor.current:  # news for the other processes
+                self._observations.append((offset, self._clock.now()))
+                floor = observe_floor(floor, offset, at, BUCKET_US)
+            self._floor = floor
+        return settled_anchor(
+            0.0,
+            elapsed_us,
+            self._margin_us,
+            offset=offset,
+            duration=(timing.duration or 0.0) * MICROS,
+            floor=floor_value(self._floor, at, BUCKET_US),
+            resolution=RESOLUTION * MICROS,
+        )
+
     async def _decide(
         self,
-        pending: list[_Claim],
+        pending: list[ScriptClaim],
         *,
         again: bool = False,
         bulk: bool = False,
         once: bool = False,
-    ) -> _Decision | None:
+    ) -> Decision | None:
         """One admission decision; ``None`` when Redis is unreachable and the fallback is on.
 
         With *once*, a single attempt that raises :class:`LimiterUnavailableError` if it
@@ -384,17 +392,21 @@ class RedisLimiter(Limiter):
         reports, self._reports = self._reports, []
         refunds, self._refunds = self._refunds, []
         penalties, self._penalties = self._penalties, []
+        observations, self._observations = self._observations, []
         now = self._clock.now()
         args: list[Any] = [
             "",
             len(self._limits),
             1 if self._cold_start_wait else 0,
-            _SEEN_TTL_MS,
+            SEEN_TTL_MS,
             self._rate_limits.bulk_headroom,
             self._rate_limits.bulk_min_share,
             *self._limit_args,
-            len(reports),
+            len(observations),
         ]
+        for offset, observed in observations:
+            args += [repr(offset), max(0, round((now - observed) * MICROS))]
+        args.append(len(reports))
         for report in reports:
             args += report
         args.append(len(refunds))
@@ -402,7 +414,7 @@ class RedisLimiter(Limiter):
             args += refund
         args.append(len(penalties))
         for index, units, refused in penalties:
-            args += [index, units, max(0, round((now - refused) * _MICROS))]
+            args += [index, units, max(0, round((now - refused) * MICROS))]
         args += [len(pending), 1 if again else 0, 1 if bulk else 0]
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
@@ -414,7 +426,7 @@ class RedisLimiter(Limiter):
         while True:
             sent = self._clock.now()
             if self._clock_override:  # the time of this attempt, not of the first one
-                args[0] = str(round(sent * _MICROS))
+                args[0] = str(round(sent * MICROS))
             try:
                 self.round_trips += 1
                 reply = await self._script(keys=keys, args=args)
@@ -423,7 +435,7 @@ class RedisLimiter(Limiter):
                 # A microsecond of slack: on a float clock the last sleep may fall short.
                 if waited >= patience - 1e-6:
                     # Carried by the first call that works.
-                    self._requeue(reports, refunds, penalties)
+                    self._requeue(reports, refunds, penalties, observations)
                     if self._fallback_fraction is None or once:
                         raise LimiterUnavailableError(
                             f"Redis has been unreachable for {waited:.1f} s "
@@ -438,41 +450,54 @@ class RedisLimiter(Limiter):
                 continue
             except BaseException:
                 # It may or may not have been applied: each is harmless twice.
-                self._requeue(reports, refunds, penalties)
+                self._requeue(reports, refunds, penalties, observations)
                 raise
             if self._falling_back:
                 logger.warning("Redis is reachable again; the shared limiter is back in use")
                 self._falling_back = False
-            delay_us, fresh, now_us, *granted, binding = reply
-            if fresh:
-                logger.warning(
-                    "Redis has no record of recent sends for %s (first use, or it restarted "
-                    "without its data)%s",
-                    self._app_key,
-                    "; nothing starts for one window" if self._cold_start_wait else "",
-                )
-            return _Decision(
-                delay=int(delay_us) / _MICROS,
-                granted=[int(units) for units in granted],
-                start_us=int(now_us) + int(delay_us),
-                sent=sent,
-                binding=int(binding),
+            return self._read_reply(reply, sent)
+
+    def _read_reply(self, reply: list[Any], sent: float) -> Decision:
+        """The script's answer to a call made at local time *sent*."""
+        delay_us, fresh, now_us, *granted, binding, current, since, previous = reply
+        floor = read_floor(current, since, previous)
+        # What this process observed since the call left is not in the reply yet.
+        for offset, observed in self._observations:
+            at = int(now_us) - (self._clock.now() - observed) * MICROS
+            floor = observe_floor(floor, offset, at, BUCKET_US)
+        self._floor = floor
+        if fresh:
+            logger.warning(
+                "Redis has no record of recent sends for %s (first use, or it restarted "
+                "without its data)%s",
+                self._app_key,
+                "; nothing starts for one window" if self._cold_start_wait else "",
             )
+        return Decision(
+            delay=int(delay_us) / MICROS,
+            granted=[int(units) for units in granted],
+            start_us=int(now_us) + int(delay_us),
+            sent=sent,
+            binding=int(binding),
+        )
 
     @property
     def _queued(self) -> bool:
         """Whether late answers, refunds or refusals wait to be carried to Redis."""
-        return bool(self._reports or self._refunds or self._penalties) and self._app_key is not None
+        queued = self._reports or self._refunds or self._penalties or self._observations
+        return bool(queued) and self._app_key is not None
 
     def _requeue(
         self,
         reports: list[tuple[int, str, int]],
         refunds: list[tuple[int, str]],
         penalties: list[tuple[int, int, float]],
+        observations: list[tuple[float, float]],
     ) -> None:
         self._reports[:0] = reports
         self._refunds[:0] = refunds
         self._penalties[:0] = penalties
+        self._observations[:0] = observations
 
     def _start_fallback(self, exc: BaseException) -> None:
         assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
@@ -538,15 +563,15 @@ class RedisLimiter(Limiter):
         if eff is None:
             return float(rate.limit)
         state = Adaptation(base=float(eff), hold_until=float(hold or 0))
-        return effective_limit(state, rate.limit, rate.per * _MICROS, now)
+        return effective_limit(state, rate.limit, rate.per * MICROS, now)
 
     async def _read_state(self, key: str) -> tuple[bytes | str | None, bytes | str | None, float]:
         eff, hold = await self._redis.hmget(key, ["eff", "hold"])
         if self._clock_override:
-            now = self._clock.now() * _MICROS
+            now = self._clock.now() * MICROS
         else:
             seconds, micros = await self._redis.time()
-            now = seconds * _MICROS + micros
+            now = seconds * MICROS + micros
         return eff, hold, float(now)
 
     async def aclose(self) -> None:

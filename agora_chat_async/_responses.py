@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final, final
@@ -28,6 +29,7 @@ from ._exceptions import (
     api_error_class,
     excerpt,
 )
+from ._permit import ServerTiming
 from ._request import Request
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "error_for",
     "parse_retry_after",
     "read_capped",
+    "server_timing",
     "unreadable",
 ]
 
@@ -50,6 +53,24 @@ MAX_JSON_BYTES: Final = 16 * 1024 * 1024
 MAX_ERROR_BYTES: Final = 64 * 1024
 #: Statuses after which a state-changing request may or may not have been processed.
 AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
+
+
+def _milliseconds(value: object) -> float | None:
+    """A finite, non-negative number of milliseconds as seconds; ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value / 1000
+
+
+def server_timing(data: dict[str, Any], *, new_connection: bool) -> ServerTiming | None:
+    """The service's ``timestamp`` and ``duration`` of an answer, if it has a usable
+    timestamp (an absurd one can cost speed, never the window: ``_window_rules``)."""
+    timestamp = _milliseconds(data.get("timestamp"))
+    if not timestamp:
+        return None
+    return ServerTiming(timestamp, _milliseconds(data.get("duration")), new_connection)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -10,6 +10,7 @@ came back (:func:`~agora_chat_async._responses.ambiguous`).
 
 from __future__ import annotations
 
+import weakref
 from typing import Final, NoReturn, final
 
 import httpx
@@ -44,6 +45,7 @@ class HTTPTransport:
         "_json_headers",
         "_owns_http",
         "_plain_headers",
+        "_streams",
         "_token",
         "_urls",
     )
@@ -56,6 +58,21 @@ class HTTPTransport:
         self._closed = False
         self._token: str | None = None  # the token of the cached headers
         self._plain_headers, self._json_headers = _api_headers(None)
+        #: The connections (httpcore's network streams) that have answered before.
+        self._streams: weakref.WeakSet[object] = weakref.WeakSet()
+
+    def new_connection(self, response: httpx.Response) -> bool:
+        """Whether *response* came on a connection that had not answered before (its
+        request waited for the connection to open). ``False`` when the transport does not
+        say (an ASGI or mock transport, which opens none)."""
+        stream = response.extensions.get("network_stream")
+        if stream is None or stream in self._streams:
+            return False
+        try:
+            self._streams.add(stream)
+        except TypeError:  # not weakly referenceable: cannot tell
+            return False
+        return True
 
     @property
     def base(self) -> str:

@@ -8,13 +8,40 @@ clock steps and compares what they decide.
 
 When a claim leaves its window
 ------------------------------
-A claim is anchored at its start and leaves the window ``per + margin`` later.
-The service counts a request somewhere between its start and its response, so a
-request answered late (more than ``margin / 2`` after its start) moves its
-anchor to the response (:func:`settled_anchor`): it stays in the window at least
-``per + margin / 2`` after the service can have counted it, however slow the
-answer was. A waiting claim decides again when it wakes up, so an anchor moved
-while it slept is respected.
+A claim is anchored at its start and leaves the window ``per + margin`` later,
+unless its answer moves the anchor (:func:`settled_anchor`). The service counts
+a request at some moment between its arrival and its answer, so what the client
+does not know is how much later than a request started it was counted. That is
+the claim's *charge*, and the anchor moves by the charge less ``margin / 2``
+(the other half of the margin is slack for what the client assumes):
+
+- **With the service's clock.** Every answer carries ``timestamp`` (when it left,
+  on the service's clock, ms) and ``duration`` (the time spent on it, ms), so the
+  request's arrival on the service's clock is ``timestamp - duration``. Its
+  *forward offset*, arrival minus start, is the forward delay plus the (unknown,
+  constant) offset between the two clocks. The smallest forward offset seen
+  lately on a warm connection (:class:`DelayFloor`, the last ``FLOOR_BUCKET`` to
+  ``3 x FLOOR_BUCKET`` seconds) is when a request started now can be counted at
+  the earliest; a claim answered after being counted at ``timestamp`` is charged
+  ``timestamp - start - floor``: the forward delay's variation and the service's
+  time, never the whole round trip. A request that opened its connection says
+  nothing of the floor (its forward delay includes the handshake) but is charged
+  against it like any other.
+- **Without it** (no timestamp, or no floor yet: the first answers), the whole
+  round trip is charged, which needs no assumption at all: the service cannot
+  count a request after answering it.
+
+Either charge is at most the round trip, so an absurd ``timestamp`` (a server
+clock stepped, a proxy's answer) can cost speed, never the window. What the
+window guarantee assumes, then: the service's clock runs at ours' rate (drift
+within a window is far below ``margin``), and a request's forward offset is
+never more than ``margin / 2`` below the floor. A route that gets slower leaves
+the floor low for a while (every claim charged more: slower, safe); a route that
+gets faster by more than ``margin / 2`` breaks the assumption for one round trip
+(until an answer shows the new floor), and so does a process sharing a Redis
+window from a closer network: a refusal that follows is a full window refused,
+which widens the window (below). A waiting claim decides again when it wakes up,
+so an anchor moved while it slept is respected.
 
 Adaptation to refusals
 ----------------------
@@ -49,9 +76,13 @@ import attrs
 
 __all__ = [
     "Adaptation",
+    "DelayFloor",
     "after_refusal",
     "effective_limit",
+    "floor_value",
     "lua_constants",
+    "observe_floor",
+    "rotated_floor",
     "settled_anchor",
 ]
 
@@ -76,8 +107,15 @@ HOLD_WINDOWS: Final = 8
 MAX_HOLD_WINDOWS: Final = 80
 #: While probing, the effective limit grows by this fraction of the configured limit per window.
 PROBE_PER_WINDOW: Final = 0.05
-#: A response later than this fraction of ``margin`` after the start moves the anchor.
+#: A claim's charge less this fraction of ``margin`` moves its anchor; the rest of the
+#: margin is slack for what the window assumes of the network and the clocks.
 LATE_FRACTION: Final = 0.5
+#: The floor of forward offsets keeps the smallest seen in the current and the previous
+#: bucket of this many seconds.
+FLOOR_BUCKET: Final = 20.0
+#: ``timestamp`` and ``duration`` are whole milliseconds: an offset computed from them
+#: may be this many seconds off.
+RESOLUTION: Final = 0.002
 
 _CONSTANTS: Final = {
     "EARLY_FRACTION": EARLY_FRACTION,
@@ -90,6 +128,7 @@ _CONSTANTS: Final = {
     "HOLD_WINDOWS": HOLD_WINDOWS,
     "MAX_HOLD_WINDOWS": MAX_HOLD_WINDOWS,
     "PROBE_PER_WINDOW": PROBE_PER_WINDOW,
+    "FLOOR_BUCKET": FLOOR_BUCKET,
 }
 
 
@@ -98,13 +137,63 @@ def lua_constants() -> str:
     return "".join(f"local {name} = {value!r}\n" for name, value in _CONSTANTS.items())
 
 
-def settled_anchor(started: float, done: float, margin: float) -> float | None:
+@attrs.frozen
+class DelayFloor:
+    """The smallest forward offset (arrival on the service's clock minus start on ours)
+    of warm answers in the current bucket and the one before; times in the runtime's unit."""
+
+    current: float = math.inf
+    since: float = -math.inf
+    previous: float = math.inf
+
+
+def rotated_floor(floor: DelayFloor, at: float, bucket: float) -> DelayFloor:
+    """*floor* as of *at*: a bucket older than *bucket* becomes the previous one."""
+    if at - floor.since < bucket:
+        return floor
+    if at - floor.since < 2 * bucket:
+        return DelayFloor(math.inf, at, floor.current)
+    return DelayFloor(math.inf, at, math.inf)
+
+
+def observe_floor(floor: DelayFloor, offset: float, at: float, bucket: float) -> DelayFloor:
+    """*floor* after a warm answer at *at* whose request had forward offset *offset*."""
+    floor = rotated_floor(floor, at, bucket)
+    if offset < floor.current:
+        return attrs.evolve(floor, current=offset)
+    return floor
+
+
+def floor_value(floor: DelayFloor, at: float, bucket: float) -> float:
+    """The floor in force at *at*: infinite when no warm answer came lately."""
+    floor = rotated_floor(floor, at, bucket)
+    return min(floor.current, floor.previous)
+
+
+def settled_anchor(
+    started: float,
+    done: float,
+    margin: float,
+    *,
+    offset: float | None = None,
+    duration: float = 0.0,
+    floor: float = math.inf,
+    resolution: float = RESOLUTION,
+) -> float | None:
     """The new anchor of a claim that started at *started* and was answered at *done*.
 
-    ``None`` when the answer came within ``margin / 2`` of the start: the anchor
-    stays, and the claim leaves ``per + margin`` after its start.
+    *offset* is the request's forward offset (``timestamp - duration`` on the service's
+    clock, minus *started*), *duration* the service's time on it, *floor* the
+    :class:`DelayFloor` in force (*resolution*: of the service's readings, in the
+    runtime's unit). Without an offset or a floor the whole round trip is charged.
+    ``None`` when the charge is within ``margin / 2``: the anchor stays.
     """
-    return done if done - started > LATE_FRACTION * margin else None
+    rtt = done - started
+    charge = rtt
+    if offset is not None and floor < math.inf:
+        charge = min(max(offset + duration - floor + resolution, 0.0), rtt)
+    moved = charge - LATE_FRACTION * margin
+    return started + moved if moved > 0 else None
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from agora_chat_async import (
     RedisLimiter,
     SlidingWindowLimiter,
 )
-from agora_chat_async._redis_limiter import _SCRIPT
+from agora_chat_async._redis_script import SCRIPT as _SCRIPT
 from agora_chat_async._window_rules import (
     DECREASE_FACTOR,
     ESTIMATE_HEADROOM,
@@ -30,9 +30,12 @@ from agora_chat_async._window_rules import (
     MIN_EXTRA_MARGIN,
     PROBE_PER_WINDOW,
     Adaptation,
+    DelayFloor,
     after_refusal,
     effective_limit,
+    floor_value,
     lua_constants,
+    observe_floor,
     settled_anchor,
 )
 from agora_chat_async.testing import MockClock
@@ -54,7 +57,33 @@ def test_the_script_has_no_constants_of_its_own():
 
 def test_a_late_answer_moves_the_anchor_an_early_one_does_not():
     assert settled_anchor(10.0, 10.01, margin=0.02) is None
-    assert settled_anchor(10.0, 10.011, margin=0.02) == 10.011
+    assert settled_anchor(10.0, 10.011, margin=0.02) == pytest.approx(10.001)
+
+
+def test_with_the_services_clock_only_the_uncertain_part_is_charged():
+    # Forward offset 0.055 (a forward delay 5 ms above the floor of 0.05), 1 ms of work,
+    # 2 ms of resolution: charged 8 ms, of which margin / 2 (10 ms) is already in the window.
+    assert settled_anchor(10.0, 10.11, 0.02, offset=0.055, duration=0.001, floor=0.05) is None
+    # 30 ms above the floor: charged 33 ms, the anchor moves 23 ms.
+    moved = settled_anchor(10.0, 10.2, 0.02, offset=0.08, duration=0.001, floor=0.05)
+    assert moved == pytest.approx(10.023)
+    # No floor yet, or an absurd offset: never more than the round trip.
+    assert settled_anchor(10.0, 10.2, 0.02, offset=0.08) == pytest.approx(10.19)
+    assert settled_anchor(10.0, 10.2, 0.02, offset=1e9, floor=0.05) == pytest.approx(10.19)
+    assert settled_anchor(10.0, 10.2, 0.02, offset=-1e9, floor=0.05) is None
+
+
+def test_the_floor_keeps_the_smallest_offset_of_the_last_two_buckets():
+    floor = DelayFloor()
+    assert floor_value(floor, 0.0, 20.0) == math.inf
+    floor = observe_floor(floor, 0.05, 1.0, 20.0)
+    floor = observe_floor(floor, 0.07, 2.0, 20.0)
+    assert floor_value(floor, 2.0, 20.0) == 0.05
+    floor = observe_floor(floor, 0.09, 25.0, 20.0)  # a new bucket; the old one is kept
+    assert floor_value(floor, 25.0, 20.0) == 0.05
+    floor = observe_floor(floor, 0.08, 50.0, 20.0)  # the 0.05 bucket ages out
+    assert floor_value(floor, 50.0, 20.0) == 0.08
+    assert floor_value(floor, 200.0, 20.0) == math.inf  # nothing lately
 
 
 def test_a_full_window_refused_is_jitter_and_widens_the_window():

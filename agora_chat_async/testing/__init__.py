@@ -3,7 +3,8 @@
 This is public API, but ``import agora_chat_async`` does not load it.
 
 - :class:`Emulator`: the message API as an ASGI application, with the documented
-  validation, errors and per-app quotas, an inspection API and seeded faults.
+  validation, errors and per-app quotas, an inspection API, seeded faults and a
+  :class:`Network` with latency.
   ``emulator.client()`` gives an :class:`~agora_chat_async.AgoraChatClient`
   wired to it in-process.
 - :class:`EmulatorServer`: the same on a real local socket (needs uvicorn).
@@ -32,6 +33,7 @@ from ._emulator import Emulator as Emulator
 from ._emulator import Imported as Imported
 from ._emulator import Refusal as Refusal
 from ._faults import Faults as Faults
+from ._network import Network as Network
 from ._quota import Policy as Policy
 from ._redis import RedisServer as RedisServer
 from ._server import EmulatorServer as EmulatorServer
@@ -48,6 +50,7 @@ __all__ = [
     "Faults",
     "Imported",
     "MockClock",
+    "Network",
     "Policy",
     "RedisServer",
     "Refusal",

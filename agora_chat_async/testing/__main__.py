@@ -7,6 +7,7 @@ import sys
 
 from .._rates import RateLimits, scaled_limits
 from ._faults import Faults
+from ._network import LOOPBACK, Network
 
 
 def _faults(text: str) -> Faults | None:
@@ -79,12 +80,34 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE,...",
         help="faults on every endpoint, as Faults fields: refuse_503=0.05,drop_connection=0.01",
     )
+    parser.add_argument(
+        "--round-trip",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a network of this round trip between clients and the emulator: half of it "
+        "before each request is counted, half before its answer leaves (default 0)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.1,
+        metavar="FRACTION",
+        help="with --round-trip: each way waits up to this fraction of its delay more, "
+        "drawn uniformly (default 0.1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         faults = _faults(args.faults)
     except (TypeError, ValueError) as exc:
         parser.error(f"--faults: {exc}")
+    network = LOOPBACK
+    if args.round_trip:
+        try:
+            network = Network.round_trip(args.round_trip, jitter=args.jitter)
+        except ValueError as exc:
+            parser.error(f"--round-trip: {exc}")
 
     try:
         import uvicorn
@@ -106,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         record_deliveries=not args.no_record,
         faults={"*": faults} if faults is not None else None,
+        network=network,
         refusals=(
             dict.fromkeys(("users", "groups", "rooms"), CALL_RATE_REFUSAL)
             if args.quota_refusal == "429"

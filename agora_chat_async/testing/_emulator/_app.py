@@ -18,6 +18,7 @@ Where the reference is silent the emulator makes a documented choice, listed in
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import itertools
 import random
@@ -52,6 +53,7 @@ from .._asgi import (
 )
 from .._clock import ScaledClock
 from .._faults import NO_FAULTS, Faults
+from .._network import LOOPBACK, Network
 from .._quota import Counter, PeakTracker, Policy, make_counter
 from .._tokens import parse_token
 from ._routes import APP_ROUTES, EMULATOR_ROUTES, Route
@@ -69,6 +71,11 @@ from ._state import (
 __all__ = ["Emulator"]
 
 _FIRST_MESSAGE_ID: Final = 1029457500870543736
+#: When the request being handled reached the emulator (its clock): answers say how long
+#: it took (``duration``).
+_RECEIVED: Final = contextvars.ContextVar[float]("received")
+#: Connections remembered for the network's handshake, before the memory is cleared.
+_MAX_CONNECTIONS: Final = 100_000
 
 
 class Emulator:
@@ -95,6 +102,9 @@ class Emulator:
         retry_after: if set, refusals for limits carry ``Retry-After`` with this many seconds.
         plan_quota: total message recipients the plan allows; past it, 429 ``resource_limited``.
         faults: :class:`Faults` per endpoint name, or ``"*"`` for all.
+        network: the :class:`Network` between the client and the emulator (none by
+            default): a delay before each request is counted and one before its answer
+            leaves.
         seed: seeds the fault draws and generated ids for reproducible runs.
         history_filler: generated records added to every history hour file, for size tests.
         record_deliveries: keep every :class:`Delivery` (the default); ``False`` only counts
@@ -121,6 +131,7 @@ class Emulator:
         retry_after: float | None = None,
         plan_quota: int | None = None,
         faults: Mapping[str, Faults] | None = None,
+        network: Network = LOOPBACK,
         seed: int = 0,
         history_filler: int = 0,
         recall_window: float = 120.0,
@@ -151,6 +162,7 @@ class Emulator:
         if unknown:
             raise ValueError(f"unknown endpoint names in faults: {sorted(unknown)}")
         self.faults = dict(faults or {})
+        self.network = network
         self.seed = seed
         self.history_filler = history_filler
         self.recall_window = recall_window
@@ -185,6 +197,7 @@ class Emulator:
         ``limit:users``, ``plan``, ``fault:503``, ...)."""
         self.faults_injected: Tally[str] = Tally()
         """Faults applied, per kind (``process_then_500``, ``drop_connection``, ...)."""
+        self._connections: set[object] = set()
         self._files: dict[str, StoredFile] = {}
         self._issued: dict[str, float] = {}
         #: Every bearer token a request presented (issued, static or app tokens): what a
@@ -314,11 +327,41 @@ class Emulator:
             )
             return
         host = f"{scope.get('scheme', 'http')}://{dict(request.headers).get('host', 'emulator')}"
-        endpoint, response, drop = await self.handle(request, host)
+        network = self.network
+        if network is not LOOPBACK:
+            delay = network.forward_delay(self._rng, new_connection=self._is_new(scope))
+            await self.clock.sleep(delay)
+        token = _RECEIVED.set(self.clock.now())
+        try:
+            endpoint, response, drop = await self.handle(request, host)
+        finally:
+            _RECEIVED.reset(token)
         delay = self._faults_for(endpoint).delay(self._rng) if endpoint else 0.0
+        if network is not LOOPBACK:
+            await self.clock.sleep(network.back_delay(self._rng))
         if delay > 0:
             await anyio.sleep(delay)
         await send_response(send, response, drop=drop)
+
+    def _is_new(self, scope: ASGIScope) -> bool:
+        """Whether this is the first request of its connection (by the client's address)."""
+        client = scope.get("client")
+        if client is None:
+            return False
+        key = tuple(client)
+        if key in self._connections:
+            return False
+        if len(self._connections) >= _MAX_CONNECTIONS:
+            self._connections.clear()
+        self._connections.add(key)
+        return True
+
+    def _duration_ms(self) -> int:
+        """Milliseconds since the request being answered reached the emulator."""
+        received = _RECEIVED.get(None)
+        if received is None:
+            return 0
+        return max(0, int((self.clock.now() - received) * 1000))
 
     async def handle(self, request: HTTPRequest, host: str) -> tuple[str, HTTPResponse, bool]:
         """Route and answer one request; returns (endpoint, response, drop the connection)."""
@@ -380,7 +423,7 @@ class Emulator:
             "error": problem.error,
             "exception": problem.exception,
             "timestamp": int(self.wall_time() * 1000),
-            "duration": 0,
+            "duration": self._duration_ms(),
             "error_description": problem.description,
         }
         return json_response(problem.status, payload, problem.headers)
@@ -395,7 +438,7 @@ class Emulator:
             "application": "00000000-emulator-0000-000000000000",
             "action": action,
             "data": data,
-            "duration": 0,
+            "duration": self._duration_ms(),
             "applicationName": self.app_name,
             **extra,
         }

@@ -1,0 +1,90 @@
+"""A limiter's grant (:class:`Permit`), and what an answer tells of when it was counted
+(:class:`ServerTiming`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import final
+
+import attrs
+
+from ._rates import LimitName
+
+__all__ = ["Permit", "ServerTiming"]
+
+
+@final
+@attrs.frozen
+class ServerTiming:
+    """When the service had a request, read from its answer's ``timestamp`` and ``duration``.
+
+    ``timestamp`` is when the answer left, in seconds of the service's clock (Unix time);
+    ``duration`` the seconds the service spent on the request, ``None`` when the answer did
+    not say; ``new_connection`` that the request opened its connection (so its forward
+    delay includes the handshake).
+    """
+
+    timestamp: float
+    duration: float | None = None
+    new_connection: bool = False
+
+    @property
+    def arrival(self) -> float:
+        """When the request reached the service, on its clock (the answer's time if unsaid)."""
+        return self.timestamp - (self.duration or 0.0)
+
+    @property
+    def tells_floor(self) -> bool:
+        """Whether the request's forward delay is an honest sample of the network's: it
+        came on a warm connection, and the service said how long it took."""
+        return self.duration is not None and not self.new_connection
+
+
+class Permit:
+    """Capacity granted by :meth:`Limiter.acquire`.
+
+    ``units`` is how many units of the first claim were granted: all of them, or
+    fewer when the claim was allowed to shrink (``min_units``).
+
+    Call :meth:`settle` when the request's answer has arrived (with the answer's
+    :class:`ServerTiming` when it has one), or the attempt ended after it may have
+    reached the server, and :meth:`refund` instead if it certainly never reached the
+    server, or was refused and so not counted.
+    """
+
+    __slots__ = ("_refund", "_settle", "binding", "units")
+
+    def __init__(
+        self,
+        refund: Callable[[], object] | None = None,
+        *,
+        units: int = 0,
+        settle: Callable[[ServerTiming | None], object] | None = None,
+        binding: LimitName | None = None,
+    ) -> None:
+        self._refund = refund
+        self._settle = settle
+        self.units = units
+        #: The limit whose window was nearest its limit when the request was admitted:
+        #: the one a rate-limit refusal of this request is blamed on.
+        self.binding = binding
+
+    def refund(self) -> None:
+        """Give the capacity back. Only for a request the server did not count."""
+        refund, self._refund = self._refund, None
+        self._settle = None
+        if refund is not None:
+            refund()
+
+    def settle(self, timing: ServerTiming | None = None) -> None:
+        """The answer has arrived: the claims stay in the window for what is uncertain.
+
+        The service may count a request at any time until it answers. With *timing*,
+        the claims are charged the time from their start to when the service can
+        have counted them, beyond the earliest a request can reach it now; without,
+        the whole round trip (``_window_rules.settled_anchor``). Idempotent: the
+        first call counts.
+        """
+        settle, self._settle = self._settle, None
+        if settle is not None:
+            settle(timing)
