@@ -42,10 +42,10 @@ from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
 from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
-from ._fanout import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from ._fanout import FanOut as FanOut
 from ._fanout import MessageOptions as MessageOptions
 from ._files import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
+from ._flight import InFlight as InFlight
 from ._history import HistoryStream as HistoryStream
 from ._limits import Limiter as Limiter
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
@@ -86,7 +86,6 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
     "DEFAULT_RATE_LIMITS",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUT",
@@ -122,6 +121,7 @@ __all__ = [
     "ImageBody",
     "ImageSize",
     "ImportedMessage",
+    "InFlight",
     "JobLeaseError",
     "JobProgress",
     "LimitName",

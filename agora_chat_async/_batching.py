@@ -117,6 +117,11 @@ class Packer:
         self._batch: list[str] = []
         self._size = base_size
 
+    @property
+    def cap(self) -> int:
+        """The most ids a batch holds."""
+        return self._cap
+
     def add(self, recipient: str, index: int = 0) -> list[list[str]]:
         """Add one recipient; return the batches this completes (none, one or two).
 

@@ -52,8 +52,9 @@ from ._exceptions import (
     OutcomeUnknownError,
     ValidationError,
 )
-from ._fanout import DEFAULT_CONCURRENCY, FanOut, MessageOptions, Sender, packed
+from ._fanout import FanOut, MessageOptions, Sender, packed
 from ._files import FileSource, open_upload, save
+from ._flight import MAX_IN_FLIGHT, InFlight
 from ._history import HistoryStream
 from ._limits import Limiter, SlidingWindowLimiter
 from ._models import (
@@ -69,7 +70,7 @@ from ._models import (
 )
 from ._pipeline import Pipeline
 from ._progress import ProgressStore
-from ._rates import LimitName, Priority, RateLimits
+from ._rates import LIMIT_NAMES, LimitName, Priority, RateLimits
 from ._request import Request
 from ._responses import ResponseBody, unreadable
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -175,7 +176,14 @@ class AgoraChatClient:
         owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
-                timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+                timeout=timeout,
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
+                # Every connection that bulk paths keep busy stays open between windows:
+                # a new one costs a handshake, a round trip the quota's window is charged.
+                limits=httpx.Limits(
+                    max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
+                ),
             )
         transport = HTTPTransport(
             base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",
@@ -304,18 +312,21 @@ class AgoraChatClient:
         *,
         target: Literal["users", "groups", "rooms"] = "users",
         level: RoomMessageLevel | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         progress: Callable[[SendResult], object] | None = None,
         **options: Unpack[MessageOptions],
     ) -> FanOut:
         """Send one message to an unbounded stream of users, groups or rooms.
 
         Recipients are read lazily from *to* (an iterable or an async iterable),
-        packed into batches and sent by *concurrency* workers through the
-        limiter, as bulk work; the result is a :class:`FanOut`, an async iterator
-        of one :class:`SendResult` per request, in completion order. Memory does
-        not grow with the number of recipients. Unlike ``send_*_message``, it does
-        not remove duplicate ids (that would need memory for all of them)::
+        packed into batches and sent through the limiter, as bulk work, with as
+        many requests in flight as the quota needs at the round trip measured (a
+        window's requests at once, more when a round trip is longer than the
+        window: :meth:`in_flight`), at most *concurrency* if given; the result is a
+        :class:`FanOut`, an async iterator of one :class:`SendResult` per request, in
+        completion order. Memory does not grow with the number of recipients. Unlike
+        ``send_*_message``, it does not remove duplicate ids (that would need memory
+        for all of them)::
 
             async with client.fan_out(read_ids(), TextBody(msg="hi")) as results:
                 async for result in results:
@@ -335,8 +346,43 @@ class AgoraChatClient:
         sending = self._sender(kind, body, level, "bulk", options)
         if isinstance(to, str | bytes):
             raise ValidationError("to", "must be an iterable of ids, not a single string")
-        batches = packed(to, sending.packer(self._limiter.rate_limits))
-        return FanOut(sending, batches, concurrency=concurrency, progress=progress)
+        packer = sending.packer(self._limiter.rate_limits)
+        gate = self.in_flight(kind, units=packer.cap, concurrency=concurrency)
+        return FanOut(sending, packed(to, packer), in_flight=gate, progress=progress)
+
+    def in_flight(
+        self, limit: LimitName = "other", *, units: int = 1, concurrency: int | None = None
+    ) -> InFlight:
+        """A gate for bulk work of your own: as many requests at once as the quota needs.
+
+        Requests of *units* units of *limit* (``"users"``, ..., ``"other"`` for every
+        endpoint but the sends) pass ``async with gate:`` while fewer are in flight than
+        the quota can use at the round trip this client measures: a whole window's
+        requests (up to 20), or the rate times the round trip when that is more, plus
+        one; at most *concurrency* (100, the connections the client keeps, by default).
+        ``fan_out`` and ``durable_fan_out`` use one; so does ``agora-chat import``::
+
+            gate = client.in_flight("other")
+
+            async def import_one(line):
+                async with gate:
+                    await client.import_user_message(line.sender, line.target, line.body)
+
+        Raises:
+            ValidationError: *concurrency* is not a positive int, or *limit* is unknown.
+        """
+        if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+            raise ValidationError("concurrency", f"must be a positive int, got {concurrency!r}")
+        name: LimitName = check_choice("limit", limit, LIMIT_NAMES)
+        rate = self._limiter.rate_limits.rate(name)
+        limit_units, per = (MAX_IN_FLIGHT, 1.0) if rate is None else (rate.limit, rate.per)
+        return InFlight(
+            self._pipeline.round_trips,
+            limit=limit_units,
+            per=per,
+            units=units,
+            concurrency=concurrency,
+        )
 
     def durable_fan_out(
         self,
@@ -348,7 +394,7 @@ class AgoraChatClient:
         resend_uncertain: bool = False,
         target: Literal["users", "groups", "rooms"] = "users",
         level: RoomMessageLevel | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         progress: Callable[[SendResult], object] | None = None,
         record: Callable[[SendResult], Awaitable[object]] | None = None,
         **options: Unpack[MessageOptions],
@@ -382,14 +428,15 @@ class AgoraChatClient:
         sending = self._sender(kind, body, level, "bulk", options)
         limits = self._limiter.rate_limits
         rate = limits.rate(kind)
+        packer = sending.packer(limits)
         return DurableFanOut(
             sending,
-            sending.packer(self._limiter.rate_limits),
+            packer,
             to,
             store=store,
             job=job,
             resend_uncertain=resend_uncertain,
-            concurrency=concurrency,
+            in_flight=self.in_flight(kind, units=packer.cap, concurrency=concurrency),
             progress=progress,
             record=record,
             clock=self._pipeline.clock,
@@ -439,7 +486,8 @@ class AgoraChatClient:
         delivered: dict[str, str] = {}
         failed: dict[str, AgoraChatError] = {}
         unknown: dict[str, OutcomeUnknownError] = {}
-        async with FanOut(sending, batches) as results:
+        gate = self.in_flight(kind, units=packer.cap)
+        async with FanOut(sending, batches, in_flight=gate) as results:
             async for result in results:
                 delivered.update(result.message_ids)
                 failed.update(result.failed)

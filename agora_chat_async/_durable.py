@@ -14,7 +14,8 @@ what was never sent or failed, and reports what was in flight when the last run 
 as uncertain, with what earlier runs left uncertain: never resent, unless the caller
 asks (``resend_uncertain=True``) after checking. So no recipient is delivered twice by the
 library, and none is lost that is not named uncertain. The window of uncertainty is the
-requests in flight at the crash: at most ``concurrency`` requests' recipients.
+requests in flight at the crash: at most ``concurrency`` requests' recipients (without it, what
+the quota kept in flight: ``InFlight``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import anyio.to_thread
 from ._batching import Packer
 from ._clock import Clock, SystemClock
 from ._exceptions import JobLeaseError, ValidationError
-from ._fanout import DEFAULT_CONCURRENCY, FanOut, Sender
+from ._fanout import FanOut, Sender
+from ._flight import InFlight
 from ._models import SendResult
 from ._progress import JobProgress, ProgressStore
 from ._validate import check_id
@@ -144,9 +146,9 @@ class DurableFanOut:
 
     __slots__ = (
         "_clock",
-        "_concurrency",
         "_fan_out",
         "_ids",
+        "_in_flight",
         "_job",
         "_name",
         "_packer",
@@ -170,7 +172,7 @@ class DurableFanOut:
         store: ProgressStore,
         job: str,
         resend_uncertain: bool = False,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        in_flight: InFlight,
         progress: Callable[[SendResult], object] | None = None,
         record: Callable[[SendResult], Awaitable[object]] | None = None,
         clock: Clock | None = None,
@@ -186,7 +188,7 @@ class DurableFanOut:
             raise ValidationError("store", "must be a ProgressStore (FileProgressStore, ...)")
         self._sender, self._packer, self._ids = sender, packer, ids
         self._store, self._name = store, check_id("job", job)
-        self._resend, self._concurrency, self._progress = resend_uncertain, concurrency, progress
+        self._resend, self._in_flight, self._progress = resend_uncertain, in_flight, progress
         self._record = record
         self._clock: Clock = clock or SystemClock()
         self._window = window
@@ -248,7 +250,7 @@ class DurableFanOut:
             FanOut(
                 _RecordingSender(self._sender, job),
                 self._batches(progress),
-                concurrency=self._concurrency,
+                in_flight=self._in_flight,
                 progress=self._progress,
             )
         )

@@ -46,6 +46,7 @@ from ._exceptions import (
     ValidationError,
     excerpt,
 )
+from ._flight import InFlight
 from ._models import Body, SendResult
 from ._permit import Permit
 from ._pipeline import Pipeline
@@ -54,7 +55,6 @@ from ._request import Request
 from ._validate import check_id, check_mapping, to_millis
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
     "BatchSender",
     "FanOut",
     "MessageOptions",
@@ -63,8 +63,6 @@ __all__ = [
     "packed",
 ]
 
-#: Requests in flight at once per fan-out.
-DEFAULT_CONCURRENCY: Final = 4
 SEND_PATHS: Final[Mapping[LimitName, str]] = {
     "users": "/messages/users",
     "groups": "/messages/chatgroups",
@@ -323,7 +321,7 @@ class FanOut:
 
     __slots__ = (
         "_batches",
-        "_concurrency",
+        "_in_flight",
         "_progress",
         "_results",
         "_sender",
@@ -336,13 +334,11 @@ class FanOut:
         sender: BatchSender,
         batches: Iterable[list[str]] | AsyncIterable[list[str]],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        in_flight: InFlight,
         progress: Callable[[SendResult], object] | None = None,
     ) -> None:
-        if type(concurrency) is not int or concurrency < 1:
-            raise ValidationError("concurrency", f"must be a positive int, got {concurrency!r}")
         self._sender, self._batches = sender, batches
-        self._concurrency, self._progress = concurrency, progress
+        self._in_flight, self._progress = in_flight, progress
         self._stack: AsyncExitStack | None = None
         self._results: ObjectReceiveStream[SendResult | AgoraChatError] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -355,14 +351,15 @@ class FanOut:
         try:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             batches_in, batches_out = anyio.create_memory_object_stream[list[str]](0)
+            workers = self._in_flight.cap
             results_in, results_out = anyio.create_memory_object_stream[
                 SendResult | AgoraChatError
-            ](self._concurrency)
+            ](workers)
             self._results = results_out
             stack.push_async_callback(results_out.aclose)
             async with batches_in, batches_out, results_in:
                 self._task_group.start_soon(self._produce, batches_in.clone(), results_in.clone())
-                for _ in range(self._concurrency):
+                for _ in range(workers):
                     self._task_group.start_soon(self._work, batches_out.clone(), results_in.clone())
         except BaseException:
             await stack.__aexit__(None, None, None)
@@ -427,10 +424,17 @@ class FanOut:
         results: ObjectSendStream[SendResult | AgoraChatError],
     ) -> None:
         async with batches, results:
-            async for batch in batches:
-                try:
-                    result = await self._sender.send(batch)
-                except AgoraChatError as error:
-                    await results.send(error)
-                    return
+            while True:
+                # Past the quota's need (_flight.py), a worker waits before taking a batch.
+                async with self._in_flight:
+                    try:
+                        batch = await batches.receive()
+                    except anyio.EndOfStream:
+                        return
+                    try:
+                        result: SendResult | AgoraChatError = await self._sender.send(batch)
+                    except AgoraChatError as error:
+                        result = error
                 await results.send(result)
+                if isinstance(result, AgoraChatError):
+                    return

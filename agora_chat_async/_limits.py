@@ -76,15 +76,16 @@ sends wait under 0.2% of the window, in one process or two through Redis (84% wh
 the headroom was kept only after an interactive request had been seen); the fan-out
 keeps 98% of the quota.
 
-Slow answers
-------------
-The service counts a request somewhere between its start and its response. A
-claim leaves the window ``per + margin`` after its start, or, if the answer came
-later than ``margin / 2`` after the start, ``per + margin`` after the answer
-(:meth:`Permit.settle`). A waiter decides again each time it wakes, so a claim
-whose answer came late holds the waiters behind it until then: a slow first
-window (connections being opened, a burst queued at the server) can no longer
-squeeze the next window's first requests into the one the server still counts.
+Answers and the network
+-----------------------
+The service counts a request somewhere between its arrival and its answer. A
+claim stays in its window until its answer (:meth:`Permit.sending` marks it on its
+way), and its answer then charges it only what is uncertain of when it was
+counted: with the service's ``timestamp`` and ``duration``, the time from its
+start to its answer's timestamp beyond the fastest forward offset seen lately;
+without them, the whole round trip (:meth:`Permit.settle`; the rules and what
+they assume are in ``_window_rules.py``). A waiter decides again each time it
+wakes, so an anchor moved while it slept is respected.
 
 Adaptation
 ----------
@@ -117,12 +118,23 @@ import anyio
 import attrs
 
 from ._clock import Clock, SystemClock
-from ._exceptions import ValidationError
 from ._permit import Permit, ServerTiming
-from ._rates import DEFAULT_RATE_LIMITS, Claim, LimitName, Priority, Rate, RateLimits
+from ._rates import (
+    DEFAULT_RATE_LIMITS,
+    Claim,
+    LimitName,
+    Priority,
+    Rate,
+    RateLimits,
+    check_claims,
+    check_units,
+    is_bulk,
+)
 from ._window_rules import (
     FLOOR_BUCKET,
+    HELD_POLL,
     JITTER_TOLERANCE,
+    UNANSWERED_HOLD,
     Adaptation,
     DelayFloor,
     after_refusal,
@@ -135,60 +147,22 @@ from ._window_rules import (
 __all__ = [
     "Limiter",
     "SlidingWindowLimiter",
-    "check_claims",
-    "check_units",
-    "is_bulk",
 ]
-
-
-def check_units(name: str, units: int, rate: Rate) -> None:
-    """Refuse a claim that could never start under *rate*.
-
-    Raises:
-        ValidationError: *units* is not positive or exceeds the limit itself.
-    """
-    if not 0 < units <= rate.limit:
-        raise ValidationError(
-            "units",
-            f"{units} units can never start under the {name!r} limit of "
-            f"{rate.limit} per {rate.per:g} s; send smaller batches",
-        )
-
-
-def check_claims(claims: Sequence[Claim], min_units: int | None) -> bool:
-    """Whether the first claim may shrink; refuse a ``min_units`` out of its range.
-
-    Raises:
-        ValidationError: ``min_units`` is not between 1 and the first claim's units.
-    """
-    if min_units is None:
-        return False
-    if not claims or not 1 <= min_units <= claims[0][1]:
-        raise ValidationError(
-            "min_units", f"must be between 1 and the first claim's units, got {min_units!r}"
-        )
-    return True
-
-
-def is_bulk(priority: Priority) -> bool:
-    """Whether *priority* is ``"bulk"``.
-
-    Raises:
-        ValidationError: *priority* is neither ``"interactive"`` nor ``"bulk"``.
-    """
-    if priority not in ("interactive", "bulk"):
-        raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
-    return priority == "bulk"
 
 
 @attrs.define(slots=True, eq=False)
 class _Entry:
-    #: When the claim started, or when its late answer came (:func:`settled_anchor`).
+    #: When the claim started, or where its answer moved it (:func:`settled_anchor`).
     started: float
     units: int
-    #: In the window's log (not yet expired).
+    #: Counted in the window (in its log, or held there unanswered).
     live: bool = True
     interactive: bool = True
+    #: Not on its way, or its answer came (or it was refunded); a request on its way
+    #: (:meth:`Permit.sending`) never leaves the window before its answer.
+    answered: bool = True
+    #: Unanswered past its window: held (counted) until its answer or UNANSWERED_HOLD.
+    held: bool = False
 
 
 class Limiter(abc.ABC):
@@ -272,6 +246,9 @@ class _Window:
     #: Entries that left the window within the last JITTER_TOLERANCE x per: a refusal
     #: right after they left means the server still counted them (jitter), not a lower limit.
     recently_expired: deque[_Entry] = attrs.field(factory=deque)
+    #: Entries past their window whose answer has not come: the service may count them
+    #: yet, so they stay counted (in start order).
+    held: deque[_Entry] = attrs.field(factory=deque)
     used: int = 0
     used_interactive: int = 0
     adaptation: Adaptation = attrs.field(init=False)
@@ -287,17 +264,28 @@ class _Window:
         return effective_limit(self.adaptation, self.rate.limit, self.rate.per, now)
 
     def _expire(self, now: float) -> None:
-        log, expired = self.log, self.recently_expired
+        log, expired, held = self.log, self.recently_expired, self.held
         while log and log[0].started <= now - self.span:
             entry = log.popleft()
-            entry.live = False
-            self.used -= entry.units
-            if entry.interactive:
-                self.used_interactive -= entry.units
+            if not entry.answered:  # still in flight: the service may count it yet
+                entry.held = True
+                held.append(entry)
+                continue
+            self._release(entry)
             expired.append(entry)
         horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
         while expired and expired[0].started <= horizon:
             expired.popleft()
+        while held and held[0].started <= now - self.span - UNANSWERED_HOLD:
+            entry = held.popleft()  # a request that never ends: let it go
+            entry.held = False
+            self._release(entry)
+
+    def _release(self, entry: _Entry) -> None:
+        entry.live = False
+        self.used -= entry.units
+        if entry.interactive:
+            self.used_interactive -= entry.units
 
     def capacity(self, now: float, units: int, *, bulk: bool) -> int:
         """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
@@ -326,7 +314,8 @@ class _Window:
         return wait
 
     def _wait(self, now: float, excess: int, entries: Iterable[_Entry]) -> float:
-        """Seconds until *excess* units of *entries* (in leaving order) have left."""
+        """Seconds until *excess* units of *entries* (in leaving order) have left; while
+        held entries (unanswered) keep them, a short time to look again."""
         if excess <= 0:
             return 0.0
         freed = 0
@@ -335,6 +324,8 @@ class _Window:
             if freed >= excess:
                 # At least a microsecond, so that rounding can never leave a waiter spinning.
                 return max(entry.started + self.span - now, 1e-6)
+        if self.held:
+            return HELD_POLL * self.rate.per
         raise AssertionError("unreachable: the claim fits an empty window")  # pragma: no cover
 
     def record(self, now: float, units: int, *, interactive: bool = True) -> _Entry:
@@ -346,6 +337,10 @@ class _Window:
         return entry
 
     def refund(self, entry: _Entry) -> None:
+        entry.answered = True
+        if entry.held:
+            entry.held = False
+            self.held.remove(entry)
         if entry.live:
             self.used -= entry.units
             if entry.interactive:
@@ -355,13 +350,20 @@ class _Window:
     def settle(self, entry: _Entry, done: float, anchor: float | None) -> None:
         """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any)."""
         self._expire(done)
-        if not entry.live or entry.units == 0 or anchor is None or anchor <= entry.started:
-            return  # answered after a whole window: others have started in its place
-        self.log.remove(entry)
-        entry.started = anchor
+        entry.answered = True
+        if entry.held:  # answered after its window, held until now: back in the log, from
+            entry.held = False  # where the next decision lets it leave
+            self.held.remove(entry)
+            if anchor is not None and anchor > entry.started:
+                entry.started = anchor
+        else:
+            if not entry.live or entry.units == 0 or anchor is None or anchor <= entry.started:
+                return
+            self.log.remove(entry)
+            entry.started = anchor
         # Keep the log in leaving order: late answers arrive roughly in order.
         position = len(self.log)
-        while position and self.log[position - 1].started > anchor:
+        while position and self.log[position - 1].started > entry.started:
             position -= 1
         self.log.insert(position, entry)
 
@@ -531,11 +533,17 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.settle(entry, done, anchor)
 
+        def sending() -> None:
+            for _, entry in entries:
+                if entry.live and entry.units:
+                    entry.answered = False
+
         return Permit(
             refund,
             units=granted[0] if shrink_to is not None else whole,
             settle=settle,
             binding=None if binding is None else binding[0].name,
+            sending=sending,
         )
 
     def _anchor(self, started: float, done: float, timing: ServerTiming | None) -> float | None:

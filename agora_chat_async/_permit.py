@@ -20,8 +20,8 @@ class ServerTiming:
 
     ``timestamp`` is when the answer left, in seconds of the service's clock (Unix time);
     ``duration`` the seconds the service spent on the request, ``None`` when the answer did
-    not say; ``new_connection`` that the request opened its connection (so its forward
-    delay includes the handshake).
+    not say; ``new_connection`` that the request was the first on its connection (its
+    forward delay may include a handshake, the client's or a proxy's).
     """
 
     timestamp: float
@@ -36,7 +36,8 @@ class ServerTiming:
     @property
     def tells_floor(self) -> bool:
         """Whether the request's forward delay is an honest sample of the network's: it
-        came on a warm connection, and the service said how long it took."""
+        came on a connection that had answered before, and the service said how long it
+        took."""
         return self.duration is not None and not self.new_connection
 
 
@@ -52,7 +53,7 @@ class Permit:
     server, or was refused and so not counted.
     """
 
-    __slots__ = ("_refund", "_settle", "binding", "units")
+    __slots__ = ("_refund", "_sending", "_settle", "binding", "units")
 
     def __init__(
         self,
@@ -61,18 +62,28 @@ class Permit:
         units: int = 0,
         settle: Callable[[ServerTiming | None], object] | None = None,
         binding: LimitName | None = None,
+        sending: Callable[[], object] | None = None,
     ) -> None:
         self._refund = refund
         self._settle = settle
+        self._sending = sending
         self.units = units
         #: The limit whose window was nearest its limit when the request was admitted:
         #: the one a rate-limit refusal of this request is blamed on.
         self.binding = binding
 
+    def sending(self) -> None:
+        """The request is leaving now: until :meth:`settle` or :meth:`refund`, its claims
+        stay in their windows even past them (the service may count it as late as its
+        answer), at most ``UNANSWERED_HOLD`` seconds more. Idempotent."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending()
+
     def refund(self) -> None:
         """Give the capacity back. Only for a request the server did not count."""
         refund, self._refund = self._refund, None
-        self._settle = None
+        self._settle = self._sending = None
         if refund is not None:
             refund()
 
@@ -86,5 +97,6 @@ class Permit:
         first call counts.
         """
         settle, self._settle = self._settle, None
+        self._sending = None
         if settle is not None:
             settle(timing)

@@ -47,6 +47,7 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from ._flight import RoundTrips
 from ._limits import Limiter
 from ._logging import install_redaction, logger
 from ._permit import Permit, ServerTiming
@@ -104,7 +105,8 @@ class _Attempt:
         self._permit = permit
 
     def __enter__(self) -> None:
-        return None
+        if self._permit is not None:
+            self._permit.sending()
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: object
@@ -140,7 +142,16 @@ class _Tries:
 class Pipeline:
     """The pipeline shared by all endpoints of one :class:`AgoraChatClient`."""
 
-    __slots__ = ("_auth", "_clock", "_limiter", "_on_event", "_retry", "_rng", "_transport")
+    __slots__ = (
+        "_auth",
+        "_clock",
+        "_limiter",
+        "_on_event",
+        "_retry",
+        "_rng",
+        "_transport",
+        "round_trips",
+    )
 
     def __init__(
         self,
@@ -159,6 +170,8 @@ class Pipeline:
         self._retry = retry
         self._on_event = on_event
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not security
+        #: The round trips of this client's requests, for what bulk paths keep in flight.
+        self.round_trips = RoundTrips()
         install_redaction()
 
     @property
@@ -387,11 +400,20 @@ class Pipeline:
         started = time.perf_counter()
         with _Attempt(permit):
             response = await self._transport.send(request, token)
+        elapsed = time.perf_counter() - started
+        self.round_trips.record(elapsed)
         if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):
-            self._sent(request, response, time.perf_counter() - started, tries.attempts)
+            self._sent(request, response, elapsed, tries.attempts)
         if response.status_code < 400:
             tries.answered = permit  # settled by the reader of the answer
             return response
+        raise await self._refusal(request, response, permit)
+
+    async def _refusal(
+        self, request: Request, response: httpx.Response, permit: Permit | None
+    ) -> AgoraChatError:
+        """The error an error status means; its permit settled, or refunded and its limit
+        adapted for a rate-limit refusal."""
         if permit is not None:
             permit.settle()
             try:
@@ -409,7 +431,7 @@ class Pipeline:
             if permit is not None:
                 permit.refund()  # refused, so not counted by the server either
             self._rate_limited(request, error, permit)
-        raise error
+        return error
 
     async def acquire(
         self,

@@ -7,6 +7,7 @@ disagree are explained where they are enforced, at the top of ``_limits.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
@@ -22,6 +23,9 @@ __all__ = [
     "Priority",
     "Rate",
     "RateLimits",
+    "check_claims",
+    "check_units",
+    "is_bulk",
     "scaled_limits",
 ]
 
@@ -104,3 +108,43 @@ def scaled_limits(limits: RateLimits, fraction: float) -> RateLimits:
             None if rate is None else Rate(max(1, math.floor(rate.limit * fraction)), per=rate.per)
         )
     return attrs.evolve(limits, **scaled)  # type: ignore[arg-type]
+
+
+def check_units(name: str, units: int, rate: Rate) -> None:
+    """Refuse a claim that could never start under *rate*.
+
+    Raises:
+        ValidationError: *units* is not positive or exceeds the limit itself.
+    """
+    if not 0 < units <= rate.limit:
+        raise ValidationError(
+            "units",
+            f"{units} units can never start under the {name!r} limit of "
+            f"{rate.limit} per {rate.per:g} s; send smaller batches",
+        )
+
+
+def check_claims(claims: Sequence[Claim], min_units: int | None) -> bool:
+    """Whether the first claim may shrink; refuse a ``min_units`` out of its range.
+
+    Raises:
+        ValidationError: ``min_units`` is not between 1 and the first claim's units.
+    """
+    if min_units is None:
+        return False
+    if not claims or not 1 <= min_units <= claims[0][1]:
+        raise ValidationError(
+            "min_units", f"must be between 1 and the first claim's units, got {min_units!r}"
+        )
+    return True
+
+
+def is_bulk(priority: Priority) -> bool:
+    """Whether *priority* is ``"bulk"``.
+
+    Raises:
+        ValidationError: *priority* is neither ``"interactive"`` nor ``"bulk"``.
+    """
+    if priority not in ("interactive", "bulk"):
+        raise ValidationError("priority", f"must be 'interactive' or 'bulk', got {priority!r}")
+    return priority == "bulk"

@@ -5,13 +5,16 @@
 -- ids of started or reserved claims, scored by start time), the claims that left the
 -- window during the last window (same form), and the units of each id.
 --
--- KEYS: [1] the "seen" marker, then per configured limit i: [4i-2] state, [4i-1] log,
---       [4i] recent, [4i+1] units; last, the floor of forward offsets.
+-- KEYS: [1] the "seen" marker, then per configured limit i: [6i-4] state, [6i-3] log,
+--       [6i-2] recent, [6i-1] units, [6i] flight (ids not answered yet), [6i+1] held
+--       (unanswered past their window, scored by start); last, the floor of forward offsets.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
 --       bulk_min_share,
 --       n_limits x (limit, per_us, span_us),
+--       n_flying, n_flying x (limit index, id): claims whose requests are on their way,
 --       n_observations, n_observations x (forward offset (us), microseconds since),
---       n_reports, n_reports x (limit index, id, new anchor (microseconds, this clock)),
+--       n_reports, n_reports x (limit index, id, new anchor (microseconds, this clock), or
+--       0: answered, the anchor stays),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
 --       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
@@ -56,10 +59,21 @@ local limits = {}
 for i = 1, n_limits do
   limits[i] = {
     limit = tonumber(ARGV[pos]), per = tonumber(ARGV[pos + 1]), base_span = tonumber(ARGV[pos + 2]),
-    state = KEYS[4 * i - 2], log = KEYS[4 * i - 1], recent = KEYS[4 * i], units = KEYS[4 * i + 1],
+    state = KEYS[6 * i - 4], log = KEYS[6 * i - 3], recent = KEYS[6 * i - 2],
+    units = KEYS[6 * i - 1], flight = KEYS[6 * i], held = KEYS[6 * i + 1],
     loaded = false,
   }
   pos = pos + 3
+end
+
+-- Claims whose requests are on their way stay in their windows until their answers
+-- (Permit.sending): marked before anything can expire them.
+do
+  local n_flying = tonumber(ARGV[pos]); pos = pos + 1
+  for _ = 1, n_flying do
+    redis.call('SADD', limits[tonumber(ARGV[pos])].flight, ARGV[pos + 1])
+    pos = pos + 2
+  end
 end
 
 -- A Redis that has no marker never saw this app key, or lost its data (a restart without
@@ -123,26 +137,60 @@ local function load(l)
   if fresh and cold_start and l.last_i < now + l.span then
     l.last_i = now + l.span
   end
-  -- Move what left the window to `recent`; forget what left it a window ago.
+  -- Move what left the window to `recent` (what is unanswered to `held`, still counted);
+  -- forget what left it a window ago.
   local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span), 'WITHSCORES')
   if #expired > 0 then
-    local ids = {}
+    local ids, gone_ids, held_args = {}, {}, {}
     for j = 1, #expired, 2 do ids[#ids + 1] = expired[j] end
-    l.used = l.used - sum(units_of(l, ids))
-    for first = 1, #expired, 2 * BATCH do
-      local args = {}
-      for j = first, math.min(first + 2 * BATCH - 1, #expired), 2 do
-        args[#args + 1] = expired[j + 1]
-        args[#args + 1] = expired[j]
+    local flying = {}
+    for first = 1, #ids, BATCH do
+      local answer = redis.call('SMISMEMBER', l.flight, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+      for j = 1, #answer do flying[first + j - 1] = answer[j] == 1 end
+    end
+    local args = {}
+    for j = 1, #ids do
+      if flying[j] then
+        held_args[#held_args + 1] = expired[2 * j]
+        held_args[#held_args + 1] = ids[j]
+      else
+        gone_ids[#gone_ids + 1] = ids[j]
+        args[#args + 1] = expired[2 * j]
+        args[#args + 1] = ids[j]
       end
-      redis.call('ZADD', l.recent, unpack(args))
+    end
+    l.used = l.used - sum(units_of(l, gone_ids))
+    for first = 1, #args, 2 * BATCH do
+      redis.call('ZADD', l.recent, unpack(args, first, math.min(first + 2 * BATCH - 1, #args)))
+    end
+    for first = 1, #held_args, 2 * BATCH do
+      redis.call('ZADD', l.held, unpack(held_args, first, math.min(first + 2 * BATCH - 1, #held_args)))
     end
     redis.call('ZREMRANGEBYSCORE', l.log, '-inf', num(now - l.span))
+  end
+  -- A request that never ends must not hold its window forever (UNANSWERED_HOLD).
+  local stale = redis.call('ZRANGEBYSCORE', l.held, '-inf', num(now - l.span - UNANSWERED_HOLD * 1000000))
+  if #stale > 0 then
+    l.used = l.used - sum(units_of(l, stale))
+    forget(l, stale)
+    for first = 1, #stale, BATCH do
+      redis.call('SREM', l.flight, unpack(stale, first, math.min(first + BATCH - 1, #stale)))
+    end
+    redis.call('ZREMRANGEBYSCORE', l.held, '-inf', num(now - l.span - UNANSWERED_HOLD * 1000000))
   end
   local gone = redis.call('ZRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
   if #gone > 0 then
     forget(l, gone)
     redis.call('ZREMRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
+  end
+  -- What is held (unanswered past its window) is in every window until its answer.
+  local held_ids = redis.call('ZRANGE', l.held, 0, -1)
+  local held_units = units_of(l, held_ids)
+  l.held_units, l.held_interactive = sum(held_units), 0
+  for j = 1, #held_ids do
+    if string.sub(held_ids[j], 1, 1) == 'i' then
+      l.held_interactive = l.held_interactive + held_units[j]
+    end
   end
   l.effective = effective_at(l, now)
 end
@@ -158,6 +206,8 @@ local function save(l)
   redis.call('PEXPIRE', l.log, ttl_ms)
   redis.call('PEXPIRE', l.recent, ttl_ms)
   redis.call('PEXPIRE', l.units, ttl_ms)
+  redis.call('PEXPIRE', l.flight, ttl_ms)
+  redis.call('PEXPIRE', l.held, ttl_ms)
 end
 
 if fresh then
@@ -167,8 +217,13 @@ end
 -- Take claim `id` out of the log (a refund, or a reservation decided again).
 local function unrecord(l, id)
   local units = tonumber(redis.call('HGET', l.units, id))
+  redis.call('SREM', l.flight, id)
   if units and redis.call('ZREM', l.log, id) == 1 then
-    l.used = l.used - units  -- only while in the log: what left it was subtracted then
+    l.used = l.used - units  -- only while counted: what left was subtracted then
+  elseif units and redis.call('ZREM', l.held, id) == 1 then
+    l.used = l.used - units
+    l.held_units = l.held_units - units
+    if string.sub(id, 1, 1) == 'i' then l.held_interactive = l.held_interactive - units end
   end
 end
 
@@ -179,7 +234,7 @@ local function fin(x)
   if x == math.huge or x == -math.huge then return '' end
   return num(x)
 end
-local floor_key = KEYS[4 * n_limits + 2]
+local floor_key = KEYS[6 * n_limits + 2]
 local bucket = FLOOR_BUCKET * 1000000
 local stored = redis.call('HMGET', floor_key, 'current', 'since', 'previous')
 local floor = {
@@ -214,10 +269,27 @@ for _ = 1, n do
   local done = tonumber(ARGV[pos + 2])
   pos = pos + 3
   load(l)
-  -- Not in the log: refunded, or answered after a whole window, when others have started
-  -- in its place.
-  local score = redis.call('ZSCORE', l.log, id)
-  if score and done > tonumber(score) then redis.call('ZADD', l.log, num(done), id) end
+  redis.call('SREM', l.flight, id)
+  local held = redis.call('ZSCORE', l.held, id)
+  if held then
+    -- Answered after its window, held until now: back in the log at its anchor, from
+    -- where the next decision lets it leave (as in memory).
+    redis.call('ZREM', l.held, id)
+    local units = tonumber(redis.call('HGET', l.units, id)) or 0
+    l.held_units = l.held_units - units
+    if string.sub(id, 1, 1) == 'i' then l.held_interactive = l.held_interactive - units end
+    local anchor = math.max(done, tonumber(held))
+    if anchor <= now - l.span then  -- it left its window: as load() does
+      l.used = l.used - units
+      redis.call('ZADD', l.recent, num(anchor), id)
+    else
+      redis.call('ZADD', l.log, num(anchor), id)
+    end
+  else
+    -- Not in the log: refunded (or its units are gone).
+    local score = redis.call('ZSCORE', l.log, id)
+    if score and done > tonumber(score) then redis.call('ZADD', l.log, num(done), id) end
+  end
 end
 
 -- Refunds: claims recorded for requests that the server did not count.
@@ -315,6 +387,10 @@ local function earliest(l, need, from)
     end
     start = start + CHUNK
   end
+  if total + need > capacity then
+    -- What is left is held, unanswered: look again shortly (HELD_POLL).
+    t = math.max(t, now + HELD_POLL * l.per)
+  end
   return t, capacity - total
 end
 
@@ -355,7 +431,7 @@ local function peak(l)
   local ids = {}
   for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
   local units = units_of(l, ids)
-  local inside, interactive, events = 0, 0, {}
+  local inside, interactive, events = l.held_units, l.held_interactive, {}
   for j = 1, #ids do
     local anchor = tonumber(entries[2 * j])
     if string.sub(ids[j], 1, 1) == 'i' then interactive = interactive + units[j] end

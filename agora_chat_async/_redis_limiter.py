@@ -80,13 +80,7 @@ import anyio
 
 from ._clock import Clock, SystemClock
 from ._exceptions import LimiterUnavailableError, ValidationError
-from ._limits import (
-    Limiter,
-    SlidingWindowLimiter,
-    check_claims,
-    check_units,
-    is_bulk,
-)
+from ._limits import Limiter, SlidingWindowLimiter
 from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
@@ -95,6 +89,9 @@ from ._rates import (
     LimitName,
     Priority,
     RateLimits,
+    check_claims,
+    check_units,
+    is_bulk,
     scaled_limits,
 )
 from ._redis_script import (
@@ -102,6 +99,7 @@ from ._redis_script import (
     MICROS,
     SCRIPT,
     SEEN_TTL_MS,
+    Carried,
     Decision,
     ScriptClaim,
     read_floor,
@@ -204,12 +202,8 @@ class RedisLimiter(Limiter):
             span = rate.per + self._rate_limits.margin
             self._limit_args += [rate.limit, round(rate.per * MICROS), round(span * MICROS)]
         self._key_list: list[str] | None = None  # built once the app key is known
-        self._refunds: list[tuple[int, str]] = []
-        self._penalties: list[tuple[int, int, float]] = []
-        #: Late answers: limit index, claim id, new anchor in microseconds of Redis time.
-        self._reports: list[tuple[int, str, int]] = []
-        #: Warm answers' forward offsets (Redis microseconds) and when they came (local).
-        self._observations: list[tuple[float, float]] = []
+        #: Late answers, refunds, refusals, ... for the next call (``Carried``).
+        self._carried = Carried()
         #: The shared floor of forward offsets as of the last reply, plus what was
         #: observed since (``_window_rules.DelayFloor``, in Redis microseconds).
         self._floor = DelayFloor()
@@ -274,8 +268,9 @@ class RedisLimiter(Limiter):
                 )
             tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
             keys = [f"{tag}:seen"]
+            parts = ("state", "log", "recent", "units", "flight", "held")
             for name, _ in self._limits:
-                keys += [f"{tag}:{name}:{part}" for part in ("state", "log", "recent", "units")]
+                keys += [f"{tag}:{name}:{part}" for part in parts]
             keys.append(f"{tag}:floor")
             self._key_list = keys
         return self._key_list
@@ -323,12 +318,12 @@ class RedisLimiter(Limiter):
                 answer = await self._decide(pending, again=True, bulk=bulk)
             if answer is None:  # Redis unreachable, fallback on
                 assert self._fallback is not None  # noqa: S101 - _decide's contract
-                self._refunds.extend(recorded)  # a reservation made before, if any
+                self._carried.refunds.extend(recorded)  # a reservation made before, if any
                 return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
         except BaseException:
             # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
-            self._refunds.extend(recorded)
+            self._carried.refunds.extend(recorded)
             raise
         granted = next(
             (got for claim, got in zip(pending, answer.granted, strict=True) if claim.first),
@@ -337,16 +332,29 @@ class RedisLimiter(Limiter):
         started_us, sent = answer.start_us, answer.sent
         binding = self._limits[pending[answer.binding - 1].index - 1][0] if answer.binding else None
 
+        flying = False
+
+        def sending() -> None:
+            nonlocal flying
+            flying = True
+            self._carried.flying.extend(recorded)
+
         def settle(timing: ServerTiming | None) -> None:
             # From before the script ran: never too early.
             elapsed_us = (self._clock.now() - sent) * MICROS
             anchor = self._anchor(started_us, elapsed_us, timing)
             if anchor is not None:
                 done_us = started_us + math.ceil(anchor)
-                self._reports.extend((index, id_, done_us) for index, id_ in recorded)
+                self._carried.reports.extend((index, id_, done_us) for index, id_ in recorded)
+            elif flying:  # the script stops holding it
+                self._carried.answered.extend((index, id_, 0) for index, id_ in recorded)
 
         return Permit(
-            lambda: self._refunds.extend(recorded), units=granted, settle=settle, binding=binding
+            lambda: self._carried.refunds.extend(recorded),
+            units=granted,
+            settle=settle,
+            binding=binding,
+            sending=sending,
         )
 
     def _anchor(
@@ -360,7 +368,7 @@ class RedisLimiter(Limiter):
         if timing.tells_floor:
             floor = rotated_floor(self._floor, at, BUCKET_US)
             if offset < floor.current:  # news for the other processes
-                self._observations.append((offset, self._clock.now()))
+                self._carried.observations.append((offset, self._clock.now()))
                 floor = observe_floor(floor, offset, at, BUCKET_US)
             self._floor = floor
         return settled_anchor(
@@ -389,10 +397,7 @@ class RedisLimiter(Limiter):
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        reports, self._reports = self._reports, []
-        refunds, self._refunds = self._refunds, []
-        penalties, self._penalties = self._penalties, []
-        observations, self._observations = self._observations, []
+        carried = self._carried.take()
         now = self._clock.now()
         args: list[Any] = [
             "",
@@ -402,19 +407,8 @@ class RedisLimiter(Limiter):
             self._rate_limits.bulk_headroom,
             self._rate_limits.bulk_min_share,
             *self._limit_args,
-            len(observations),
+            *carried.args(now),
         ]
-        for offset, observed in observations:
-            args += [repr(offset), max(0, round((now - observed) * MICROS))]
-        args.append(len(reports))
-        for report in reports:
-            args += report
-        args.append(len(refunds))
-        for refund in refunds:
-            args += refund
-        args.append(len(penalties))
-        for index, units, refused in penalties:
-            args += [index, units, max(0, round((now - refused) * MICROS))]
         args += [len(pending), 1 if again else 0, 1 if bulk else 0]
         for claim in pending:
             args += [claim.index, claim.units, claim.id, claim.need]
@@ -434,8 +428,7 @@ class RedisLimiter(Limiter):
                 waited = self._clock.now() - started
                 # A microsecond of slack: on a float clock the last sleep may fall short.
                 if waited >= patience - 1e-6:
-                    # Carried by the first call that works.
-                    self._requeue(reports, refunds, penalties, observations)
+                    self._carried.put_back(carried)  # for the first call that works
                     if self._fallback_fraction is None or once:
                         raise LimiterUnavailableError(
                             f"Redis has been unreachable for {waited:.1f} s "
@@ -450,7 +443,7 @@ class RedisLimiter(Limiter):
                 continue
             except BaseException:
                 # It may or may not have been applied: each is harmless twice.
-                self._requeue(reports, refunds, penalties, observations)
+                self._carried.put_back(carried)
                 raise
             if self._falling_back:
                 logger.warning("Redis is reachable again; the shared limiter is back in use")
@@ -462,7 +455,7 @@ class RedisLimiter(Limiter):
         delay_us, fresh, now_us, *granted, binding, current, since, previous = reply
         floor = read_floor(current, since, previous)
         # What this process observed since the call left is not in the reply yet.
-        for offset, observed in self._observations:
+        for offset, observed in self._carried.observations:
             at = int(now_us) - (self._clock.now() - observed) * MICROS
             floor = observe_floor(floor, offset, at, BUCKET_US)
         self._floor = floor
@@ -484,20 +477,7 @@ class RedisLimiter(Limiter):
     @property
     def _queued(self) -> bool:
         """Whether late answers, refunds or refusals wait to be carried to Redis."""
-        queued = self._reports or self._refunds or self._penalties or self._observations
-        return bool(queued) and self._app_key is not None
-
-    def _requeue(
-        self,
-        reports: list[tuple[int, str, int]],
-        refunds: list[tuple[int, str]],
-        penalties: list[tuple[int, int, float]],
-        observations: list[tuple[float, float]],
-    ) -> None:
-        self._reports[:0] = reports
-        self._refunds[:0] = refunds
-        self._penalties[:0] = penalties
-        self._observations[:0] = observations
+        return self._carried.urgent and self._app_key is not None
 
     def _start_fallback(self, exc: BaseException) -> None:
         assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
@@ -520,7 +500,7 @@ class RedisLimiter(Limiter):
         for name, units in claims:
             index = self._index.get(name)
             if index is not None:
-                self._penalties.append((index, units, now))
+                self._carried.penalties.append((index, units, now))
         if self._fallback is not None:
             self._fallback.penalize(claims)
 
@@ -553,7 +533,7 @@ class RedisLimiter(Limiter):
             return None
         await self.flush()
         rate = self._limits[index - 1][1]
-        state_key = self._keys()[4 * index - 3]
+        state_key = self._keys()[6 * index - 5]
         try:
             eff, hold, now = await self._read_state(state_key)
         except RedisError as exc:
@@ -578,7 +558,7 @@ class RedisLimiter(Limiter):
         """Carry queued late answers, refunds and penalties to Redis; the Redis client
         stays open, unless the limiter made it (:meth:`from_url`)."""
         try:
-            if self._queued:
+            if self._carried and self._app_key is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
                     try:
                         await self._decide([])

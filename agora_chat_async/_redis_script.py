@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -15,6 +15,7 @@ __all__ = [
     "MICROS",
     "SCRIPT",
     "SEEN_TTL_MS",
+    "Carried",
     "Decision",
     "ScriptClaim",
     "read_floor",
@@ -66,3 +67,60 @@ class Decision:
     sent: float
     #: The position (from 1) of the claim left with the least room; 0 without claims.
     binding: int
+
+
+@attrs.define
+class Carried:
+    """What a process tells the script with its next call (an admission, or a flush)."""
+
+    #: Claims whose requests are on their way (held past their window until answered).
+    flying: list[tuple[int, str]] = attrs.field(factory=list)
+    #: Warm answers' forward offsets (Redis microseconds) and when they came (local).
+    observations: list[tuple[float, float]] = attrs.field(factory=list)
+    #: Moved anchors: limit index, claim id, new anchor in microseconds of Redis time.
+    reports: list[tuple[int, str, int]] = attrs.field(factory=list)
+    #: Answers that moved nothing (anchor 0): the script stops holding their claims.
+    answered: list[tuple[int, str, int]] = attrs.field(factory=list)
+    refunds: list[tuple[int, str]] = attrs.field(factory=list)
+    #: Refusals: limit index, units, local time of the refusal.
+    penalties: list[tuple[int, int, float]] = attrs.field(factory=list)
+
+    @property
+    def urgent(self) -> bool:
+        """Whether other processes should hear of it now (a flush), not with the next call."""
+        return bool(self.reports or self.refunds or self.penalties or self.observations)
+
+    def __bool__(self) -> bool:
+        return self.urgent or bool(self.flying or self.answered)
+
+    def take(self) -> Carried:
+        """Everything queued, leaving this empty."""
+        taken = attrs.evolve(self)
+        for field in attrs.fields(Carried):
+            setattr(self, field.name, [])
+        return taken
+
+    def put_back(self, taken: Carried) -> None:
+        """*taken* did not reach the script (or may not have): carried by the next call."""
+        for field in attrs.fields(Carried):
+            getattr(self, field.name)[:0] = getattr(taken, field.name)
+
+    def args(self, now: float) -> list[Any]:
+        """The script's arguments for all of it, in its order, at local time *now*."""
+        args: list[Any] = [len(self.flying)]
+        for flight in self.flying:
+            args += flight
+        args.append(len(self.observations))
+        for offset, observed in self.observations:
+            args += [repr(offset), max(0, round((now - observed) * MICROS))]
+        reports = self.reports + self.answered
+        args.append(len(reports))
+        for report in reports:
+            args += report
+        args.append(len(self.refunds))
+        for refund in self.refunds:
+            args += refund
+        args.append(len(self.penalties))
+        for index, units, refused in self.penalties:
+            args += [index, units, max(0, round((now - refused) * MICROS))]
+        return args

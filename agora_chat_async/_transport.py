@@ -58,13 +58,13 @@ class HTTPTransport:
         self._closed = False
         self._token: str | None = None  # the token of the cached headers
         self._plain_headers, self._json_headers = _api_headers(None)
+
         #: The connections (httpcore's network streams) that have answered before.
         self._streams: weakref.WeakSet[object] = weakref.WeakSet()
 
     def new_connection(self, response: httpx.Response) -> bool:
-        """Whether *response* came on a connection that had not answered before (its
-        request waited for the connection to open). ``False`` when the transport does not
-        say (an ASGI or mock transport, which opens none)."""
+        """Whether *response* is the first answer on its connection. ``False`` when the
+        transport does not say (an ASGI or mock transport, which opens none)."""
         stream = response.extensions.get("network_stream")
         if stream is None or stream in self._streams:
             return False

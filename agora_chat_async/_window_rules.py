@@ -113,6 +113,11 @@ LATE_FRACTION: Final = 0.5
 #: The floor of forward offsets keeps the smallest seen in the current and the previous
 #: bucket of this many seconds.
 FLOOR_BUCKET: Final = 20.0
+#: A claim whose answer has not come stays in its window (the service may count it yet),
+#: at most this many seconds past it (a request that never ends must not hold it forever).
+UNANSWERED_HOLD: Final = 60.0
+#: While unanswered claims fill a window, a waiter looks again after this fraction of ``per``.
+HELD_POLL: Final = 1 / 64
 #: ``timestamp`` and ``duration`` are whole milliseconds: an offset computed from them
 #: may be this many seconds off.
 RESOLUTION: Final = 0.002
@@ -129,6 +134,8 @@ _CONSTANTS: Final = {
     "MAX_HOLD_WINDOWS": MAX_HOLD_WINDOWS,
     "PROBE_PER_WINDOW": PROBE_PER_WINDOW,
     "FLOOR_BUCKET": FLOOR_BUCKET,
+    "UNANSWERED_HOLD": UNANSWERED_HOLD,
+    "HELD_POLL": HELD_POLL,
 }
 
 
@@ -189,11 +196,10 @@ def settled_anchor(
     ``None`` when the charge is within ``margin / 2``: the anchor stays.
     """
     rtt = done - started
-    charge = rtt
-    if offset is not None and floor < math.inf:
-        charge = min(max(offset + duration - floor + resolution, 0.0), rtt)
-    moved = charge - LATE_FRACTION * margin
-    return started + moved if moved > 0 else None
+    if offset is None or floor == math.inf:
+        return done if rtt > LATE_FRACTION * margin else None
+    charge = min(max(offset + duration - floor + resolution, 0.0), rtt)
+    return started + charge if charge > 0 else None
 
 
 @attrs.frozen

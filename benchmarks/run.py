@@ -39,6 +39,7 @@ from _harness import (
     reset,
     stats,
 )
+from _network import cli_import_section, network_section
 from _timeline import delivery_times, sustained_use
 
 from agora_chat_async import (
@@ -904,6 +905,16 @@ async def shared_quota_section(quick: bool) -> str:
     )
 
 
+async def network_report(runs: int, picture: Path | None) -> str:
+    """The per-second quotas at 0-300 ms round trips; the picture of rooms against them."""
+    report, rows = await network_section(runs)
+    if picture is not None and picture.name == "network-use.png":
+        from _plot import network_picture
+
+        network_picture(rows, picture)
+    return report
+
+
 async def main(
     quick: bool, only: str | None = None, runs: int = 20, picture: Path | None = None
 ) -> str:
@@ -915,6 +926,8 @@ async def main(
         "cpu": lambda: cpu_section(runs),
         "overhead": overhead_section,
         "durable": lambda: durable_section(runs),
+        "network": lambda: network_report(runs, picture),
+        "cli-import": lambda: cli_import_section(runs),
     }
     if only in sections:
         return (await sections[only]()).rstrip("\n") + "\n"
@@ -990,6 +1003,8 @@ if __name__ == "__main__":
             "cpu",
             "overhead",
             "durable",
+            "network",
+            "cli-import",
         ),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )

@@ -20,6 +20,7 @@ from agora_chat_async import (
     Rate,
     RateLimits,
     RedisLimiter,
+    ServerTiming,
     SlidingWindowLimiter,
 )
 from agora_chat_async._redis_script import SCRIPT as _SCRIPT
@@ -43,7 +44,7 @@ from agora_chat_async.testing import MockClock
 TICK = 1 / 64  # clock steps exact in binary floating point and in whole microseconds
 LIMITS = RateLimits(
     users=Rate(20, per=1), groups=Rate(3, per=1), rooms=Rate(5, per=1), other=Rate(5, per=1),
-    send_calls=None, margin=TICK, bulk_headroom=0.1,
+    send_calls=None, margin=2 * TICK, bulk_headroom=0.1,
 )  # fmt: skip
 
 
@@ -57,19 +58,19 @@ def test_the_script_has_no_constants_of_its_own():
 
 def test_a_late_answer_moves_the_anchor_an_early_one_does_not():
     assert settled_anchor(10.0, 10.01, margin=0.02) is None
-    assert settled_anchor(10.0, 10.011, margin=0.02) == pytest.approx(10.001)
+    assert settled_anchor(10.0, 10.011, margin=0.02) == 10.011
 
 
 def test_with_the_services_clock_only_the_uncertain_part_is_charged():
     # Forward offset 0.055 (a forward delay 5 ms above the floor of 0.05), 1 ms of work,
-    # 2 ms of resolution: charged 8 ms, of which margin / 2 (10 ms) is already in the window.
-    assert settled_anchor(10.0, 10.11, 0.02, offset=0.055, duration=0.001, floor=0.05) is None
-    # 30 ms above the floor: charged 33 ms, the anchor moves 23 ms.
+    # 2 ms of resolution: charged 8 ms of a 110 ms round trip.
+    anchor = settled_anchor(10.0, 10.11, 0.02, offset=0.055, duration=0.001, floor=0.05)
+    assert anchor == pytest.approx(10.008)
     moved = settled_anchor(10.0, 10.2, 0.02, offset=0.08, duration=0.001, floor=0.05)
-    assert moved == pytest.approx(10.023)
+    assert moved == pytest.approx(10.033)
     # No floor yet, or an absurd offset: never more than the round trip.
-    assert settled_anchor(10.0, 10.2, 0.02, offset=0.08) == pytest.approx(10.19)
-    assert settled_anchor(10.0, 10.2, 0.02, offset=1e9, floor=0.05) == pytest.approx(10.19)
+    assert settled_anchor(10.0, 10.2, 0.02, offset=0.08) == 10.2
+    assert settled_anchor(10.0, 10.2, 0.02, offset=1e9, floor=0.05) == pytest.approx(10.2)
     assert settled_anchor(10.0, 10.2, 0.02, offset=-1e9, floor=0.05) is None
 
 
@@ -123,8 +124,20 @@ OPERATIONS = st.lists(
         st.tuples(st.just("acquire"), st.integers(1, 20), st.booleans(), st.booleans()),
         st.tuples(st.just("advance"), st.integers(1, 80)),
         st.tuples(st.just("settle"), st.integers(0, 1000), st.integers(0, 40)),
+        # Answered after ticks, with the service's timestamp: counted forward ticks after
+        # the start, done in duration ticks, on a new connection or not.
+        st.tuples(
+            st.just("answer"),
+            st.integers(0, 1000),
+            st.integers(0, 40),
+            st.integers(0, 40),
+            st.integers(0, 4),
+            st.booleans(),
+        ),
         st.tuples(st.just("refuse"), st.integers(0, 1000)),
         st.tuples(st.just("refund"), st.integers(0, 1000)),
+        # The request leaves: its claims stay until answered, even past their window.
+        st.tuples(st.just("send"), st.integers(0, 1000)),
     ),
     min_size=1,
     max_size=60,
@@ -147,7 +160,7 @@ def test_both_runtimes_decide_alike(redis_server, operations):
         shared = RedisLimiter(
             client, rate_limits=LIMITS, app_key="org#app", cold_start_wait=False, clock=redis_clock
         )
-        permits: list[tuple[Permit, Permit, int]] = []
+        permits: list[tuple[Permit, Permit, int, float]] = []
         for step, operation in enumerate(operations):
             kind = operation[0]
             if kind == "acquire":
@@ -161,17 +174,29 @@ def test_both_runtimes_decide_alike(redis_server, operations):
                     [("users", units)], min_units=min_units, priority=priority
                 )
                 assert one.units == two.units, (step, operation)
-                permits.append((one, two, one.units))
+                permits.append((one, two, one.units, memory_clock.now()))
             elif kind == "advance":
                 memory_clock.advance(operation[1] * TICK)
                 redis_clock.advance(operation[1] * TICK)
             elif permits:
-                one, two, units = permits[operation[1] % len(permits)]
+                one, two, units, started = permits[operation[1] % len(permits)]
                 if kind == "settle":  # answered operation[2] ticks after now
                     memory_clock.advance(operation[2] * TICK)
                     redis_clock.advance(operation[2] * TICK)
                     one.settle()
                     two.settle()
+                elif kind == "send":
+                    one.sending()
+                    two.sending()
+                elif kind == "answer":
+                    _, _, ticks, forward, duration, new = operation
+                    memory_clock.advance(ticks * TICK)
+                    redis_clock.advance(ticks * TICK)
+                    # The service's clock runs 1000 s ahead of ours.
+                    counted = started + 1000 + min(forward, ticks) * TICK
+                    timing = ServerTiming(counted + duration * TICK, duration * TICK, new)
+                    one.settle(timing)
+                    two.settle(timing)
                 elif kind == "refuse":  # what the transport does with a 429
                     one.refund()
                     two.refund()

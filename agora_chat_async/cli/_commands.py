@@ -251,7 +251,7 @@ def _report_import(
 
 async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``agora-chat import users|groups FILE``: resumable; exit 1 if any line is not imported."""
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         raise CliError("--concurrency must be at least 1")
     source = Path(args.file)
     lines = read_text(args.file, "the messages file").splitlines()
@@ -269,7 +269,9 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
             show = bars.add(f"import {args.target}", len(pending))
             done = 0
-            slots = anyio.Semaphore(args.concurrency)
+            # As many lines in flight as the quota needs (at most --concurrency), counted
+            # from before a line is taken: a line waiting for its turn is not started.
+            gate = client.in_flight("other", concurrency=args.concurrency)
 
             async def import_line(line: _Line) -> None:
                 nonlocal done
@@ -290,11 +292,11 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     done += 1
                     show(done)
                 finally:
-                    slots.release()
+                    gate.release()
 
             async with anyio.create_task_group() as tasks:
                 for line in pending:
-                    await slots.acquire()  # at most --concurrency lines in flight
+                    await gate.acquire()
                     tasks.start_soon(import_line, line)
     return _report_import(len(pending), failures, uncertain_before, checkpoint)
 

@@ -84,7 +84,13 @@ def _add_service_commands(commands: Any) -> None:
     imports.add_argument(
         "--checkpoint", metavar="FILE", help="progress file (default: FILE.checkpoint)"
     )
-    imports.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
+    imports.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="at most this many requests in flight (default: what the quota needs at the "
+        "round trip measured)",
+    )
     imports.add_argument(
         "--resend-uncertain",
         action="store_true",

@@ -182,6 +182,9 @@ class Emulator:
         self._ids = itertools.count(_FIRST_MESSAGE_ID)
         self.deliveries: list[Delivery] = []
         """Every message delivered, one entry per recipient, in order."""
+        self.admissions: list[tuple[str, float, int]] = []
+        """(limit, Unix time in ms on the emulator's clock, units) of every request a quota
+        counted, in order (kept with ``record_deliveries``)."""
         self.delivered_count = 0
         """How many deliveries were made (also when they are not recorded)."""
         self.imports: list[Imported] = []
@@ -371,7 +374,7 @@ class Emulator:
             self.refused[problem.reason] += 1
             return "", self._error_response(problem), False
         endpoint = route.endpoint
-        if endpoint not in ("stats", "reset", "deliveries"):
+        if endpoint not in ("stats", "reset", "deliveries", "admissions"):
             self.requests[endpoint] += 1
         faults = self._faults_for(endpoint)
         if faults.refuse_503 and self._rng.random() < faults.refuse_503:
@@ -511,3 +514,5 @@ class Emulator:
                 headers=headers,
             )
         self._peaks[name].record(self.clock.now(), units)
+        if self.record_deliveries:
+            self.admissions.append((name, self.wall_time() * 1000, units))

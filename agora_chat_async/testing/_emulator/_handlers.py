@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._app import Emulator
 
 __all__ = [
+    "admissions",
     "delete_conversation",
     "deliveries",
     "download",
@@ -52,6 +53,13 @@ async def stats(
     emulator: Emulator, request: HTTPRequest, params: Mapping[str, str], host: str
 ) -> HTTPResponse:
     return json_response(200, emulator.stats())
+
+
+async def admissions(
+    emulator: Emulator, request: HTTPRequest, params: Mapping[str, str], host: str
+) -> HTTPResponse:
+    # What each quota counted, and when: [limit, Unix ms, units], in order.
+    return json_response(200, {"admissions": [list(row) for row in emulator.admissions]})
 
 
 async def deliveries(

@@ -142,6 +142,7 @@ EMULATOR_ROUTES: Final = Router(
         Route("GET", ("stats",), "stats", handlers.stats),
         Route("POST", ("reset",), "reset", handlers.reset),
         Route("GET", ("deliveries",), "deliveries", handlers.deliveries),
+        Route("GET", ("admissions",), "admissions", handlers.admissions),
         Route("GET", ("history", "{org}", "{app}", "{hour}"), "history_file", history_file),
     ),
     _no_emulator_resource,
