@@ -176,14 +176,7 @@ class AgoraChatClient:
         owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
-                timeout=timeout,
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-                # Every connection that bulk paths keep busy stays open between windows:
-                # a new one costs a handshake, a round trip the quota's window is charged.
-                limits=httpx.Limits(
-                    max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
-                ),
+                timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
             )
         transport = HTTPTransport(
             base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",

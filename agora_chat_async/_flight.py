@@ -13,8 +13,7 @@ A quota of ``limit`` units per ``per`` seconds, sent ``units`` a request, admits
 
 The target is the larger, plus one, and never more than an explicit ``concurrency``.
 Requests over the target wait here before they reach the limiter, so a quota that
-could only queue them costs no connection and no memory; the pool's connections are
-kept alive for as many (``_client.py``).
+could only queue them costs no connection and no memory.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ __all__ = ["BURST", "MAX_IN_FLIGHT", "InFlight", "RoundTrips"]
 #: Windows holding at most this many requests are started whole (fan-outs: 7 group
 #: requests a second, 10 room requests, 10-19 user requests a minute).
 BURST: Final = 20
-#: The most requests in flight without an explicit ``concurrency``: the connections the
-#: client's own pool keeps (``_client.py``).
+#: The most requests in flight without an explicit ``concurrency``: the connections of
+#: the client's own httpx pool (httpx's default).
 MAX_IN_FLIGHT: Final = 100
 #: Smoothing of the round-trip estimate (RFC 6298's alpha and beta).
 _ALPHA: Final = 1 / 8

@@ -136,8 +136,10 @@ from ._window_rules import (
     JITTER_TOLERANCE,
     UNANSWERED_HOLD,
     Adaptation,
+    ClockCheck,
     DelayFloor,
     after_refusal,
+    check_clock,
     effective_limit,
     floor_value,
     observe_floor,
@@ -169,7 +171,8 @@ class Limiter(abc.ABC):
     """Admits requests so that the configured rates are never exceeded.
 
     The client calls :meth:`acquire` with a request's claims before each
-    attempt, :meth:`Permit.settle` when the answer arrives (then :meth:`flush`),
+    attempt, :meth:`Permit.sending` as the request leaves, :meth:`Permit.settle`
+    with the answer's :class:`ServerTiming` when it arrives (then :meth:`flush`),
     :meth:`Permit.refund` if the attempt was never sent, and :meth:`penalize`
     when the service refused it for a rate limit anyway. Implementations must
     be safe to share between the tasks of one event loop.
@@ -402,7 +405,7 @@ class SlidingWindowLimiter(Limiter):
         clock: where time comes from; defaults to the event loop's clock.
     """
 
-    __slots__ = ("_clock", "_floor", "_rate_limits", "_windows")
+    __slots__ = ("_check", "_clock", "_floor", "_rate_limits", "_windows")
 
     def __init__(
         self, rate_limits: RateLimits | None = None, *, clock: Clock | None = None
@@ -412,6 +415,8 @@ class SlidingWindowLimiter(Limiter):
         self._windows: dict[str, _Window] = {}
         #: The smallest forward offset of warm answers lately (``_window_rules``).
         self._floor = DelayFloor()
+        #: What the service's clock has shown lately (a contradiction distrusts it).
+        self._check = ClockCheck()
 
     @property
     def rate_limits(self) -> RateLimits:
@@ -551,6 +556,19 @@ class SlidingWindowLimiter(Limiter):
         if timing is None:
             return settled_anchor(started, done, self._rate_limits.margin)
         offset = timing.arrival - started
+        floor = floor_value(self._floor, done, FLOOR_BUCKET)
+        self._check, usable, contradicted = check_clock(
+            self._check,
+            offset=offset,
+            lag=timing.timestamp - done,
+            floor=floor,
+            at=done,
+            bucket=FLOOR_BUCKET,
+        )
+        if contradicted:
+            self._floor = DelayFloor()
+        if not usable:
+            return settled_anchor(started, done, self._rate_limits.margin)
         if timing.tells_floor:
             self._floor = observe_floor(self._floor, offset, done, FLOOR_BUCKET)
         return settled_anchor(

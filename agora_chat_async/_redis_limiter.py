@@ -51,7 +51,8 @@ Keys and memory
 ---------------
 All keys of one app share the hash tag ``{<prefix>:<org>#<app>}``, so one
 decision touches one Redis Cluster slot. Logs hold at most ``limit`` entries per
-window; every key expires by itself a few windows after its last use.
+window (and the claims in flight); every key expires by itself a few windows after
+its last use. The script needs Redis 6.2 or newer (``SMISMEMBER``).
 
 When Redis restarts without its data (or is flushed, or fails over to a replica
 that lacks it), the sends of the last window are unknown. The script notices (a
@@ -107,7 +108,9 @@ from ._redis_script import (
 from ._window_rules import (
     RESOLUTION,
     Adaptation,
+    ClockCheck,
     DelayFloor,
+    check_clock,
     effective_limit,
     floor_value,
     observe_floor,
@@ -208,6 +211,8 @@ class RedisLimiter(Limiter):
         #: observed since (``_window_rules.DelayFloor``, in Redis microseconds).
         self._floor = DelayFloor()
         self._margin_us = self._rate_limits.margin * MICROS
+        #: What the service's clock has shown this process (``_window_rules.check_clock``).
+        self._check = ClockCheck()
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
         self._owns_redis = False
@@ -365,6 +370,19 @@ class RedisLimiter(Limiter):
             return settled_anchor(0.0, elapsed_us, self._margin_us)
         offset = timing.arrival * MICROS - started_us
         at = started_us + elapsed_us
+        self._check, usable, contradicted = check_clock(
+            self._check,
+            offset=offset,
+            lag=timing.timestamp * MICROS - at,
+            floor=floor_value(self._floor, at, BUCKET_US),
+            at=at,
+            bucket=BUCKET_US,
+            resolution=RESOLUTION * MICROS,
+        )
+        if contradicted:
+            self._floor = DelayFloor()  # this process charges whole round trips a while
+        if not usable:
+            return settled_anchor(0.0, elapsed_us, self._margin_us)
         if timing.tells_floor:
             floor = rotated_floor(self._floor, at, BUCKET_US)
             if offset < floor.current:  # news for the other processes

@@ -10,38 +10,43 @@ When a claim leaves its window
 ------------------------------
 A claim is anchored at its start and leaves the window ``per + margin`` later,
 unless its answer moves the anchor (:func:`settled_anchor`). The service counts
-a request at some moment between its arrival and its answer, so what the client
-does not know is how much later than a request started it was counted. That is
-the claim's *charge*, and the anchor moves by the charge less ``margin / 2``
-(the other half of the margin is slack for what the client assumes):
+a request at some moment between its arrival and its answer, so a claim whose
+request is on its way never leaves before its answer (it is *held*, still
+counted, at most ``UNANSWERED_HOLD`` seconds past its window), and its answer
+then charges it what is uncertain of when the service counted it, its *charge*:
 
 - **With the service's clock.** Every answer carries ``timestamp`` (when it left,
   on the service's clock, ms) and ``duration`` (the time spent on it, ms), so the
   request's arrival on the service's clock is ``timestamp - duration``. Its
-  *forward offset*, arrival minus start, is the forward delay plus the (unknown,
-  constant) offset between the two clocks. The smallest forward offset seen
-  lately on a warm connection (:class:`DelayFloor`, the last ``FLOOR_BUCKET`` to
-  ``3 x FLOOR_BUCKET`` seconds) is when a request started now can be counted at
-  the earliest; a claim answered after being counted at ``timestamp`` is charged
-  ``timestamp - start - floor``: the forward delay's variation and the service's
-  time, never the whole round trip. A request that opened its connection says
-  nothing of the floor (its forward delay includes the handshake) but is charged
-  against it like any other.
+  *forward offset*, arrival minus start, is the forward delay plus the unknown,
+  constant offset between the two clocks. The smallest forward offset of the
+  answers of the last ``FLOOR_BUCKET`` to ``3 x FLOOR_BUCKET`` seconds
+  (:class:`DelayFloor`) marks the earliest a request started now can be counted;
+  a claim is charged ``timestamp - start - floor`` (plus ``RESOLUTION``): the
+  forward delay's variation and the service's time, not the round trip. The
+  first request of a connection says nothing of the floor (its forward delay may
+  include a handshake, the client's or a proxy's), but it is charged like any.
 - **Without it** (no timestamp, or no floor yet: the first answers), the whole
-  round trip is charged, which needs no assumption at all: the service cannot
-  count a request after answering it.
+  round trip is charged when it exceeds ``margin / 2``, which needs no
+  assumption: the service cannot count a request after answering it.
 
-Either charge is at most the round trip, so an absurd ``timestamp`` (a server
-clock stepped, a proxy's answer) can cost speed, never the window. What the
-window guarantee assumes, then: the service's clock runs at ours' rate (drift
-within a window is far below ``margin``), and a request's forward offset is
-never more than ``margin / 2`` below the floor. A route that gets slower leaves
-the floor low for a while (every claim charged more: slower, safe); a route that
-gets faster by more than ``margin / 2`` breaks the assumption for one round trip
-(until an answer shows the new floor), and so does a process sharing a Redis
-window from a closer network: a refusal that follows is a full window refused,
-which widens the window (below). A waiting claim decides again when it wakes up,
-so an anchor moved while it slept is respected.
+A charge is never more than the round trip. A ``timestamp`` that contradicts
+the ones before it (:func:`check_clock`: a request that reached the service
+before an earlier answer's clock reading allows, a clock stepped, stuck or not a
+clock) resets the floor, and the whole round trip is charged for the next
+``FLOOR_BUCKET`` seconds: an absurd timestamp costs speed, never the window.
+
+What the window guarantee assumes: the service's clock runs at ours' rate
+(ppm drift is far below ``margin`` within a window), and no request is counted
+more than ``margin`` earlier, relative to its start, than the floor says (the
+fastest answer of the last 20-60 s was within ``margin`` of the fastest
+possible). A route that gets slower leaves the floor low for a while: every
+claim is charged more, slower and safe. A route that gets faster by more than
+``margin``, or a process joining a shared (Redis) window from a closer network,
+breaks the assumption until its first answer lowers the floor; a refusal that
+follows finds a full window refused, which widens the window (below). A waiting
+claim decides again when it wakes up, so an anchor moved while it slept is
+respected.
 
 Adaptation to refusals
 ----------------------
@@ -76,8 +81,10 @@ import attrs
 
 __all__ = [
     "Adaptation",
+    "ClockCheck",
     "DelayFloor",
     "after_refusal",
+    "check_clock",
     "effective_limit",
     "floor_value",
     "lua_constants",
@@ -107,8 +114,8 @@ HOLD_WINDOWS: Final = 8
 MAX_HOLD_WINDOWS: Final = 80
 #: While probing, the effective limit grows by this fraction of the configured limit per window.
 PROBE_PER_WINDOW: Final = 0.05
-#: A claim's charge less this fraction of ``margin`` moves its anchor; the rest of the
-#: margin is slack for what the window assumes of the network and the clocks.
+#: Without the service's clock, an answer later than this fraction of ``margin`` after
+#: the start moves the anchor to the answer.
 LATE_FRACTION: Final = 0.5
 #: The floor of forward offsets keeps the smallest seen in the current and the previous
 #: bucket of this many seconds.
@@ -177,6 +184,42 @@ def floor_value(floor: DelayFloor, at: float, bucket: float) -> float:
     return min(floor.current, floor.previous)
 
 
+@attrs.frozen
+class ClockCheck:
+    """What the service's clock has shown lately: ``lags`` keeps the largest
+    ``timestamp - answer`` (negated, as a :class:`DelayFloor` keeps the smallest), a lower
+    bound of the offset between its clock and ours; ``distrust_until``, when its clock may
+    be used again after a contradiction."""
+
+    lags: DelayFloor = DelayFloor()
+    distrust_until: float = -math.inf
+
+
+def check_clock(
+    check: ClockCheck,
+    *,
+    offset: float,
+    lag: float,
+    floor: float,
+    at: float,
+    bucket: float,
+    resolution: float = RESOLUTION,
+) -> tuple[ClockCheck, bool, bool]:
+    """Whether an answer's timing can be used: ``(state, usable, contradicted)``.
+
+    *offset* is the answer's forward offset, *lag* its ``timestamp`` minus when it came
+    (both on the runtime's clocks), *floor* the floor in force. A truthful clock keeps
+    ``lag <= offset' `` for every pair of answers (the clocks' offset lies between them);
+    one that breaks it contradicts itself: the caller resets its floor, and the clock is
+    not used for *bucket*.
+    """
+    lower = -floor_value(check.lags, at, bucket)
+    if offset < lower - resolution or lag > floor + resolution:
+        return ClockCheck(distrust_until=at + bucket), False, True
+    check = attrs.evolve(check, lags=observe_floor(check.lags, -lag, at, bucket))
+    return check, at >= check.distrust_until, False
+
+
 def settled_anchor(
     started: float,
     done: float,
@@ -192,8 +235,9 @@ def settled_anchor(
     *offset* is the request's forward offset (``timestamp - duration`` on the service's
     clock, minus *started*), *duration* the service's time on it, *floor* the
     :class:`DelayFloor` in force (*resolution*: of the service's readings, in the
-    runtime's unit). Without an offset or a floor the whole round trip is charged.
-    ``None`` when the charge is within ``margin / 2``: the anchor stays.
+    runtime's unit): the claim is charged ``offset + duration - floor`` (at most the
+    round trip). Without an offset or a floor, the whole round trip, if over
+    ``margin / 2``. ``None``: the anchor stays.
     """
     rtt = done - started
     if offset is None or floor == math.inf:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from _timeline import window_series
 
@@ -82,5 +83,46 @@ def plot_windows(
     axes[1][-1].legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def network_picture(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Rooms (100/s): quota use against round trip, min to max of the runs and the
+    median, for each client variant (``_network.network_section``'s rows)."""
+    import statistics
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.2, 4.4))
+    rooms = [row for row in rows if row["workload"] == "rooms"]
+    for variant, colour in (
+        ("agora-chat-async", "tab:blue"),
+        ("whole round trip", "tab:orange"),
+        ("aiolimiter", "tab:gray"),
+    ):
+        mine = [row for row in rooms if row["variant"] == variant]
+        trips = sorted({row["round trip ms"] for row in mine})
+        if not trips:
+            continue
+        uses = [[row["use"] * 100 for row in mine if row["round trip ms"] == t] for t in trips]
+        label = {
+            "agora-chat-async": "agora-chat-async (the service's clock)",
+            "whole round trip": "agora-chat-async 0.1 (whole round trip charged)",
+            "aiolimiter": "aiolimiter baseline (refusals not shown)",
+        }[variant]
+        axis.plot(trips, [statistics.median(u) for u in uses], "o-", color=colour, label=label)
+        axis.fill_between(
+            trips, [min(u) for u in uses], [max(u) for u in uses], color=colour, alpha=0.2
+        )
+    axis.axhline(100, color="black", linewidth=0.8)
+    axis.set_xlabel("round trip (ms), 10% of it as jitter each way")
+    axis.set_ylabel("quota use (% of the shortest possible span)")
+    axis.set_title("fan_out to 2,000 rooms at 100 rooms/s, strict sliding window")
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

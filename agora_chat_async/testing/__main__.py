@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.1,
         metavar="FRACTION",
-        help="with --round-trip: each way waits up to this fraction of its delay more, "
+        help="with --round-trip: each way waits up to this fraction of the round trip more, "
         "drawn uniformly (default 0.1)",
     )
     parser.add_argument("--seed", type=int, default=0)

@@ -27,8 +27,8 @@ class Network:
     handshake over that network would. Delays are in the emulator's clock (real seconds at
     ``time_scale=1``) and drawn from its seeded random generator.
 
-    >>> Network.round_trip(0.1, jitter=0.1)  # 50 ms each way, plus up to 5 ms each
-    Network(forward=0.05, back=0.05, jitter=0.005, handshake=True)
+    >>> Network.round_trip(0.1, jitter=0.1)  # 50 ms each way, plus up to 10 ms each
+    Network(forward=0.05, back=0.05, jitter=0.01, handshake=True)
     """
 
     forward: float = attrs.field(default=0.0, validator=_non_negative)
@@ -39,7 +39,8 @@ class Network:
     @classmethod
     def round_trip(cls, seconds: float, *, jitter: float = 0.1, handshake: bool = True) -> Self:
         """A symmetric network of *seconds* round trip, each way jittered by up to
-        *jitter* (a fraction) of its own delay.
+        *jitter* (a fraction) of the round trip: ``round_trip(0.3)`` waits 150 to 180 ms
+        each way.
 
         Raises:
             ValueError: a delay or the jitter is negative.
@@ -47,7 +48,7 @@ class Network:
         if not jitter >= 0:
             raise ValueError(f"jitter must be a fraction >= 0, got {jitter!r}")
         one_way = seconds / 2
-        return cls(forward=one_way, back=one_way, jitter=jitter * one_way, handshake=handshake)
+        return cls(forward=one_way, back=one_way, jitter=jitter * seconds, handshake=handshake)
 
     def forward_delay(self, rng: random.Random, *, new_connection: bool) -> float:
         """The delay before one request is counted."""
