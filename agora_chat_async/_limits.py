@@ -139,11 +139,8 @@ from ._window_rules import (
     ClockCheck,
     DelayFloor,
     after_refusal,
-    check_clock,
+    answered,
     effective_limit,
-    floor_value,
-    observe_floor,
-    settled_anchor,
 )
 
 __all__ = [
@@ -345,9 +342,7 @@ class _Window:
             entry.held = False
             self.held.remove(entry)
         if entry.live:
-            self.used -= entry.units
-            if entry.interactive:
-                self.used_interactive -= entry.units
+            self._release(entry)
         entry.units = 0
 
     def settle(self, entry: _Entry, done: float, anchor: float | None) -> None:
@@ -553,32 +548,21 @@ class SlidingWindowLimiter(Limiter):
 
     def _anchor(self, started: float, done: float, timing: ServerTiming | None) -> float | None:
         """Where the claims of a request started at *started* and answered at *done* move."""
-        if timing is None:
-            return settled_anchor(started, done, self._rate_limits.margin)
-        offset = timing.arrival - started
-        floor = floor_value(self._floor, done, FLOOR_BUCKET)
-        self._check, usable, contradicted = check_clock(
+        answer = answered(
+            self._floor,
             self._check,
-            offset=offset,
-            lag=timing.timestamp - done,
-            floor=floor,
+            started=started,
+            done=done,
             at=done,
+            margin=self._rate_limits.margin,
             bucket=FLOOR_BUCKET,
+            offset=None if timing is None else timing.arrival - started,
+            lag=0.0 if timing is None else timing.timestamp - done,
+            duration=None if timing is None else timing.duration,
+            warm=timing is not None and not timing.new_connection,
         )
-        if contradicted:
-            self._floor = DelayFloor()
-        if not usable:
-            return settled_anchor(started, done, self._rate_limits.margin)
-        if timing.tells_floor:
-            self._floor = observe_floor(self._floor, offset, done, FLOOR_BUCKET)
-        return settled_anchor(
-            started,
-            done,
-            self._rate_limits.margin,
-            offset=offset,
-            duration=timing.duration or 0.0,
-            floor=floor_value(self._floor, done, FLOOR_BUCKET),
-        )
+        self._floor, self._check = answer.floor, answer.check
+        return answer.anchor
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""

@@ -110,12 +110,9 @@ from ._window_rules import (
     Adaptation,
     ClockCheck,
     DelayFloor,
-    check_clock,
+    answered,
     effective_limit,
-    floor_value,
     observe_floor,
-    rotated_floor,
-    settled_anchor,
 )
 
 if TYPE_CHECKING:
@@ -366,38 +363,28 @@ class RedisLimiter(Limiter):
         self, started_us: int, elapsed_us: float, timing: ServerTiming | None
     ) -> float | None:
         """Microseconds after its start where a claim answered *elapsed_us* later moves."""
-        if timing is None:
-            return settled_anchor(0.0, elapsed_us, self._margin_us)
-        offset = timing.arrival * MICROS - started_us
         at = started_us + elapsed_us
-        self._check, usable, contradicted = check_clock(
+        offset = None if timing is None else timing.arrival * MICROS - started_us
+        answer = answered(
+            self._floor,
             self._check,
-            offset=offset,
-            lag=timing.timestamp * MICROS - at,
-            floor=floor_value(self._floor, at, BUCKET_US),
+            started=0.0,
+            done=elapsed_us,
             at=at,
+            margin=self._margin_us,
             bucket=BUCKET_US,
             resolution=RESOLUTION * MICROS,
-        )
-        if contradicted:
-            self._floor = DelayFloor()  # this process charges whole round trips a while
-        if not usable:
-            return settled_anchor(0.0, elapsed_us, self._margin_us)
-        if timing.tells_floor:
-            floor = rotated_floor(self._floor, at, BUCKET_US)
-            if offset < floor.current:  # news for the other processes
-                self._carried.observations.append((offset, self._clock.now()))
-                floor = observe_floor(floor, offset, at, BUCKET_US)
-            self._floor = floor
-        return settled_anchor(
-            0.0,
-            elapsed_us,
-            self._margin_us,
             offset=offset,
-            duration=(timing.duration or 0.0) * MICROS,
-            floor=floor_value(self._floor, at, BUCKET_US),
-            resolution=RESOLUTION * MICROS,
+            lag=0.0 if timing is None else timing.timestamp * MICROS - at,
+            duration=None
+            if timing is None or timing.duration is None
+            else timing.duration * MICROS,
+            warm=timing is not None and not timing.new_connection,
         )
+        self._floor, self._check = answer.floor, answer.check
+        if answer.lowered and offset is not None:  # news for the other processes
+            self._carried.observations.append((offset, self._clock.now()))
+        return answer.anchor
 
     async def _decide(
         self,

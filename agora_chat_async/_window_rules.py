@@ -81,9 +81,11 @@ import attrs
 
 __all__ = [
     "Adaptation",
+    "Answered",
     "ClockCheck",
     "DelayFloor",
     "after_refusal",
+    "answered",
     "check_clock",
     "effective_limit",
     "floor_value",
@@ -244,6 +246,71 @@ def settled_anchor(
         return done if rtt > LATE_FRACTION * margin else None
     charge = min(max(offset + duration - floor + resolution, 0.0), rtt)
     return started + charge if charge > 0 else None
+
+
+@attrs.frozen
+class Answered:
+    """What one answer leaves: the floor and clock check after it, where its claims move
+    (``None``: they stay), and whether its forward offset lowered the floor's current
+    bucket (news for the other processes sharing a floor)."""
+
+    floor: DelayFloor
+    check: ClockCheck
+    anchor: float | None
+    lowered: bool = False
+
+
+def answered(
+    floor: DelayFloor,
+    check: ClockCheck,
+    *,
+    started: float,
+    done: float,
+    at: float,
+    margin: float,
+    bucket: float,
+    resolution: float = RESOLUTION,
+    offset: float | None = None,
+    lag: float = 0.0,
+    duration: float | None = None,
+    warm: bool = False,
+) -> Answered:
+    """One answer, in both runtimes: a claim started at *started* and answered at *done*
+    (the floor's time *at*), with the service's forward *offset*, *lag* (``timestamp``
+    minus the answer) and *duration* if it said them; *warm*: not the first request of its
+    connection. Without an offset, or with a clock that contradicts itself
+    (:func:`check_clock`), the whole round trip is charged."""
+    whole = Answered(floor, check, settled_anchor(started, done, margin))
+    if offset is None:
+        return whole
+    check, usable, contradicted = check_clock(
+        check,
+        offset=offset,
+        lag=lag,
+        floor=floor_value(floor, at, bucket),
+        at=at,
+        bucket=bucket,
+        resolution=resolution,
+    )
+    if contradicted:
+        floor = DelayFloor()
+    if not usable:
+        return Answered(floor, check, whole.anchor)
+    lowered = False
+    if warm and duration is not None:
+        floor = rotated_floor(floor, at, bucket)
+        lowered = offset < floor.current
+        floor = observe_floor(floor, offset, at, bucket)
+    anchor = settled_anchor(
+        started,
+        done,
+        margin,
+        offset=offset,
+        duration=duration or 0.0,
+        floor=floor_value(floor, at, bucket),
+        resolution=resolution,
+    )
+    return Answered(floor, check, anchor, lowered)
 
 
 @attrs.frozen
