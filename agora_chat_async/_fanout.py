@@ -23,7 +23,7 @@ the remaining batches are reported failed with that error without being sent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sized
 from contextlib import AsyncExitStack
 from datetime import datetime
 from types import TracebackType
@@ -352,6 +352,8 @@ class FanOut:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             batches_in, batches_out = anyio.create_memory_object_stream[list[str]](0)
             workers = self._in_flight.cap
+            if isinstance(self._batches, Sized):  # a known list: no more workers than batches
+                workers = max(1, min(workers, len(self._batches)))
             results_in, results_out = anyio.create_memory_object_stream[
                 SendResult | AgoraChatError
             ](workers)
