@@ -70,6 +70,7 @@ from ._models import UploadedFile as UploadedFile
 from ._models import VideoBody as VideoBody
 from ._permit import Permit as Permit
 from ._permit import ServerTiming as ServerTiming
+from ._pool import pooled_transport as pooled_transport
 from ._progress import FileProgressStore as FileProgressStore
 from ._progress import JobProgress as JobProgress
 from ._progress import ProgressStore as ProgressStore
@@ -163,6 +164,7 @@ __all__ = [
     "ValidationError",
     "VideoBody",
     "__version__",
+    "pooled_transport",
 ]
 
 

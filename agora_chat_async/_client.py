@@ -69,6 +69,7 @@ from ._models import (
     UploadedFile,
 )
 from ._pipeline import Pipeline
+from ._pool import pooled_transport
 from ._progress import ProgressStore
 from ._rates import LIMIT_NAMES, LimitName, Priority, RateLimits
 from ._request import Request
@@ -117,7 +118,9 @@ class AgoraChatClient:
         rate_limits: the quotas to stay within; the documented ones by default.
         limiter: a custom :class:`Limiter` (for example one shared between
             processes); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
-        http_client: your own ``httpx.AsyncClient``; you then close it yourself.
+        http_client: your own ``httpx.AsyncClient``; you then close it yourself. Give
+            it ``transport=pooled_transport()`` for a pool that reuses its connections
+            under bursts (httpx's own opens new ones: a handshake each).
         timeout: request timeouts for the client this one creates (refused with
             ``http_client``: set them on it).
         clock: where the limiter, the token providers and the retry backoff read time.
@@ -176,7 +179,10 @@ class AgoraChatClient:
         owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
-                timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+                transport=pooled_transport(),
+                timeout=timeout,
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
             )
         transport = HTTPTransport(
             base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",

@@ -182,7 +182,13 @@ async def cli_import_run(url: str, lines: int = 1000) -> dict[str, Any]:
         admissions = (await http.get(f"{url}/_emulator/admissions")).json()["admissions"]
     times = [at for name, at, _ in admissions if name == "other"]
     span = (max(times) - min(times)) / 1000
-    return {"lines": len(times), "lines/s": (len(times) - 1) / span if span else 0.0}
+    record = await stats(url)
+    refusals = sum(v for k, v in record["refused"].items() if k.startswith("limit:"))
+    return {
+        "lines": len(times),
+        "lines/s": (len(times) - 1) / span if span else 0.0,
+        "refusals": refusals,
+    }
 
 
 def spread(values: Sequence[float]) -> str:
@@ -251,5 +257,5 @@ async def cli_import_section(runs: int, rtt: float = 0.2) -> str:
         f"### `agora-chat import` at its defaults, {round(rtt * 1000)} ms round trip "
         f"({runs} runs)\n\nlines a second the server counted, of the 100/s quota: "
         f"{min(rates):.1f} / {statistics.median(rates):.1f} / {max(rates):.1f} "
-        "(min / median / max)\n"
+        f"(min / median / max); refusals {[r['refusals'] for r in results]}\n"
     )

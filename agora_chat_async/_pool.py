@@ -1,0 +1,127 @@
+"""The client's connection pool: httpx's, with two of httpcore's reuse defects corrected.
+
+A quota's window starts many requests at once, and each new connection costs a
+handshake before its request is counted (one round trip for TCP, one or two more for
+TLS), which the sliding window then carries into every later window. So a fan-out's
+requests must find the connections the previous window opened. httpcore 1.0.9 (the
+newest of the 1.0 line, which every httpx >= 0.27 uses) does not let them, measured over
+a socket with 100 requests started together, again and again (``docs/design.md``):
+
+- **Multi-assignment.** An idle HTTP/1.1 connection handed to a queued request stays
+  "available" until that request's task runs and starts on it, so the next request
+  entering the pool is handed the same connection; all but one find it taken, go back to
+  the queue and wait for another request to finish. 100 requests reusing 100 idle
+  connections took up to 4.6 s instead of 0.4 s (encode/httpcore#1110, fixed in the
+  httpx2 fork's pool, not in httpcore).
+- **Keep-alive counted over every connection.** An idle connection is closed as surplus
+  when the pool holds more than ``max_keepalive_connections`` connections in all, idle or
+  not, so a pool busier than that closes each connection as its request ends and opens a
+  new one for the next: a handshake a request (1,550 imports at a 300 ms round trip used
+  73% of their quota instead of 94%).
+
+:class:`ConnectionPool` is httpcore's pool with its assignment pass written as intended: a
+connection handed to a request that has not started on it yet is *reserved*, neither
+handed to another request nor closed as surplus, and only idle connections count against
+the keep-alive limit. The rest is httpcore's (connecting, HTTP/1.1, timeouts, closing).
+:func:`pooled_transport` gives an ``httpx.AsyncHTTPTransport`` with it; the client uses
+one unless it is given its own ``http_client``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpcore
+import httpx
+
+__all__ = ["DEFAULT_LIMITS", "ConnectionPool", "pooled_transport"]
+
+#: The client's pool: httpx's 100 connections, every one of them kept alive between
+#: windows (httpx keeps 20), idle ones closed after httpx's 5 s.
+DEFAULT_LIMITS: Final = httpx.Limits(
+    max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0
+)
+
+
+class ConnectionPool(httpcore.AsyncConnectionPool):
+    """``httpcore.AsyncConnectionPool`` that never hands one idle HTTP/1.1 connection to
+    two requests, nor closes a connection a request is about to use."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        # The same three cases as httpcore's pass (reuse, create, replace an idle one),
+        # with reservations: a connection assigned to a request still counts as idle
+        # until that request starts on it.
+        requests: list[Any] = self._requests  # httpcore's AsyncPoolRequest
+        connections = self._connections
+        reserved = {request.connection for request in requests if request.connection}
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+        spare = [c for c in connections if c.is_idle() and c not in reserved]
+        for connection in spare[self._max_keepalive_connections :]:
+            connections.remove(connection)
+            closing.append(connection)
+        del spare[self._max_keepalive_connections :]
+        for request in requests:
+            if request.connection is not None:
+                continue
+            origin = request.request.url.origin
+            found: httpcore.AsyncConnectionInterface | None = next(
+                (
+                    c
+                    for c in connections
+                    if c.can_handle_request(origin)
+                    and c.is_available()
+                    and not (c in reserved and c.is_idle())
+                ),
+                None,
+            )
+            if found is not None:
+                connection = found
+                if connection in spare:
+                    spare.remove(connection)
+            else:
+                if len(connections) >= self._max_connections:
+                    if not spare:
+                        continue  # waits for a connection to come back
+                    replaced = spare.pop(0)
+                    connections.remove(replaced)
+                    closing.append(replaced)
+                connection = self.create_connection(origin)
+                connections.append(connection)
+            request.assign_to_connection(connection)
+            reserved.add(connection)
+        return closing
+
+
+def _supported(pool: object) -> bool:
+    """Whether *pool* is httpcore's own pool with the internals the pass relies on."""
+    return type(pool) is httpcore.AsyncConnectionPool and all(
+        hasattr(pool, name)
+        for name in ("_requests", "_connections", "_max_connections", "_max_keepalive_connections")
+    )
+
+
+def pooled_transport(
+    limits: httpx.Limits = DEFAULT_LIMITS, **options: Any
+) -> httpx.AsyncHTTPTransport:
+    """An ``httpx.AsyncHTTPTransport`` whose pool is a :class:`ConnectionPool`.
+
+    *options* are ``httpx.AsyncHTTPTransport``'s (``verify=``, ``http2=``, ``proxy=``...).
+    With a proxy, or an httpcore whose pool this module does not know, the transport keeps
+    httpcore's own pool (correct, with the defects above). Pass it to a client of your own:
+    ``httpx.AsyncClient(transport=agora_chat_async.pooled_transport())``.
+
+    Raises:
+        TypeError: an option ``httpx.AsyncHTTPTransport`` does not take.
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits, **options)
+    pool = transport._pool
+    if _supported(pool):
+        # Same layout, same state: only the assignment pass differs.
+        pool.__class__ = ConnectionPool
+    return transport

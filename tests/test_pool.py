@@ -1,0 +1,135 @@
+"""The client's connection pool (``_pool.py``): bursts reuse the connections they opened.
+
+A real HTTP/1.1 server on 127.0.0.1 counts the connections it accepts and the requests it
+is handling at once; each answer waits for the whole burst to have arrived (bounded), so
+a burst that the pool serializes shows as fewer requests handled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from agora_chat_async import AgoraChatClient, StaticToken, pooled_transport
+from agora_chat_async._pool import ConnectionPool
+
+BURST = 100
+
+
+class Server:
+    """Answers every request once *expected* requests are being handled (or after 2 s)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.active = 0
+        self.peak = 0
+        self.expected = BURST
+        self._arrived = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                if head.startswith(b"POST /quick "):
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    await writer.drain()
+                    continue
+                self.active += 1
+                self._changed.set()
+                self.peak = max(self.peak, self.active)
+                if self.active >= self.expected:
+                    self._arrived.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), 2.0)
+                self.active -= 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def holding(self, count: int) -> None:
+        """Until *count* requests are being held."""
+        while self.active < count:
+            self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    def next_burst(self, expected: int = BURST) -> None:
+        self.peak, self.expected, self._arrived = 0, expected, asyncio.Event()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Server, str]]:
+    state = Server()
+    listener = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield state, f"http://127.0.0.1:{port}/"
+
+
+async def burst(http: httpx.AsyncClient, url: str, count: int = BURST) -> None:
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(http.post(url, content=b"{}") for _ in range(count)))
+
+
+async def test_a_burst_reuses_every_connection_the_last_one_opened(server):
+    state, url = server
+    limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        await burst(http, url)
+        assert (state.connections, state.peak) == (BURST, BURST)
+        for _ in range(3):
+            state.next_burst()
+            await burst(http, url)
+            # every request of the burst went out at once, on the connections kept
+            assert (state.connections, state.peak) == (BURST, BURST)
+
+
+async def test_only_idle_connections_count_against_the_keep_alive_limit(server):
+    state, url = server
+    state.next_burst(expected=16)  # held until a 16th arrives: never, within the test
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        async with asyncio.TaskGroup() as tasks:
+            held = [tasks.create_task(http.post(url, content=b"{}")) for _ in range(15)]
+            async with asyncio.timeout(10):
+                await state.holding(15)
+            for _ in range(5):  # one at a time, while 15 are in flight
+                await http.post(f"{url}quick", content=b"{}")
+            # one connection served them all: it was the only idle one, under the limit
+            assert state.connections == 15 + 1
+            state.next_burst(expected=0)
+            state._arrived.set()
+        assert all(task.result().status_code == 200 for task in held)
+
+
+async def test_requests_over_the_pool_wait_for_a_connection(server):
+    state, url = server
+    state.next_burst(expected=5)
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        await burst(http, url, count=15)
+    assert (state.connections, state.peak) == (5, 5)
+
+
+def test_a_proxy_keeps_httpcore_s_own_pool():
+    transport = pooled_transport(proxy="http://127.0.0.1:9")
+    assert not isinstance(transport._pool, ConnectionPool)
+
+
+def test_the_client_s_own_http_client_uses_the_pool():
+    client = AgoraChatClient("http://127.0.0.1:9", "org", "app", auth=StaticToken("t"))
+    http = client._pipeline._transport._http
+    assert isinstance(http._transport._pool, ConnectionPool)
