@@ -43,6 +43,16 @@ DEFAULT_LIMITS: Final = httpx.Limits(
 )
 
 
+try:  # httpcore >= 1.0.3: the queue's requests know their connection
+    from httpcore._async.connection_pool import AsyncPoolRequest as _AsyncPoolRequest
+except ImportError:  # pragma: no cover - an httpcore this pool does not know
+    _POOL_REQUESTS = False
+else:
+    _POOL_REQUESTS = all(
+        hasattr(_AsyncPoolRequest, name) for name in ("assign_to_connection", "is_queued")
+    )
+
+
 class ConnectionPool(httpcore.AsyncConnectionPool):
     """``httpcore.AsyncConnectionPool`` that never hands one idle HTTP/1.1 connection to
     two requests, nor closes a connection a request is about to use."""
@@ -99,10 +109,20 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
 
 
 def _supported(pool: object) -> bool:
-    """Whether *pool* is httpcore's own pool with the internals the pass relies on."""
-    return type(pool) is httpcore.AsyncConnectionPool and all(
-        hasattr(pool, name)
-        for name in ("_requests", "_connections", "_max_connections", "_max_keepalive_connections")
+    """Whether *pool* is httpcore's own pool with the internals the pass relies on (those
+    of httpcore >= 1.0.3, whose queue holds ``AsyncPoolRequest`` objects)."""
+    return (
+        _POOL_REQUESTS
+        and type(pool) is httpcore.AsyncConnectionPool
+        and all(
+            hasattr(pool, name)
+            for name in (
+                "_requests",
+                "_connections",
+                "_max_connections",
+                "_max_keepalive_connections",
+            )
+        )
     )
 
 
