@@ -188,6 +188,7 @@ class AgoraChatClient:
             base=f"{self._base_url}/{quote(self._org_name)}/{quote(self._app_name)}",
             http=http_client,
             owns_http=owns_http,
+            now=clock.now,
         )
         self._pipeline = Pipeline(
             transport=transport,

@@ -130,17 +130,15 @@ from ._rates import (
     check_units,
     is_bulk,
 )
+from ._service_clock import ServiceClock
 from ._window_rules import (
-    FLOOR_BUCKET,
     HELD_POLL,
     JITTER_TOLERANCE,
     UNANSWERED_HOLD,
     Adaptation,
-    ClockCheck,
-    DelayFloor,
     after_refusal,
-    answered,
     effective_limit,
+    replaced_anchor,
 )
 
 __all__ = [
@@ -162,6 +160,11 @@ class _Entry:
     answered: bool = True
     #: Unanswered past its window: held (counted) until its answer or UNANSWERED_HOLD.
     held: bool = False
+    #: Charged against a floor: its answer's key (:func:`replaced_anchor`), its start and
+    #: its answer, so that a floor lowered later moves it.
+    key: float | None = None
+    origin: float = 0.0
+    done: float = 0.0
 
 
 class Limiter(abc.ABC):
@@ -345,9 +348,14 @@ class _Window:
             self._release(entry)
         entry.units = 0
 
-    def settle(self, entry: _Entry, done: float, anchor: float | None) -> None:
-        """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any)."""
+    def settle(
+        self, entry: _Entry, done: float, anchor: float | None, key: float | None = None
+    ) -> None:
+        """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any);
+        *key*: it was charged against a floor (:meth:`replace` may move it again)."""
         self._expire(done)
+        if key is not None and entry.live and entry.units:
+            entry.key, entry.origin, entry.done = key, entry.started, done
         entry.answered = True
         if entry.held:  # answered after its window, held until now: back in the log, from
             entry.held = False  # where the next decision lets it leave
@@ -364,6 +372,18 @@ class _Window:
         while position and self.log[position - 1].started > entry.started:
             position -= 1
         self.log.insert(position, entry)
+
+    def replace(self, floor: float) -> None:
+        """The floor in force dropped to *floor*: every claim charged against a higher one
+        moves to where it belongs now (:func:`replaced_anchor`), never earlier."""
+        moved = False
+        for entry in self.log:
+            if entry.key is not None:
+                anchor = replaced_anchor(entry.key, floor, entry.origin, entry.done)
+                if anchor > entry.started:
+                    entry.started, moved = anchor, True
+        if moved:
+            self.log = deque(sorted(self.log, key=lambda entry: entry.started))
 
     def penalize(self, now: float, units: int) -> None:
         """The server refused a request of *units* units of this limit: adapt.
@@ -400,7 +420,7 @@ class SlidingWindowLimiter(Limiter):
         clock: where time comes from; defaults to the event loop's clock.
     """
 
-    __slots__ = ("_check", "_clock", "_floor", "_rate_limits", "_windows")
+    __slots__ = ("_clock", "_rate_limits", "_service", "_windows")
 
     def __init__(
         self, rate_limits: RateLimits | None = None, *, clock: Clock | None = None
@@ -408,10 +428,8 @@ class SlidingWindowLimiter(Limiter):
         self._rate_limits = rate_limits or DEFAULT_RATE_LIMITS
         self._clock: Clock = clock or SystemClock()
         self._windows: dict[str, _Window] = {}
-        #: The smallest forward offset of warm answers lately (``_window_rules``).
-        self._floor = DelayFloor()
-        #: What the service's clock has shown lately (a contradiction distrusts it).
-        self._check = ClockCheck()
+        #: The floor of forward offsets and the clock check (``_service_clock``).
+        self._service = ServiceClock(self._rate_limits.margin)
 
     @property
     def rate_limits(self) -> RateLimits:
@@ -529,9 +547,13 @@ class SlidingWindowLimiter(Limiter):
 
         def settle(timing: ServerTiming | None) -> None:
             done = self._clock.now()
-            anchor = self._anchor(now, done, timing)
+            sent = None if timing is None else timing.sent
+            answer = self._service.answer(timing, started=now, done=done, sent=sent)
             for window, entry in entries:
-                window.settle(entry, done, anchor)
+                window.settle(entry, done, answer.anchor, answer.key)
+            if answer.replace is not None:
+                for window in self._windows.values():
+                    window.replace(answer.replace)
 
         def sending() -> None:
             for _, entry in entries:
@@ -545,24 +567,6 @@ class SlidingWindowLimiter(Limiter):
             binding=None if binding is None else binding[0].name,
             sending=sending,
         )
-
-    def _anchor(self, started: float, done: float, timing: ServerTiming | None) -> float | None:
-        """Where the claims of a request started at *started* and answered at *done* move."""
-        answer = answered(
-            self._floor,
-            self._check,
-            started=started,
-            done=done,
-            at=done,
-            margin=self._rate_limits.margin,
-            bucket=FLOOR_BUCKET,
-            offset=None if timing is None else timing.arrival - started,
-            lag=0.0 if timing is None else timing.timestamp - done,
-            duration=None if timing is None else timing.duration,
-            warm=timing is not None and not timing.new_connection,
-        )
-        self._floor, self._check = answer.floor, answer.check
-        return answer.anchor
 
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Adapt each named limit to a refusal of the request holding *claims*."""

@@ -21,12 +21,16 @@ class ServerTiming:
     ``timestamp`` is when the answer left, in seconds of the service's clock (Unix time);
     ``duration`` the seconds the service spent on the request, ``None`` when the answer did
     not say; ``new_connection`` that the request was the first on its connection (its
-    forward delay may include a handshake, the client's or a proxy's).
+    forward delay may include a handshake, the client's or a proxy's); ``sent`` when its
+    bytes began to leave, on the client's clock (``None`` when the transport does not say:
+    an ASGI or mock transport), which tells the network's delay apart from the client's
+    own (a busy event loop, a connection being opened).
     """
 
     timestamp: float
     duration: float | None = None
     new_connection: bool = False
+    sent: float | None = None
 
     @property
     def arrival(self) -> float:

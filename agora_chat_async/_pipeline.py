@@ -210,7 +210,11 @@ class Pipeline:
         timing: ServerTiming | None = None
         try:
             data = await decode(request, response)
-            timing = server_timing(data, new_connection=self._transport.new_connection(response))
+            timing = server_timing(
+                data,
+                new_connection=self._transport.new_connection(response),
+                sent=self._transport.sent_at(response),
+            )
         except httpx.TransportError as exc:
             raise ambiguous(request, exc) from None
         finally:

@@ -105,13 +105,12 @@ from ._redis_script import (
     ScriptClaim,
     read_floor,
 )
+from ._service_clock import ChargedClaims, ServiceClock
 from ._window_rules import (
-    RESOLUTION,
+    MAX_EXTRA_MARGIN,
     Adaptation,
-    ClockCheck,
-    DelayFloor,
-    answered,
     effective_limit,
+    floor_value,
     observe_floor,
 )
 
@@ -205,11 +204,13 @@ class RedisLimiter(Limiter):
         #: Late answers, refunds, refusals, ... for the next call (``Carried``).
         self._carried = Carried()
         #: The shared floor of forward offsets as of the last reply, plus what was
-        #: observed since (``_window_rules.DelayFloor``, in Redis microseconds).
-        self._floor = DelayFloor()
-        self._margin_us = self._rate_limits.margin * MICROS
-        #: What the service's clock has shown this process (``_window_rules.check_clock``).
-        self._check = ClockCheck()
+        #: observed since, and the clock check, in Redis microseconds (``_service_clock``).
+        self._service = ServiceClock(self._rate_limits.margin, unit=MICROS)
+        #: This process's claims charged against a floor, which a lower floor moves.
+        longest = max((rate.per * (1 + MAX_EXTRA_MARGIN) for _, rate in self._limits), default=0)
+        self._charged = ChargedClaims[list[tuple[int, str]]](
+            (longest + self._rate_limits.margin) * MICROS
+        )
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
         self._owns_redis = False
@@ -342,14 +343,7 @@ class RedisLimiter(Limiter):
             self._carried.flying.extend(recorded)
 
         def settle(timing: ServerTiming | None) -> None:
-            # From before the script ran: never too early.
-            elapsed_us = (self._clock.now() - sent) * MICROS
-            anchor = self._anchor(started_us, elapsed_us, timing)
-            if anchor is not None:
-                done_us = started_us + math.ceil(anchor)
-                self._carried.reports.extend((index, id_, done_us) for index, id_ in recorded)
-            elif flying:  # the script stops holding it
-                self._carried.answered.extend((index, id_, 0) for index, id_ in recorded)
+            self._settle(timing, recorded, started_us, sent, flying=flying)
 
         return Permit(
             lambda: self._carried.refunds.extend(recorded),
@@ -359,32 +353,41 @@ class RedisLimiter(Limiter):
             sending=sending,
         )
 
-    def _anchor(
-        self, started_us: int, elapsed_us: float, timing: ServerTiming | None
-    ) -> float | None:
-        """Microseconds after its start where a claim answered *elapsed_us* later moves."""
-        at = started_us + elapsed_us
-        offset = None if timing is None else timing.arrival * MICROS - started_us
-        answer = answered(
-            self._floor,
-            self._check,
-            started=0.0,
-            done=elapsed_us,
-            at=at,
-            margin=self._margin_us,
-            bucket=BUCKET_US,
-            resolution=RESOLUTION * MICROS,
-            offset=offset,
-            lag=0.0 if timing is None else timing.timestamp * MICROS - at,
-            duration=None
-            if timing is None or timing.duration is None
-            else timing.duration * MICROS,
-            warm=timing is not None and not timing.new_connection,
-        )
-        self._floor, self._check = answer.floor, answer.check
-        if answer.lowered and offset is not None:  # news for the other processes
-            self._carried.observations.append((offset, self._clock.now()))
-        return answer.anchor
+    def _settle(
+        self,
+        timing: ServerTiming | None,
+        recorded: list[tuple[int, str]],
+        started_us: int,
+        sent: float,
+        *,
+        flying: bool,
+    ) -> None:
+        """The answer of a request admitted at *started_us* (the script's clock) by a
+        call made at local time *sent*: what it tells the script with the next call."""
+        # From before the script ran: never too early.
+        done_us = started_us + (self._clock.now() - sent) * MICROS
+        # When its bytes left, on the script's clock: as late as it can have been.
+        left_us = None
+        if timing is not None and timing.sent is not None:
+            left_us = started_us + (timing.sent - sent) * MICROS
+        answer = self._service.answer(timing, started=started_us, done=done_us, sent=left_us)
+        if answer.lowered and answer.sample is not None:  # news for the other processes
+            self._carried.observations.append((answer.sample, self._clock.now()))
+        if answer.anchor is not None:
+            anchor_us = math.ceil(answer.anchor)
+            self._carried.reports.extend((index, id_, anchor_us) for index, id_ in recorded)
+        elif flying:  # the script stops holding it
+            self._carried.answered.extend((index, id_, 0) for index, id_ in recorded)
+        self._charged.add(recorded, answer, started=started_us, done=done_us)
+        if answer.replace is not None:
+            self._replace(answer.replace, done_us)
+
+    def _replace(self, floor: float, now_us: float) -> None:
+        """The floor in force dropped to *floor*: this process's claims charged against a
+        higher one move (reported with the next call), never earlier."""
+        for recorded, anchor in self._charged.moved(floor, now_us):
+            anchor_us = math.ceil(anchor)
+            self._carried.reports.extend((i, id_, anchor_us) for i, id_ in recorded)
 
     async def _decide(
         self,
@@ -463,7 +466,11 @@ class RedisLimiter(Limiter):
         for offset, observed in self._carried.observations:
             at = int(now_us) - (self._clock.now() - observed) * MICROS
             floor = observe_floor(floor, offset, at, BUCKET_US)
-        self._floor = floor
+        before = floor_value(self._service.floor, int(now_us), BUCKET_US)
+        self._service.floor = floor
+        after = floor_value(floor, int(now_us), BUCKET_US)
+        if before != math.inf and after < before:  # another process lowered it
+            self._replace(after, int(now_us))
         if fresh:
             logger.warning(
                 "Redis has no record of recent sends for %s (first use, or it restarted "

@@ -64,13 +64,15 @@ def _milliseconds(value: object) -> float | None:
     return value / 1000
 
 
-def server_timing(data: dict[str, Any], *, new_connection: bool) -> ServerTiming | None:
+def server_timing(
+    data: dict[str, Any], *, new_connection: bool, sent: float | None = None
+) -> ServerTiming | None:
     """The service's ``timestamp`` and ``duration`` of an answer, if it has a usable
     timestamp (an absurd one can cost speed, never the window: ``_window_rules``)."""
     timestamp = _milliseconds(data.get("timestamp"))
     if not timestamp:
         return None
-    return ServerTiming(timestamp, _milliseconds(data.get("duration")), new_connection)
+    return ServerTiming(timestamp, _milliseconds(data.get("duration")), new_connection, sent)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

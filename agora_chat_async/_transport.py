@@ -11,6 +11,7 @@ came back (:func:`~agora_chat_async._responses.ambiguous`).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Final, NoReturn, final
 
 import httpx
@@ -35,6 +36,22 @@ def _api_headers(token: str | None) -> tuple[httpx.Headers, httpx.Headers]:
 
 
 @final
+class _SentAt:
+    """An httpcore ``trace`` callback that notes when a request's bytes began to leave
+    (its headers, after any connection was opened), on the client's clock."""
+
+    __slots__ = ("_now", "at")
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self.at: float | None = None
+
+    async def __call__(self, event: str, info: object) -> None:
+        if self.at is None and event.endswith("send_request_headers.started"):
+            self.at = self._now()
+
+
+@final
 class HTTPTransport:
     """Sends requests over one ``httpx.AsyncClient`` to ``{base_url}/{org}/{app}``."""
 
@@ -43,6 +60,7 @@ class HTTPTransport:
         "_closed",
         "_http",
         "_json_headers",
+        "_now",
         "_owns_http",
         "_plain_headers",
         "_streams",
@@ -50,9 +68,17 @@ class HTTPTransport:
         "_urls",
     )
 
-    def __init__(self, *, base: str, http: httpx.AsyncClient, owns_http: bool) -> None:
+    def __init__(
+        self,
+        *,
+        base: str,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        now: Callable[[], float] | None = None,
+    ) -> None:
         self._base = base
         self._http = http
+        self._now = now
         self._owns_http = owns_http
         self._urls: dict[str, httpx.URL] = {}
         self._closed = False
@@ -73,6 +99,12 @@ class HTTPTransport:
         except TypeError:  # not weakly referenceable: cannot tell
             return False
         return True
+
+    def sent_at(self, response: httpx.Response) -> float | None:
+        """When *response*'s request began to leave (the clock given as ``now``), or
+        ``None`` when the transport does not say (an ASGI or mock transport)."""
+        trace = response.request.extensions.get("trace")
+        return trace.at if isinstance(trace, _SentAt) else None
 
     @property
     def base(self) -> str:
@@ -119,7 +151,7 @@ class HTTPTransport:
         if request.headers:
             headers = httpx.Headers(headers)
             headers.update(request.headers)
-        return self._http.build_request(
+        built = self._http.build_request(
             request.method,
             self._url(request),
             headers=headers,
@@ -127,6 +159,9 @@ class HTTPTransport:
             files=request.files,
             data=request.data,
         )
+        if self._now is not None:
+            built.extensions["trace"] = _SentAt(self._now)
+        return built
 
     def _refuse_closed(self, request: Request) -> NoReturn:
         raise ClientClosedError(

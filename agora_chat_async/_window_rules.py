@@ -91,6 +91,7 @@ __all__ = [
     "floor_value",
     "lua_constants",
     "observe_floor",
+    "replaced_anchor",
     "rotated_floor",
     "settled_anchor",
 ]
@@ -248,16 +249,34 @@ def settled_anchor(
     return started + charge if charge > 0 else None
 
 
+def replaced_anchor(key: float, floor: float, started: float, done: float) -> float:
+    """Where a claim charged against a floor belongs once the floor in force is *floor*.
+
+    *key* is its answer's ``timestamp`` plus ``RESOLUTION`` (the latest the service can
+    have counted it, on the service's clock), so ``key - floor`` is its anchor, as
+    :func:`settled_anchor` placed it, within its start and its answer. A floor of
+    ``-inf`` (its clock contradicted) places it at its answer: the whole round trip.
+    """
+    return min(max(key - floor, started), done)
+
+
 @attrs.frozen
 class Answered:
     """What one answer leaves: the floor and clock check after it, where its claims move
-    (``None``: they stay), and whether its forward offset lowered the floor's current
-    bucket (news for the other processes sharing a floor)."""
+    (``None``: they stay), whether its forward offset lowered the floor's current bucket
+    (news for the other processes sharing a floor), the claims' *key* if they were charged
+    against a floor (for :func:`replaced_anchor`), and ``replace``: the floor in force
+    dropped (``-inf``: a clock contradicted itself), so every claim charged against a
+    higher one moves (:func:`replaced_anchor`), never earlier than it is."""
 
     floor: DelayFloor
     check: ClockCheck
     anchor: float | None
     lowered: bool = False
+    key: float | None = None
+    replace: float | None = None
+    #: Its forward offset as a sample of the floor (from when its bytes left, if known).
+    sample: float | None = None
 
 
 def answered(
@@ -274,18 +293,23 @@ def answered(
     lag: float = 0.0,
     duration: float | None = None,
     warm: bool = False,
+    sent_offset: float | None = None,
 ) -> Answered:
     """One answer, in both runtimes: a claim started at *started* and answered at *done*
     (the floor's time *at*), with the service's forward *offset*, *lag* (``timestamp``
     minus the answer) and *duration* if it said them; *warm*: not the first request of its
-    connection. Without an offset, or with a clock that contradicts itself
+    connection; *sent_offset*: the forward offset from when its bytes began to leave (later
+    than its start by whatever the client itself took: a busy event loop, the pool), the
+    floor's sample when known. Without an offset, or with a clock that contradicts itself
     (:func:`check_clock`), the whole round trip is charged."""
     whole = Answered(floor, check, settled_anchor(started, done, margin))
     if offset is None:
         return whole
+    before = floor_value(floor, at, bucket)
+    sample = offset if sent_offset is None else min(sent_offset, offset)
     check, usable, contradicted = check_clock(
         check,
-        offset=offset,
+        offset=sample,
         lag=lag,
         floor=floor_value(floor, at, bucket),
         at=at,
@@ -295,22 +319,25 @@ def answered(
     if contradicted:
         floor = DelayFloor()
     if not usable:
-        return Answered(floor, check, whole.anchor)
+        return Answered(floor, check, whole.anchor, replace=-math.inf if contradicted else None)
     lowered = False
     if warm and duration is not None:
         floor = rotated_floor(floor, at, bucket)
-        lowered = offset < floor.current
-        floor = observe_floor(floor, offset, at, bucket)
+        lowered = sample < floor.current
+        floor = observe_floor(floor, sample, at, bucket)
+    after = floor_value(floor, at, bucket)
     anchor = settled_anchor(
         started,
         done,
         margin,
         offset=offset,
         duration=duration or 0.0,
-        floor=floor_value(floor, at, bucket),
+        floor=after,
         resolution=resolution,
     )
-    return Answered(floor, check, anchor, lowered)
+    key = started + offset + (duration or 0.0) + resolution if after != math.inf else None
+    replace = after if before != math.inf and after < before else None
+    return Answered(floor, check, anchor, lowered, key, replace, sample)
 
 
 @attrs.frozen

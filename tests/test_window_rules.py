@@ -31,12 +31,15 @@ from agora_chat_async._window_rules import (
     MIN_EXTRA_MARGIN,
     PROBE_PER_WINDOW,
     Adaptation,
+    ClockCheck,
     DelayFloor,
     after_refusal,
+    answered,
     effective_limit,
     floor_value,
     lua_constants,
     observe_floor,
+    replaced_anchor,
     settled_anchor,
 )
 from agora_chat_async.testing import MockClock
@@ -133,6 +136,17 @@ OPERATIONS = st.lists(
             st.integers(0, 40),
             st.integers(0, 4),
             st.booleans(),
+            st.integers(0, 8),
+        ),
+        # Warm answers a few ticks apart: floors that drop under claims in the window.
+        st.tuples(
+            st.just("answer"),
+            st.integers(0, 1000),
+            st.integers(4, 12),
+            st.integers(0, 12),
+            st.integers(0, 1),
+            st.just(False),
+            st.integers(0, 3),
         ),
         st.tuples(st.just("refuse"), st.integers(0, 1000)),
         st.tuples(st.just("refund"), st.integers(0, 1000)),
@@ -189,12 +203,17 @@ def test_both_runtimes_decide_alike(redis_server, operations):
                     one.sending()
                     two.sending()
                 elif kind == "answer":
-                    _, _, ticks, forward, duration, new = operation
+                    _, _, ticks, forward, duration, new, left = operation
                     memory_clock.advance(ticks * TICK)
                     redis_clock.advance(ticks * TICK)
-                    # The service's clock runs 1000 s ahead of ours.
-                    counted = started + 1000 + min(forward, ticks) * TICK
-                    timing = ServerTiming(counted + duration * TICK, duration * TICK, new)
+                    # The service's clock runs 1000 s ahead of ours, and answers before the
+                    # answer comes back (a truthful clock); the bytes left *left* ticks
+                    # after the start (at most when it was counted).
+                    forward = min(forward, ticks)
+                    duration = min(duration, ticks - forward)
+                    counted = started + 1000 + forward * TICK
+                    sent = started + min(left, forward) * TICK
+                    timing = ServerTiming(counted + duration * TICK, duration * TICK, new, sent)
                     one.settle(timing)
                     two.settle(timing)
                 elif kind == "refuse":  # what the transport does with a 429
@@ -242,3 +261,136 @@ def test_the_differential_test_can_fail(redis_server):
     got = asyncio.run(scenario())
     assert got == pytest.approx(0.9 * 12)
     assert got != pytest.approx(ESTIMATE_HEADROOM * 12)
+
+
+def test_a_floor_that_drops_moves_the_claims_charged_against_a_higher_one():
+    # Charged against a floor of 0.06: anchored 2 ms (the resolution) after its start.
+    first = answered(
+        DelayFloor(), ClockCheck(), started=0.0, done=0.1, at=0.1, margin=0.02,
+        bucket=20.0, offset=0.06, duration=0.0, warm=True,
+    )  # fmt: skip
+    assert first.anchor == pytest.approx(0.002)
+    assert first.key == pytest.approx(0.062)
+    assert first.replace is None  # no floor before: nothing was charged against one
+    # A faster answer: the floor drops to 0.01, and says so.
+    second = answered(
+        first.floor, first.check, started=0.1, done=0.2, at=0.2, margin=0.02,
+        bucket=20.0, offset=0.01, duration=0.0, warm=True,
+    )  # fmt: skip
+    assert second.replace == pytest.approx(0.01)
+    assert replaced_anchor(first.key, second.replace, 0.0, 0.1) == pytest.approx(0.052)
+    # Never after the answer, never before the start; a contradicted clock: the answer.
+    assert replaced_anchor(first.key, -1.0, 0.0, 0.1) == 0.1
+    assert replaced_anchor(first.key, 1.0, 0.0, 0.1) == 0.0
+    assert replaced_anchor(first.key, -math.inf, 0.0, 0.1) == 0.1
+
+
+def test_the_floor_is_sampled_from_when_the_bytes_left():
+    # Its start was 80 ms before its bytes left (a busy event loop): the floor is the
+    # forward offset from when they left, so it is not inflated by the client's delay.
+    answer = answered(
+        DelayFloor(), ClockCheck(), started=0.0, done=0.2, at=0.2, margin=0.02,
+        bucket=20.0, offset=0.14, duration=0.0, warm=True, sent_offset=0.06,
+    )  # fmt: skip
+    assert floor_value(answer.floor, 0.2, 20.0) == pytest.approx(0.06)
+    # ... and the claim is charged the 80 ms it may have been counted later.
+    assert answer.anchor == pytest.approx(0.082)
+
+
+@pytest.mark.parametrize("runtime", ["memory", "redis"])
+def test_claims_charged_against_a_floor_that_drops_leave_later(runtime, request):
+    """Two claims charged against a floor of 60 ms fill the window; a faster answer lowers
+    the floor by 50 ms, and they leave the window 50 ms later than they would have."""
+
+    async def scenario() -> float:
+        clock = MockClock(start=0.0)
+        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
+        client = None
+        limiter: SlidingWindowLimiter | RedisLimiter
+        if runtime == "memory":
+            limiter = SlidingWindowLimiter(limits, clock=clock)
+        else:
+            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
+            await client.flushdb()
+            limiter = RedisLimiter(
+                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
+            )
+        one = await limiter.acquire([("users", 10)])
+        two = await limiter.acquire([("users", 9)])
+        probe = await limiter.acquire([("users", 1)])
+        for permit in (one, two, probe):
+            permit.sending()
+        clock.advance(0.125)
+        one.settle(ServerTiming(1000.0625, 0.0))  # forward offset 1000.0625: the floor
+        two.settle(ServerTiming(1000.0625, 0.0))
+        clock.advance(0.125)
+        probe.settle(ServerTiming(1000.0, 0.0))  # started with them, counted 62.5 ms sooner
+        await limiter.flush()
+        before = clock.now()
+        await limiter.acquire([("users", 10)])
+        if client is not None:
+            await client.aclose()
+        return clock.now() - before
+
+    waited = asyncio.run(scenario())
+    # `one` leaves at key - floor + per = 1000.0645 - 1000.0 + 1 = 1.0645 (without the
+    # drop: at its start plus the resolution, 1.002), 0.25 s after the clock's start.
+    assert waited == pytest.approx(1.0645 - 0.25, abs=1e-5)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    answers=st.lists(
+        st.tuples(
+            st.integers(1, 6),  # units
+            st.integers(0, 12),  # ticks to the answer
+            st.integers(0, 12),  # forward ticks
+            st.integers(0, 2),  # duration ticks
+            st.integers(0, 4),  # ticks before the bytes left
+            st.booleans(),  # on a new connection
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    then=st.lists(st.integers(1, 20), min_size=1, max_size=4),
+)
+def test_both_runtimes_move_claims_alike_when_the_floor_drops(redis_server, answers, then):
+    """Claims admitted one after another, answered with floors that rise and drop, then
+    more claims: both runtimes make them wait alike (the moves of a dropping floor)."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.from_url(redis_server.url)
+        await client.flushdb()
+        clocks = MockClock(), MockClock()
+        limiters = (
+            SlidingWindowLimiter(LIMITS, clock=clocks[0]),
+            RedisLimiter(
+                client, rate_limits=LIMITS, app_key="org#app", cold_start_wait=False,
+                clock=clocks[1],
+            ),
+        )  # fmt: skip
+        for units, ticks, forward_ticks, duration_ticks, left, new in answers:
+            permits = [await limiter.acquire([("users", units)]) for limiter in limiters]
+            started = clocks[0].now()
+            for clock in clocks:
+                clock.advance(ticks * TICK)
+            forward = min(forward_ticks, ticks)
+            duration = min(duration_ticks, ticks - forward)
+            counted = started + 1000 + forward * TICK
+            sent = started + min(left, forward) * TICK
+            timing = ServerTiming(counted + duration * TICK, duration * TICK, new, sent)
+            for permit in permits:
+                permit.sending()
+                permit.settle(timing)
+            await limiters[1].flush()
+            clocks[1]._now = clocks[0].now()
+        for units in then:
+            for limiter in limiters:
+                await limiter.acquire([("users", units)])
+            assert clocks[1].now() == pytest.approx(clocks[0].now(), abs=1e-5)
+            clocks[1]._now = clocks[0].now()
+        await client.aclose()
+
+    asyncio.run(scenario())

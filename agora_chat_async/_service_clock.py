@@ -1,0 +1,128 @@
+"""What a limiter learns of the service's clock from its answers (one per limiter).
+
+Both limiters keep the floor of forward offsets and the clock check of
+:mod:`._window_rules`, and turn each answer's :class:`ServerTiming` into what it means for
+the answered claims (:func:`._window_rules.answered`), in their own unit of time: seconds
+in memory, microseconds of the Redis server's clock in Redis.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar, final
+
+import attrs
+
+from ._permit import ServerTiming
+from ._window_rules import (
+    FLOOR_BUCKET,
+    RESOLUTION,
+    Answered,
+    ClockCheck,
+    DelayFloor,
+    answered,
+    replaced_anchor,
+)
+
+__all__ = ["ChargedClaims", "ServiceClock"]
+
+IdsT = TypeVar("IdsT")
+
+
+@final
+class ServiceClock:
+    """The floor of forward offsets and the clock check of one limiter, in its unit
+    (*unit* of them a second), with the limiter's *margin* in seconds."""
+
+    __slots__ = ("_bucket", "_margin", "_resolution", "_unit", "check", "floor")
+
+    def __init__(self, margin: float, *, unit: float = 1.0) -> None:
+        self.floor = DelayFloor()
+        self.check = ClockCheck()
+        self._unit = unit
+        self._margin = margin * unit
+        self._bucket = FLOOR_BUCKET * unit
+        self._resolution = RESOLUTION * unit
+
+    @property
+    def bucket(self) -> float:
+        """``FLOOR_BUCKET`` in the limiter's unit."""
+        return self._bucket
+
+    def answer(
+        self,
+        timing: ServerTiming | None,
+        *,
+        started: float,
+        done: float,
+        sent: float | None = None,
+    ) -> Answered:
+        """The answer at *done* of a request started at *started* whose bytes began to
+        leave at *sent* (if known), on the limiter's clock and in its unit: what it
+        leaves (:class:`._window_rules.Answered`), the floor and check updated."""
+        unit = self._unit
+        offset = lag = duration = sent_offset = None
+        if timing is not None:
+            arrival = timing.arrival * unit
+            offset = arrival - started
+            lag = timing.timestamp * unit - done
+            duration = None if timing.duration is None else timing.duration * unit
+            sent_offset = None if sent is None else arrival - sent
+        answer = answered(
+            self.floor,
+            self.check,
+            started=started,
+            done=done,
+            at=done,
+            margin=self._margin,
+            bucket=self._bucket,
+            resolution=self._resolution,
+            offset=offset,
+            lag=lag or 0.0,
+            duration=duration,
+            warm=timing is not None and not timing.new_connection,
+            sent_offset=sent_offset,
+        )
+        self.floor, self.check = answer.floor, answer.check
+        return answer
+
+
+@attrs.define(slots=True)
+class _Charged(Generic[IdsT]):
+    ids: IdsT
+    key: float
+    started: float
+    done: float
+    anchor: float
+
+
+@final
+class ChargedClaims(Generic[IdsT]):
+    """A process's answered claims charged against a floor, kept while they may be in a
+    window (at most *longest* after their answer), so that a floor that drops moves them
+    (:func:`._window_rules.replaced_anchor`; the Redis limiter reports the moves)."""
+
+    __slots__ = ("_claims", "_longest")
+
+    def __init__(self, longest: float) -> None:
+        self._claims: deque[_Charged[IdsT]] = deque()
+        self._longest = longest
+
+    def add(self, ids: IdsT, answer: Answered, *, started: float, done: float) -> None:
+        """The claims *ids* answered with *answer* (kept if it charged them a floor)."""
+        if answer.key is not None:
+            anchor = started if answer.anchor is None else answer.anchor
+            self._claims.append(_Charged(ids, answer.key, started, done, anchor))
+
+    def moved(self, floor: float, now: float) -> list[tuple[IdsT, float]]:
+        """The floor in force dropped to *floor* at *now*: the claims that move, and where."""
+        claims = self._claims
+        while claims and claims[0].done + self._longest < now:
+            claims.popleft()  # answered longer than any window ago: it has left
+        moves = []
+        for claim in claims:
+            anchor = replaced_anchor(claim.key, floor, claim.started, claim.done)
+            if anchor > claim.anchor:
+                claim.anchor = anchor
+                moves.append((claim.ids, anchor))
+        return moves
