@@ -44,11 +44,6 @@ class ServiceClock:
         self._bucket = FLOOR_BUCKET * unit
         self._resolution = RESOLUTION * unit
 
-    @property
-    def bucket(self) -> float:
-        """``FLOOR_BUCKET`` in the limiter's unit."""
-        return self._bucket
-
     def answer(
         self,
         timing: ServerTiming | None,
@@ -109,20 +104,29 @@ class ChargedClaims(Generic[IdsT]):
         self._longest = longest
 
     def add(self, ids: IdsT, answer: Answered, *, started: float, done: float) -> None:
-        """The claims *ids* answered with *answer* (kept if it charged them a floor)."""
+        """The claims *ids* answered at *done* with *answer* (kept if it charged them a
+        floor)."""
+        self._forget(done)
         if answer.key is not None:
             anchor = started if answer.anchor is None else answer.anchor
             self._claims.append(_Charged(ids, answer.key, started, done, anchor))
 
     def moved(self, floor: float, now: float) -> list[tuple[IdsT, float]]:
         """The floor in force dropped to *floor* at *now*: the claims that move, and where."""
-        claims = self._claims
-        while claims and claims[0].done + self._longest < now:
-            claims.popleft()  # answered longer than any window ago: it has left
+        self._forget(now)
         moves = []
-        for claim in claims:
+        for claim in self._claims:
             anchor = replaced_anchor(claim.key, floor, claim.started, claim.done)
             if anchor > claim.anchor:
                 claim.anchor = anchor
                 moves.append((claim.ids, anchor))
         return moves
+
+    def _forget(self, now: float) -> None:
+        """Drop the claims answered longer than any window before *now*: they have left."""
+        claims = self._claims
+        while claims and claims[0].done + self._longest < now:
+            claims.popleft()
+
+    def __len__(self) -> int:
+        return len(self._claims)

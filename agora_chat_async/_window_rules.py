@@ -311,7 +311,7 @@ def answered(
         check,
         offset=sample,
         lag=lag,
-        floor=floor_value(floor, at, bucket),
+        floor=before,
         at=at,
         bucket=bucket,
         resolution=resolution,
