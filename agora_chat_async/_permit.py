@@ -22,15 +22,18 @@ class ServerTiming:
     ``duration`` the seconds the service spent on the request, ``None`` when the answer did
     not say; ``new_connection`` that the request was the first on its connection (its
     forward delay may include a handshake, the client's or a proxy's); ``sent`` when its
-    bytes began to leave, on the client's clock (``None`` when the transport does not say:
-    an ASGI or mock transport), which tells the network's delay apart from the client's
-    own (a busy event loop, a connection being opened).
+    body began to leave (after its headers), on the client's clock (``None`` when the
+    transport does not say: an ASGI or mock transport), which tells the network's delay
+    apart from the client's own (a busy event loop, a connection being opened);
+    ``streamed`` that its body left in many writes (a file's upload), so its forward delay
+    includes the upload.
     """
 
     timestamp: float
     duration: float | None = None
     new_connection: bool = False
     sent: float | None = None
+    streamed: bool = False
 
     @property
     def arrival(self) -> float:
@@ -40,9 +43,9 @@ class ServerTiming:
     @property
     def tells_floor(self) -> bool:
         """Whether the request's forward delay is an honest sample of the network's: it
-        came on a connection that had answered before, and the service said how long it
-        took."""
-        return self.duration is not None and not self.new_connection
+        came on a connection that had answered before, its body was not streamed, and the
+        service said how long it took."""
+        return self.duration is not None and not self.new_connection and not self.streamed
 
 
 class Permit:

@@ -214,6 +214,7 @@ class Pipeline:
                 data,
                 new_connection=self._transport.new_connection(response),
                 sent=self._transport.sent_at(response),
+                streamed=self._transport.streamed(response),
             )
         except httpx.TransportError as exc:
             raise ambiguous(request, exc) from None

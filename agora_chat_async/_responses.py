@@ -65,14 +65,19 @@ def _milliseconds(value: object) -> float | None:
 
 
 def server_timing(
-    data: dict[str, Any], *, new_connection: bool, sent: float | None = None
+    data: dict[str, Any],
+    *,
+    new_connection: bool,
+    sent: float | None = None,
+    streamed: bool = False,
 ) -> ServerTiming | None:
     """The service's ``timestamp`` and ``duration`` of an answer, if it has a usable
     timestamp (an absurd one can cost speed, never the window: ``_window_rules``)."""
     timestamp = _milliseconds(data.get("timestamp"))
     if not timestamp:
         return None
-    return ServerTiming(timestamp, _milliseconds(data.get("duration")), new_connection, sent)
+    duration = _milliseconds(data.get("duration"))
+    return ServerTiming(timestamp, duration, new_connection, sent, streamed)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

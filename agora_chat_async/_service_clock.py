@@ -75,7 +75,7 @@ class ServiceClock:
             offset=offset,
             lag=lag or 0.0,
             duration=duration,
-            warm=timing is not None and not timing.new_connection,
+            warm=timing is not None and timing.tells_floor,
             sent_offset=sent_offset,
         )
         self.floor, self.check = answer.floor, answer.check

@@ -37,17 +37,27 @@ def _api_headers(token: str | None) -> tuple[httpx.Headers, httpx.Headers]:
 
 @final
 class _SentAt:
-    """An httpcore ``trace`` callback that notes when a request's bytes began to leave
-    (its headers, after any connection was opened), on the client's clock."""
+    """An httpcore ``trace`` callback that notes when a request's body began to leave, on
+    the client's clock: after any connection was opened and after its headers.
 
-    __slots__ = ("_now", "at")
+    Not when its headers began to leave: httpcore writes the body separately, after
+    yielding to the event loop, so a busy loop holds the body (and the service's count)
+    back by however long the other ready tasks take, and a floor sampled from the
+    headers would be that much too high. Not when the body's writing completed either:
+    that is noted after httpcore yields again, as late as the loop is busy (a floor
+    sampled from it is too low: safe, but every claim is charged the loop's delay). A
+    body in memory is written at once after this event; a *streamed* one (a file's
+    upload) over many writes, so its request says nothing of the network."""
 
-    def __init__(self, now: Callable[[], float]) -> None:
+    __slots__ = ("_now", "at", "streamed")
+
+    def __init__(self, now: Callable[[], float], *, streamed: bool) -> None:
         self._now = now
         self.at: float | None = None
+        self.streamed = streamed
 
     async def __call__(self, event: str, info: object) -> None:
-        if self.at is None and event.endswith("send_request_headers.started"):
+        if event.endswith("send_request_body.started"):
             self.at = self._now()
 
 
@@ -101,10 +111,15 @@ class HTTPTransport:
         return True
 
     def sent_at(self, response: httpx.Response) -> float | None:
-        """When *response*'s request began to leave (the clock given as ``now``), or
+        """When *response*'s request body began to leave (the clock given as ``now``), or
         ``None`` when the transport does not say (an ASGI or mock transport)."""
         trace = response.request.extensions.get("trace")
         return trace.at if isinstance(trace, _SentAt) else None
+
+    def streamed(self, response: httpx.Response) -> bool:
+        """Whether *response*'s request body was streamed in many writes (a file)."""
+        trace = response.request.extensions.get("trace")
+        return isinstance(trace, _SentAt) and trace.streamed
 
     @property
     def base(self) -> str:
@@ -160,7 +175,7 @@ class HTTPTransport:
             data=request.data,
         )
         if self._now is not None:
-            built.extensions["trace"] = _SentAt(self._now)
+            built.extensions["trace"] = _SentAt(self._now, streamed=request.files is not None)
         return built
 
     def _refuse_closed(self, request: Request) -> NoReturn:
