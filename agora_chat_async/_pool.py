@@ -18,23 +18,35 @@ a socket with 100 requests started together, again and again (``docs/design.md``
   not, so a pool busier than that closes each connection as its request ends and opens a
   new one for the next: a handshake a request (1,550 imports at a 300 ms round trip used
   73% of their quota instead of 94%).
+- **Every idle connection's socket polled on every pass.** The pass runs twice a
+  request and asks each idle connection whether it has expired, which polls its socket
+  through anyio's attribute lookup (about 40 us): with 100 connections open, a quarter
+  of the client's CPU in a fan-out, enough to hold a window's requests back 20-50 ms
+  each (measured: 5.1 s of 19 s for 1,550 imports).
 
 :class:`ConnectionPool` is httpcore's pool with its assignment pass written as intended: a
 connection handed to a request that has not started on it yet is *reserved*, neither
 handed to another request nor closed as surplus, and only idle connections count against
-the keep-alive limit. The rest is httpcore's (connecting, HTTP/1.1, timeouts, closing).
+the keep-alive limit, and idle connections are checked for expiry when one is about to be
+handed to a request, all of them at most every ``SWEEP`` seconds. The rest is httpcore's
+(connecting, HTTP/1.1, timeouts, closing).
 :func:`pooled_transport` gives an ``httpx.AsyncHTTPTransport`` with it; the client uses
 one unless it is given its own ``http_client``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 import httpcore
 import httpx
 
-__all__ = ["DEFAULT_LIMITS", "ConnectionPool", "pooled_transport"]
+__all__ = ["DEFAULT_LIMITS", "SWEEP", "ConnectionPool", "pooled_transport"]
+
+#: Every idle connection is checked for expiry (its keep-alive time, or the server having
+#: closed it) at most this often; the one about to be reused, always.
+SWEEP: Final = 1.0
 
 #: The client's pool: httpx's 100 connections, every one of them kept alive between
 #: windows (httpx keeps 20), idle ones closed after httpx's 5 s.
@@ -65,10 +77,14 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
         connections = self._connections
         reserved = {request.connection for request in requests if request.connection}
         closing: list[httpcore.AsyncConnectionInterface] = []
+        now = time.monotonic()
+        sweep = now >= getattr(self, "_agora_sweep_at", 0.0)
+        if sweep:
+            self._agora_sweep_at = now + SWEEP
         for connection in list(connections):
             if connection.is_closed():
                 connections.remove(connection)
-            elif connection.has_expired():
+            elif sweep and connection.has_expired():
                 connections.remove(connection)
                 closing.append(connection)
         spare = [c for c in connections if c.is_idle() and c not in reserved]
@@ -80,16 +96,7 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
             if request.connection is not None:
                 continue
             origin = request.request.url.origin
-            found: httpcore.AsyncConnectionInterface | None = next(
-                (
-                    c
-                    for c in connections
-                    if c.can_handle_request(origin)
-                    and c.is_available()
-                    and not (c in reserved and c.is_idle())
-                ),
-                None,
-            )
+            found = self._reusable(origin, reserved, spare, closing)
             if found is not None:
                 connection = found
                 if connection in spare:
@@ -106,6 +113,32 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
             request.assign_to_connection(connection)
             reserved.add(connection)
         return closing
+
+    def _reusable(
+        self,
+        origin: httpcore.Origin,
+        reserved: set[httpcore.AsyncConnectionInterface],
+        spare: list[httpcore.AsyncConnectionInterface],
+        closing: list[httpcore.AsyncConnectionInterface],
+    ) -> httpcore.AsyncConnectionInterface | None:
+        """An open connection to *origin* a request can start on now, if any; idle ones
+        found expired since the last sweep are moved to *closing* on the way."""
+        connections = self._connections
+        for connection in list(connections):
+            if not (
+                connection.can_handle_request(origin)
+                and connection.is_available()
+                and not (connection in reserved and connection.is_idle())
+            ):
+                continue
+            if connection.is_idle() and connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+                if connection in spare:
+                    spare.remove(connection)
+                continue
+            return connection
+        return None
 
 
 def _supported(pool: object) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpcore
 import httpx
 import pytest
 
@@ -45,6 +46,10 @@ class Server:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
                     await writer.drain()
                     continue
+                if head.startswith(b"POST /close "):  # answers, then closes (keep-alive)
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    await writer.drain()
+                    break
                 self.active += 1
                 self._changed.set()
                 self.peak = max(self.peak, self.active)
@@ -122,6 +127,49 @@ async def test_requests_over_the_pool_wait_for_a_connection(server):
     async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
         await burst(http, url, count=15)
     assert (state.connections, state.peak) == (5, 5)
+
+
+async def test_a_pass_polls_no_idle_socket_but_the_one_it_reuses(server, monkeypatch):
+    state, url = server
+    limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+    polled = []
+    has_expired = httpcore._async.http11.AsyncHTTP11Connection.has_expired
+
+    def counting(connection: object) -> bool:
+        polled.append(connection)
+        return has_expired(connection)  # type: ignore[arg-type]
+
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        await burst(http, url)  # 100 idle connections now
+        monkeypatch.setattr(httpcore._async.http11.AsyncHTTP11Connection, "has_expired", counting)
+        for _ in range(10):
+            await http.post(f"{url}quick", content=b"{}")
+    # one check a request (the connection reused), not one per idle connection per pass
+    assert len(polled) == 10
+    assert state.connections == BURST
+
+
+async def test_an_idle_connection_past_its_keep_alive_is_not_reused(server):
+    state, url = server
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5, keepalive_expiry=0.05)
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        await http.post(f"{url}quick", content=b"{}")
+        await asyncio.sleep(0.1)
+        await http.post(f"{url}quick", content=b"{}")
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1
+    assert state.connections == 2
+
+
+async def test_a_connection_the_server_closed_is_not_reused(server):
+    state, url = server
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
+    async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
+        await http.post(f"{url}close", content=b"{}")
+        await asyncio.sleep(0.05)  # the server's FIN has arrived
+        response = await http.post(f"{url}quick", content=b"{}")
+    assert response.status_code == 200
+    assert state.connections == 2
 
 
 def test_a_proxy_keeps_httpcore_s_own_pool():
