@@ -80,7 +80,7 @@ class RateLimits:
     rooms: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
     other: Rate = attrs.field(default=Rate(100, per=1), validator=_is_rate)
     send_calls: Rate | None = attrs.field(default=Rate(100, per=1), validator=_is_rate_or_none)
-    margin: float = attrs.field(default=0.02, validator=non_negative)
+    margin: float = attrs.field(default=0.005, validator=non_negative)
     bulk_headroom: float = attrs.field(default=0.01, validator=fraction)
     """The fraction of every limit that bulk work always leaves free for interactive
     requests; 0 for a process that never sends anything but bulk work."""
@@ -94,7 +94,7 @@ class RateLimits:
         return rate
 
 
-#: The documented quotas and a 20 ms margin.
+#: The documented quotas and a 5 ms margin.
 DEFAULT_RATE_LIMITS: Final = RateLimits()
 LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
 
