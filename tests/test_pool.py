@@ -18,6 +18,8 @@ import pytest
 from agora_chat_async import AgoraChatClient, StaticToken, pooled_transport
 from agora_chat_async._pool import ConnectionPool
 
+from .sockets import OK, read_request
+
 BURST = 100
 
 
@@ -36,18 +38,13 @@ class Server:
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                head = await read_request(reader)
                 if head.startswith(b"POST /quick "):
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    writer.write(OK)
                     await writer.drain()
                     continue
                 if head.startswith(b"POST /close "):  # answers, then closes (keep-alive)
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    writer.write(OK)
                     await writer.drain()
                     break
                 self.active += 1
@@ -58,7 +55,7 @@ class Server:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), 2.0)
                 self.active -= 1
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                writer.write(OK)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -19,6 +19,8 @@ from agora_chat_async import ServerTiming
 from agora_chat_async._request import Request
 from agora_chat_async._transport import HTTPTransport
 
+from .sockets import OK, read_request
+
 
 class Readings:
     """A clock that notes which httpcore trace event was running when it was read."""
@@ -37,13 +39,8 @@ async def server() -> AsyncIterator[str]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await read_request(reader)
+                writer.write(OK)
                 await writer.drain()
         writer.close()
 
