@@ -201,61 +201,31 @@ class Sender:
 
         The limiter may grant fewer recipients than the batch holds when its window
         has room for only a part of it: that part is sent at once and the rest in the
-        next request, so every window fills exactly. The rest's room is waited for while
-        the part is on its way (waiting for the part's answer first would start the rest
-        a round trip late, and the window would carry that delay into every later one).
-        *observer* is told of each request: before it is sent (and may refuse, by
-        raising, to send it; the parts already sent are answered first) and after its
-        answer.
+        next request, so every window fills exactly. *observer* is told of each request:
+        before it is sent (and may refuse, by raising, to send it) and after its answer.
         """
         path = SEND_PATHS[self.kind]
-        results: list[SendResult] = []
-        errors: list[Exception] = []
-        offset = 0
-
-        async def send_part(part: list[str], permit: Permit, offset: int) -> None:
-            try:
-                results.append(await self._send_observed(part, permit, offset, observer))
-            except Exception as error:  # raised unwrapped below, after the other parts
-                errors.append(error)
-
-        async with anyio.create_task_group() as parts:
-            while batch and not errors:
-                if self._fatal is not None:
-                    results.append(SendResult(failed=dict.fromkeys(batch, self._fatal)))
-                    break
-                permit = await self._pipeline.acquire(
-                    self._claims(len(batch)), where=path, min_units=1, priority=self._priority
-                )
-                if errors:  # a part sent meanwhile failed: this one is not sent
-                    permit.refund()
-                    break
-                part, batch = batch[: permit.units], batch[permit.units :]
-                if batch:
-                    parts.start_soon(send_part, part, permit, offset)
-                else:  # the last part (usually the whole batch): in this task
-                    await send_part(part, permit, offset)
-                offset += len(part)
-        if errors:
-            raise errors[0]
         result = SendResult()
-        for sent in results:
+        offset = 0
+        while batch:
+            if self._fatal is not None:
+                return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
+            permit = await self._pipeline.acquire(
+                self._claims(len(batch)), where=path, min_units=1, priority=self._priority
+            )
+            part, batch = batch[: permit.units], batch[permit.units :]
+            if observer is not None:
+                try:
+                    await observer.before(offset, part)
+                except BaseException:
+                    permit.refund()  # never sent
+                    raise
+            sent = await self._send(part, permit)
+            if observer is not None:
+                await observer.after(offset, part, sent)
             result = result.merge(sent)
+            offset += len(part)
         return result
-
-    async def _send_observed(
-        self, part: list[str], permit: Permit, offset: int, observer: SendObserver | None
-    ) -> SendResult:
-        if observer is not None:
-            try:
-                await observer.before(offset, part)
-            except BaseException:
-                permit.refund()  # never sent
-                raise
-        sent = await self._send(part, permit)
-        if observer is not None:
-            await observer.after(offset, part, sent)
-        return sent
 
     def _claims(self, recipients: int) -> tuple[Claim, ...]:
         return ((self.kind, recipients), ("send_calls", 1))

@@ -8,12 +8,9 @@ import pytest
 
 from agora_chat_async import (
     BatchSplit,
-    Limiter,
     LimiterWait,
     PayloadTooLargeError,
-    Permit,
     RateLimited,
-    RateLimits,
     RequestSent,
     Retrying,
     SendResult,
@@ -196,40 +193,3 @@ async def test_events_report_requests_waits_refusals_and_retries():
     assert {RequestSent, LimiterWait, Retrying, RateLimited} <= kinds
     for event in events:
         assert "test-token" not in repr(event)
-
-
-class _GrantsOneFirst(Limiter):
-    """A limiter whose window has room for one unit of the first request, all of later ones."""
-
-    def __init__(self) -> None:
-        self.grants = 0
-
-    @property
-    def rate_limits(self) -> RateLimits:
-        return RateLimits()
-
-    async def acquire(self, claims, *, min_units=None, priority="interactive"):
-        self.grants += 1
-        units = claims[0][1] if self.grants > 1 or min_units is None else min_units
-        return Permit(units=units)
-
-
-async def test_a_shrunk_batch_s_rest_leaves_while_its_first_part_is_on_its_way(make_client, api):
-    arrived: list[list[str]] = []
-    both = anyio.Event()
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        to = json_body(request)["to"]
-        arrived.append(to)
-        if len(arrived) == 2:
-            both.set()
-        with anyio.fail_after(5):  # the first part's answer waits for the rest to arrive
-            await both.wait()
-        return httpx.Response(200, json=envelope("/messages/chatgroups", dict.fromkeys(to, "1")))
-
-    api.post("/messages/chatgroups").mock(side_effect=handler)
-    client = make_client(limiter=_GrantsOneFirst())
-    async with client.fan_out(["g0", "g1", "g2"], TEXT, target="groups") as results:
-        delivered = {g async for result in results for g in result.message_ids}
-    assert sorted(arrived) == [["g0"], ["g1", "g2"]]  # both in flight at once
-    assert delivered == {"g0", "g1", "g2"}
