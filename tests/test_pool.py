@@ -15,6 +15,7 @@ import httpcore
 import httpx
 import pytest
 
+import agora_chat_async._pool
 from agora_chat_async import AgoraChatClient, StaticToken, pooled_transport
 from agora_chat_async._pool import ConnectionPool
 
@@ -32,6 +33,8 @@ class Server:
         self.peak = 0
         self.expected = BURST
         self._arrived = asyncio.Event()
+        #: Set when a connection has been closed, by either side.
+        self.closed = asyncio.Event()
         self._changed = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,6 +64,9 @@ class Server:
             pass
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()  # the socket closed: its FIN has left
+            self.closed.set()
 
     async def holding(self, count: int) -> None:
         """Until *count* requests are being held."""
@@ -128,6 +134,7 @@ async def test_requests_over_the_pool_wait_for_a_connection(server):
 
 async def test_a_pass_polls_no_idle_socket_but_the_one_it_reuses(server, monkeypatch):
     state, url = server
+    monkeypatch.setattr(agora_chat_async._pool, "SWEEP", 3600.0)  # only the first pass sweeps
     limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
     polled = []
     has_expired = httpcore._async.http11.AsyncHTTP11Connection.has_expired
@@ -146,12 +153,25 @@ async def test_a_pass_polls_no_idle_socket_but_the_one_it_reuses(server, monkeyp
     assert state.connections == BURST
 
 
-async def test_an_idle_connection_past_its_keep_alive_is_not_reused(server):
+class Moments:
+    """httpcore's HTTP/1.1 ``time`` module, with a clock the test steps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_an_idle_connection_past_its_keep_alive_is_not_reused(server, monkeypatch):
     state, url = server
-    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5, keepalive_expiry=0.05)
+    moments = Moments()
+    monkeypatch.setattr(httpcore._async.http11, "time", moments)
+    monkeypatch.setattr(agora_chat_async._pool, "SWEEP", 3600.0)  # found by the reuse alone
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5, keepalive_expiry=5.0)
     async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
         await http.post(f"{url}quick", content=b"{}")
-        await asyncio.sleep(0.1)
+        moments.now += 10.0  # past the keep-alive expiry
         await http.post(f"{url}quick", content=b"{}")
         pool = http._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
@@ -163,7 +183,8 @@ async def test_a_connection_the_server_closed_is_not_reused(server):
     limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
     async with httpx.AsyncClient(transport=pooled_transport(limits)) as http:
         await http.post(f"{url}close", content=b"{}")
-        await asyncio.sleep(0.05)  # the server's FIN has arrived
+        async with asyncio.timeout(5):
+            await state.closed.wait()  # the server's FIN has left (loopback: and arrived)
         response = await http.post(f"{url}quick", content=b"{}")
     assert response.status_code == 200
     assert state.connections == 2
