@@ -78,6 +78,7 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
         reserved = {request.connection for request in requests if request.connection}
         closing: list[httpcore.AsyncConnectionInterface] = []
         now = time.monotonic()
+        # Set on the first pass: the class is swapped onto a pool httpx built (no __init__).
         sweep = now >= getattr(self, "_agora_sweep_at", 0.0)
         if sweep:
             self._agora_sweep_at = now + SWEEP
