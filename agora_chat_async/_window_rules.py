@@ -298,7 +298,7 @@ def answered(
     """One answer, in both runtimes: a claim started at *started* and answered at *done*
     (the floor's time *at*), with the service's forward *offset*, *lag* (``timestamp``
     minus the answer) and *duration* if it said them; *warm*: not the first request of its
-    connection; *sent_offset*: the forward offset from when its bytes began to leave (later
+    connection; *sent_offset*: the forward offset from when its body began to leave (later
     than its start by whatever the client itself took: a busy event loop, the pool), the
     floor's sample when known. Without an offset, or with a clock that contradicts itself
     (:func:`check_clock`), the whole round trip is charged."""
