@@ -138,7 +138,7 @@ from ._window_rules import (
     Adaptation,
     after_refusal,
     effective_limit,
-    replaced_anchor,
+    moved_anchor,
 )
 
 __all__ = [
@@ -160,11 +160,13 @@ class _Entry:
     answered: bool = True
     #: Unanswered past its window: held (counted) until its answer or UNANSWERED_HOLD.
     held: bool = False
-    #: Charged against a floor: its answer's key (:func:`replaced_anchor`), its start and
-    #: its answer, so that a floor lowered later moves it.
+    #: Its answer told when the service had it: its key (:func:`moved_anchor`), its start
+    #: and its answer, so that a floor lowered later (or the first one) moves it;
+    #: ``floorless``: it was charged the whole round trip for want of a floor.
     key: float | None = None
     origin: float = 0.0
     done: float = 0.0
+    floorless: bool = False
 
 
 class Limiter(abc.ABC):
@@ -349,13 +351,21 @@ class _Window:
         entry.units = 0
 
     def settle(
-        self, entry: _Entry, done: float, anchor: float | None, key: float | None = None
+        self,
+        entry: _Entry,
+        done: float,
+        anchor: float | None,
+        key: float | None = None,
+        *,
+        floorless: bool = False,
     ) -> None:
         """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any);
-        *key*: it was charged against a floor (:meth:`replace` may move it again)."""
+        *key*: the service said when it had it (:meth:`replace` may move it again),
+        *floorless*: it was charged the whole round trip for want of a floor."""
         self._expire(done)
         if key is not None and entry.live and entry.units:
             entry.key, entry.origin, entry.done = key, entry.started, done
+            entry.floorless = floorless
         entry.answered = True
         if entry.held:  # answered after its window, held until now: back in the log, from
             entry.held = False  # where the next decision lets it leave
@@ -374,13 +384,22 @@ class _Window:
         self.log.insert(position, entry)
 
     def replace(self, floor: float) -> None:
-        """The floor in force dropped to *floor*: every claim charged against a higher one
-        moves to where it belongs now (:func:`replaced_anchor`), never earlier."""
+        """The floor in force dropped to *floor*, or came where there was none: every claim
+        charged against a higher one moves to where it belongs now, never earlier, and one
+        charged against none to where the first floor places it (:func:`moved_anchor`)."""
         moved = False
         for entry in self.log:
             if entry.key is not None:
-                anchor = replaced_anchor(entry.key, floor, entry.origin, entry.done)
-                if anchor > entry.started:
+                anchor = moved_anchor(
+                    entry.started,
+                    entry.key,
+                    floor,
+                    entry.origin,
+                    entry.done,
+                    floorless=entry.floorless,
+                )
+                entry.floorless = False
+                if anchor != entry.started:
                     entry.started, moved = anchor, True
         if moved:
             self.log = deque(sorted(self.log, key=lambda entry: entry.started))
@@ -550,7 +569,7 @@ class SlidingWindowLimiter(Limiter):
             sent = None if timing is None else timing.sent
             answer = self._service.answer(timing, started=now, done=done, sent=sent)
             for window, entry in entries:
-                window.settle(entry, done, answer.anchor, answer.key)
+                window.settle(entry, done, answer.anchor, answer.key, floorless=answer.floorless)
             if answer.replace is not None:
                 for window in self._windows.values():
                     window.replace(answer.replace)

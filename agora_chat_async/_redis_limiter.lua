@@ -14,7 +14,8 @@
 --       n_flying, n_flying x (limit index, id): claims whose requests are on their way,
 --       n_observations, n_observations x (forward offset (us), microseconds since),
 --       n_reports, n_reports x (limit index, id, new anchor (microseconds, this clock), or
---       0: answered, the anchor stays),
+--       0: answered, the anchor stays; 1 if the anchor may move earlier (the first floor's
+--       move, _window_rules.moved_anchor), else 0),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
 --       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
@@ -267,7 +268,8 @@ for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   local id = ARGV[pos + 1]
   local done = tonumber(ARGV[pos + 2])
-  pos = pos + 3
+  local earlier = ARGV[pos + 3] == '1'
+  pos = pos + 4
   load(l)
   redis.call('SREM', l.flight, id)
   local held = redis.call('ZSCORE', l.held, id)
@@ -288,7 +290,17 @@ for _ = 1, n do
   else
     -- Not in the log: refunded (or its units are gone).
     local score = redis.call('ZSCORE', l.log, id)
-    if score and done > tonumber(score) then redis.call('ZADD', l.log, num(done), id) end
+    if score and done > tonumber(score) then
+      redis.call('ZADD', l.log, num(done), id)
+    elseif score and earlier and done < tonumber(score) then
+      if done <= now - l.span then  -- moved out of its window: as load() does
+        redis.call('ZREM', l.log, id)
+        l.used = l.used - (tonumber(redis.call('HGET', l.units, id)) or 0)
+        redis.call('ZADD', l.recent, num(done), id)
+      else
+        redis.call('ZADD', l.log, num(done), id)
+      end
+    end
   end
 end
 

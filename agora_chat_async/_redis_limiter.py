@@ -375,19 +375,20 @@ class RedisLimiter(Limiter):
             self._carried.observations.append((answer.sample, self._clock.now()))
         if answer.anchor is not None:
             anchor_us = math.ceil(answer.anchor)
-            self._carried.reports.extend((index, id_, anchor_us) for index, id_ in recorded)
+            self._carried.reports.extend((index, id_, anchor_us, 0) for index, id_ in recorded)
         elif flying:  # the script stops holding it
-            self._carried.answered.extend((index, id_, 0) for index, id_ in recorded)
+            self._carried.answered.extend((index, id_, 0, 0) for index, id_ in recorded)
         self._charged.add(recorded, answer, started=started_us, done=done_us)
         if answer.replace is not None:
             self._replace(answer.replace, done_us)
 
     def _replace(self, floor: float, now_us: float) -> None:
-        """The floor in force dropped to *floor*: this process's claims charged against a
-        higher one move (reported with the next call), never earlier."""
-        for recorded, anchor in self._charged.moved(floor, now_us):
-            anchor_us = math.ceil(anchor)
-            self._carried.reports.extend((i, id_, anchor_us) for i, id_ in recorded)
+        """The floor in force dropped to *floor*, or came where there was none: this
+        process's claims charged against a higher one move later, those charged against
+        none earlier (reported with the next call; :func:`._window_rules.moved_anchor`)."""
+        for recorded, anchor, earlier in self._charged.moved(floor, now_us):
+            anchor_us, flag = math.ceil(anchor), 1 if earlier else 0
+            self._carried.reports.extend((i, id_, anchor_us, flag) for i, id_ in recorded)
 
     async def _decide(
         self,
@@ -469,7 +470,7 @@ class RedisLimiter(Limiter):
         before = floor_value(self._service.floor, int(now_us), BUCKET_US)
         self._service.floor = floor
         after = floor_value(floor, int(now_us), BUCKET_US)
-        if before != math.inf and after < before:  # another process lowered it
+        if after < before:  # another process lowered it, or brought the first
             self._replace(after, int(now_us))
         if fresh:
             logger.warning(

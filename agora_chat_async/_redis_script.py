@@ -77,10 +77,11 @@ class Carried:
     flying: list[tuple[int, str]] = attrs.field(factory=list)
     #: Warm answers' forward offsets (Redis microseconds) and when they came (local).
     observations: list[tuple[float, float]] = attrs.field(factory=list)
-    #: Moved anchors: limit index, claim id, new anchor in microseconds of Redis time.
-    reports: list[tuple[int, str, int]] = attrs.field(factory=list)
+    #: Moved anchors: limit index, claim id, new anchor in microseconds of Redis time, and
+    #: 1 if it may be earlier than the anchor it replaces (the first floor), else 0.
+    reports: list[tuple[int, str, int, int]] = attrs.field(factory=list)
     #: Answers that moved nothing (anchor 0): the script stops holding their claims.
-    answered: list[tuple[int, str, int]] = attrs.field(factory=list)
+    answered: list[tuple[int, str, int, int]] = attrs.field(factory=list)
     refunds: list[tuple[int, str]] = attrs.field(factory=list)
     #: Refusals: limit index, units, local time of the refusal.
     penalties: list[tuple[int, int, float]] = attrs.field(factory=list)

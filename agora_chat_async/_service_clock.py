@@ -21,7 +21,7 @@ from ._window_rules import (
     ClockCheck,
     DelayFloor,
     answered,
-    replaced_anchor,
+    moved_anchor,
 )
 
 __all__ = ["ChargedClaims", "ServiceClock"]
@@ -89,13 +89,15 @@ class _Charged(Generic[IdsT]):
     started: float
     done: float
     anchor: float
+    floorless: bool
 
 
 @final
 class ChargedClaims(Generic[IdsT]):
-    """A process's answered claims charged against a floor, kept while they may be in a
-    window (at most *longest* after their answer), so that a floor that drops moves them
-    (:func:`._window_rules.replaced_anchor`; the Redis limiter reports the moves)."""
+    """A process's answered claims whose answers said when the service had them, kept
+    while they may be in a window (at most *longest* after their answer), so that a floor
+    that drops, or the first one, moves them (:func:`._window_rules.moved_anchor`; the
+    Redis limiter reports the moves)."""
 
     __slots__ = ("_claims", "_longest")
 
@@ -104,22 +106,26 @@ class ChargedClaims(Generic[IdsT]):
         self._longest = longest
 
     def add(self, ids: IdsT, answer: Answered, *, started: float, done: float) -> None:
-        """The claims *ids* answered at *done* with *answer* (kept if it charged them a
-        floor)."""
+        """The claims *ids* answered at *done* with *answer* (kept if it has a key)."""
         self._forget(done)
         if answer.key is not None:
             anchor = started if answer.anchor is None else answer.anchor
-            self._claims.append(_Charged(ids, answer.key, started, done, anchor))
+            self._claims.append(_Charged(ids, answer.key, started, done, anchor, answer.floorless))
 
-    def moved(self, floor: float, now: float) -> list[tuple[IdsT, float]]:
-        """The floor in force dropped to *floor* at *now*: the claims that move, and where."""
+    def moved(self, floor: float, now: float) -> list[tuple[IdsT, float, bool]]:
+        """The floor in force dropped to *floor* at *now* (or came where there was none):
+        the claims that move, where, and whether earlier than they were."""
         self._forget(now)
         moves = []
         for claim in self._claims:
-            anchor = replaced_anchor(claim.key, floor, claim.started, claim.done)
-            if anchor > claim.anchor:
+            anchor = moved_anchor(
+                claim.anchor, claim.key, floor, claim.started, claim.done,
+                floorless=claim.floorless,
+            )  # fmt: skip
+            claim.floorless = False
+            if anchor != claim.anchor:
+                moves.append((claim.ids, anchor, anchor < claim.anchor))
                 claim.anchor = anchor
-                moves.append((claim.ids, anchor))
         return moves
 
     def _forget(self, now: float) -> None:

@@ -28,7 +28,13 @@ then charges it what is uncertain of when the service counted it, its *charge*:
   include a handshake, the client's or a proxy's), but it is charged like any.
 - **Without it** (no timestamp, or no floor yet: the first answers), the whole
   round trip is charged when it exceeds ``margin / 2``, which needs no
-  assumption: the service cannot count a request after answering it.
+  assumption: the service cannot count a request after answering it. A claim
+  charged so for want of a floor, whose answer did carry the service's clock,
+  keeps its key: the first floor to come places it as an answer that came with
+  that floor would have been placed (:func:`moved_anchor`, earlier), under the
+  same assumption as every claim charged against a floor. That is the cold
+  start: the first window's requests all open connections, so the first floor
+  comes from a later answer, while most of them are still in the window.
 
 A charge is never more than the round trip. A ``timestamp`` that contradicts
 the ones before it (:func:`check_clock`: a request that reached the service
@@ -90,6 +96,7 @@ __all__ = [
     "effective_limit",
     "floor_value",
     "lua_constants",
+    "moved_anchor",
     "observe_floor",
     "replaced_anchor",
     "rotated_floor",
@@ -260,14 +267,29 @@ def replaced_anchor(key: float, floor: float, started: float, done: float) -> fl
     return min(max(key - floor, started), done)
 
 
+def moved_anchor(
+    anchor: float, key: float, floor: float, started: float, done: float, *, floorless: bool
+) -> float:
+    """Where a claim anchored at *anchor* moves when the floor in force drops to *floor*
+    (:func:`replaced_anchor`): never earlier, unless it was charged the whole round trip
+    for want of any floor (*floorless*) and *floor* is the first, which places it as an
+    answer that came with that floor would have been placed."""
+    placed = replaced_anchor(key, floor, started, done)
+    if floorless and floor != -math.inf:
+        return placed
+    return max(anchor, placed)
+
+
 @attrs.frozen
 class Answered:
     """What one answer leaves: the floor and clock check after it, where its claims move
     (``None``: they stay), whether its forward offset lowered the floor's current bucket
-    (news for the other processes sharing a floor), the claims' *key* if they were charged
-    against a floor (for :func:`replaced_anchor`), and ``replace``: the floor in force
-    dropped (``-inf``: a clock contradicted itself), so every claim charged against a
-    higher one moves (:func:`replaced_anchor`), never earlier than it is."""
+    (news for the other processes sharing a floor), the claims' *key* when the service's
+    clock said when it had them (for :func:`moved_anchor`), ``replace``: the floor in force
+    dropped, or came where there was none (``-inf``: a clock contradicted itself), so the
+    claims charged against a higher one, or against none, move (:func:`moved_anchor`), and
+    ``floorless``: these claims were charged the whole round trip for want of a floor,
+    though *key* says when the service had them (the first floor moves them earlier)."""
 
     floor: DelayFloor
     check: ClockCheck
@@ -277,6 +299,7 @@ class Answered:
     replace: float | None = None
     #: Its forward offset as a sample of the floor (from when its bytes left, if known).
     sample: float | None = None
+    floorless: bool = False
 
 
 def answered(
@@ -335,9 +358,9 @@ def answered(
         floor=after,
         resolution=resolution,
     )
-    key = started + offset + (duration or 0.0) + resolution if after != math.inf else None
-    replace = after if before != math.inf and after < before else None
-    return Answered(floor, check, anchor, lowered, key, replace, sample)
+    key = started + offset + (duration or 0.0) + resolution
+    replace = after if after < before else None
+    return Answered(floor, check, anchor, lowered, key, replace, sample, after == math.inf)
 
 
 @attrs.frozen

@@ -38,6 +38,7 @@ from agora_chat_async._window_rules import (
     effective_limit,
     floor_value,
     lua_constants,
+    moved_anchor,
     observe_floor,
     replaced_anchor,
     settled_anchor,
@@ -271,7 +272,8 @@ def test_a_floor_that_drops_moves_the_claims_charged_against_a_higher_one():
     )  # fmt: skip
     assert first.anchor == pytest.approx(0.002)
     assert first.key == pytest.approx(0.062)
-    assert first.replace is None  # no floor before: nothing was charged against one
+    assert first.replace == pytest.approx(0.06)  # the first floor: moves floorless claims
+    assert not first.floorless
     # A faster answer: the floor drops to 0.01, and says so.
     second = answered(
         first.floor, first.check, started=0.1, done=0.2, at=0.2, margin=0.02,
@@ -283,6 +285,79 @@ def test_a_floor_that_drops_moves_the_claims_charged_against_a_higher_one():
     assert replaced_anchor(first.key, -1.0, 0.0, 0.1) == 0.1
     assert replaced_anchor(first.key, 1.0, 0.0, 0.1) == 0.0
     assert replaced_anchor(first.key, -math.inf, 0.0, 0.1) == 0.1
+
+
+def test_the_first_floor_moves_the_claims_charged_the_whole_round_trip_earlier():
+    # The first request of a connection: no floor yet, so the whole round trip is
+    # charged (anchored at its answer), but its key says when the service had it.
+    cold = answered(
+        DelayFloor(), ClockCheck(), started=0.0, done=0.3, at=0.3, margin=0.005,
+        bucket=20.0, offset=0.25, duration=0.0, warm=False,
+    )  # fmt: skip
+    assert cold.anchor == 0.3
+    assert cold.floorless
+    assert cold.key == pytest.approx(0.252)
+    assert cold.replace is None
+    # A warm answer brings the first floor, 0.1: the cold claim belongs at 0.152, where
+    # it would have been charged had the floor been known at its answer.
+    warm = answered(
+        cold.floor, cold.check, started=0.3, done=0.5, at=0.5, margin=0.005,
+        bucket=20.0, offset=0.1, duration=0.0, warm=True,
+    )  # fmt: skip
+    assert warm.replace == pytest.approx(0.1)
+    assert not warm.floorless
+    moved = moved_anchor(0.3, cold.key, warm.replace, 0.0, 0.3, floorless=True)
+    assert moved == pytest.approx(0.152)
+    # Claims charged against a floor never move earlier; nor after a contradicted clock.
+    assert moved_anchor(0.3, cold.key, warm.replace, 0.0, 0.3, floorless=False) == 0.3
+    assert moved_anchor(0.3, cold.key, -math.inf, 0.0, 0.3, floorless=True) == 0.3
+
+
+@pytest.mark.parametrize("runtime", ["memory", "redis"])
+@pytest.mark.parametrize(
+    ("floor_at", "need", "left_at"),
+    [(0.5, 10, 1.152), (1.2, 18, 1.2)],  # moved within its window; moved out of it
+)
+def test_claims_charged_for_want_of_a_floor_leave_earlier_once_one_comes(
+    runtime, request, floor_at, need, left_at
+):
+    """A window filled by first requests of their connections (no floor: charged their
+    whole round trip, 300 ms), then a warm answer brings a floor: they leave the window
+    as if it had been known at their answers (at 1.152 s, not 1.3 s), or at once if that
+    has passed."""
+
+    async def scenario() -> float:
+        clock = MockClock(start=0.0)
+        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
+        client = None
+        limiter: SlidingWindowLimiter | RedisLimiter
+        if runtime == "memory":
+            limiter = SlidingWindowLimiter(limits, clock=clock)
+        else:
+            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
+            await client.flushdb()
+            limiter = RedisLimiter(
+                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
+            )
+        cold = [await limiter.acquire([("users", 9)]) for _ in range(2)]
+        for permit in cold:
+            permit.sending()
+        clock.advance(0.3)
+        for permit in cold:  # counted 0.25 s after their start, on a new connection each
+            permit.settle(ServerTiming(1000.25, 0.0, new_connection=True))
+        warm = await limiter.acquire([("users", 2)])
+        warm.sending()
+        clock.advance(floor_at - 0.3)
+        warm.settle(ServerTiming(1000.4, 0.0))  # forward offset 1000.1: the first floor
+        await limiter.flush()
+        await limiter.acquire([("users", need)])
+        if client is not None:
+            await client.aclose()
+        return clock.now()
+
+    # The cold claims leave at key - floor + per = 1000.252 - 1000.1 + 1 = 1.152 (without
+    # the move: at their answer plus per, 1.3).
+    assert asyncio.run(scenario()) == pytest.approx(left_at, abs=1e-5)
 
 
 def test_the_floor_is_sampled_from_when_the_bytes_left():
