@@ -23,6 +23,7 @@ the remaining batches are reported failed with that error without being sent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sized
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -50,7 +51,7 @@ from ._flight import InFlight
 from ._models import Body, SendResult
 from ._permit import Permit
 from ._pipeline import Pipeline
-from ._rates import Claim, LimitName, Priority, RateLimits
+from ._rates import Claim, LimitName, Priority, RateLimits, is_bulk
 from ._request import Request
 from ._validate import check_id, check_mapping, to_millis
 
@@ -189,12 +190,18 @@ class Sender:
         )
 
     def packer(self, rate_limits: RateLimits) -> Packer:
-        """A packer for this message: the documented cap, the rate's limit, 5000 bytes."""
+        """A packer for this message: the documented cap, the rate's limit, 5000 bytes,
+        and batches that tile the windows this priority may fill (bulk leaves the
+        headroom free)."""
         cap = RECIPIENT_CAPS[self.kind]
         rate = rate_limits.rate(self.kind)
+        window = None
         if rate is not None:
             cap = min(cap, rate.limit)
-        return Packer(cap=cap, base_size=self._encoding.base_size)
+            window = rate.limit
+            if is_bulk(self._priority):
+                window -= math.floor(rate_limits.bulk_headroom * rate.limit)
+        return Packer(cap=cap, base_size=self._encoding.base_size, window=window)
 
     async def send(self, batch: list[str], observer: SendObserver | None = None) -> SendResult:
         """Send one batch; every recipient ends in exactly one bucket of the result.

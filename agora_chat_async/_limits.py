@@ -39,7 +39,13 @@ is refused at once with :class:`ValidationError`.
 
 A sender's first claim may shrink (``min_units``): when the window has room for
 part of a batch, that part starts now and the rest waits for the next request,
-so windows fill exactly (20 groups a second go out as 3+3+3+3+3+3+2).
+so windows fill exactly (20 groups a second go out as 3+3+3+3+3+3+2). Unless all
+of it fits within ``SHRINK_WAIT`` of ``per`` after that part would: then it waits
+for all of it, since the rest of a shrunk batch leaves a round trip later (after
+the part's answer), and a window's claims leave it at slightly different times
+(each request is charged its own uncertainty), so shrinking whenever one unit is
+free split most batches over a network and carried the rest's delay into every
+later window (``docs/design.md``).
 
 Fairness and cancellation
 -------------------------
@@ -109,13 +115,11 @@ from __future__ import annotations
 
 import abc
 import math
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import final
 
 import anyio
-import attrs
 
 from ._clock import Clock, SystemClock
 from ._permit import Permit, ServerTiming
@@ -124,49 +128,19 @@ from ._rates import (
     Claim,
     LimitName,
     Priority,
-    Rate,
     RateLimits,
     check_claims,
     check_units,
     is_bulk,
 )
 from ._service_clock import ServiceClock
-from ._window_rules import (
-    HELD_POLL,
-    JITTER_TOLERANCE,
-    UNANSWERED_HOLD,
-    Adaptation,
-    after_refusal,
-    effective_limit,
-    moved_anchor,
-)
+from ._window import Window
+from ._window_rules import SHRINK_WAIT
 
 __all__ = [
     "Limiter",
     "SlidingWindowLimiter",
 ]
-
-
-@attrs.define(slots=True, eq=False)
-class _Entry:
-    #: When the claim started, or where its answer moved it (:func:`settled_anchor`).
-    started: float
-    units: int
-    #: Counted in the window (in its log, or held there unanswered).
-    live: bool = True
-    interactive: bool = True
-    #: Not on its way, or its answer came (or it was refunded); a request on its way
-    #: (:meth:`Permit.sending`) never leaves the window before its answer.
-    answered: bool = True
-    #: Unanswered past its window: held (counted) until its answer or UNANSWERED_HOLD.
-    held: bool = False
-    #: Its answer told when the service had it: its key (:func:`moved_anchor`), its start
-    #: and its answer, so that a floor lowered later (or the first one) moves it;
-    #: ``floorless``: it was charged the whole round trip for want of a floor.
-    key: float | None = None
-    origin: float = 0.0
-    done: float = 0.0
-    floorless: bool = False
 
 
 class Limiter(abc.ABC):
@@ -236,200 +210,6 @@ class Limiter(abc.ABC):
         """Release resources held by the limiter (none for the in-memory one)."""
 
 
-@attrs.define
-class _Window:
-    name: LimitName
-    rate: Rate
-    margin: float
-    headroom: float = 0.0
-    min_share: float = 0.0
-    #: The FIFO queues: interactive requests never wait behind bulk ones.
-    lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
-    bulk_lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
-    #: Live entries, in the order they leave the window.
-    log: deque[_Entry] = attrs.field(factory=deque)
-    #: Entries that left the window within the last JITTER_TOLERANCE x per: a refusal
-    #: right after they left means the server still counted them (jitter), not a lower limit.
-    recently_expired: deque[_Entry] = attrs.field(factory=deque)
-    #: Entries past their window whose answer has not come: the service may count them
-    #: yet, so they stay counted (in start order).
-    held: deque[_Entry] = attrs.field(factory=deque)
-    used: int = 0
-    used_interactive: int = 0
-    adaptation: Adaptation = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.adaptation = Adaptation(base=float(self.rate.limit))
-
-    @property
-    def span(self) -> float:
-        return self.rate.per + self.margin + self.adaptation.extra_margin
-
-    def effective(self, now: float) -> float:
-        return effective_limit(self.adaptation, self.rate.limit, self.rate.per, now)
-
-    def _expire(self, now: float) -> None:
-        log, expired, held = self.log, self.recently_expired, self.held
-        while log and log[0].started <= now - self.span:
-            entry = log.popleft()
-            if not entry.answered:  # still in flight: the service may count it yet
-                entry.held = True
-                held.append(entry)
-                continue
-            self._release(entry)
-            expired.append(entry)
-        horizon = now - self.span - JITTER_TOLERANCE * self.rate.per
-        while expired and expired[0].started <= horizon:
-            expired.popleft()
-        while held and held[0].started <= now - self.span - UNANSWERED_HOLD:
-            entry = held.popleft()  # a request that never ends: let it go
-            entry.held = False
-            self._release(entry)
-
-    def _release(self, entry: _Entry) -> None:
-        entry.live = False
-        self.used -= entry.units
-        if entry.interactive:
-            self.used_interactive -= entry.units
-
-    def capacity(self, now: float, units: int, *, bulk: bool) -> int:
-        """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
-        limit = math.floor(self.effective(now))
-        if bulk:
-            limit -= math.floor(self.headroom * limit)
-        # A claim above the (lowered) limit still fits an otherwise empty window.
-        return max(limit, units)
-
-    def room(self, now: float, need: int, *, bulk: bool) -> int:
-        """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
-        return self.capacity(now, need, bulk=bulk) - self.used
-
-    def delay(self, now: float, units: int, *, bulk: bool = False, capped: bool = False) -> float:
-        """Seconds until *units* more may start; 0 when they may start now.
-
-        *capped*: bulk work is waiting, so interactive units may fill at most
-        ``1 - min_share`` of the window.
-        """
-        self._expire(now)
-        wait = self._wait(now, self.used + units - self.capacity(now, units, bulk=bulk), self.log)
-        if capped and not bulk:
-            cap = max(math.floor((1 - self.min_share) * math.floor(self.effective(now))), units)
-            interactive = (entry for entry in self.log if entry.interactive)
-            wait = max(wait, self._wait(now, self.used_interactive + units - cap, interactive))
-        return wait
-
-    def _wait(self, now: float, excess: int, entries: Iterable[_Entry]) -> float:
-        """Seconds until *excess* units of *entries* (in leaving order) have left; while
-        held entries (unanswered) keep them, a short time to look again."""
-        if excess <= 0:
-            return 0.0
-        freed = 0
-        for entry in entries:
-            freed += entry.units
-            if freed >= excess:
-                # At least a microsecond, so that rounding can never leave a waiter spinning.
-                return max(entry.started + self.span - now, 1e-6)
-        if self.held:
-            return HELD_POLL * self.rate.per
-        raise AssertionError("unreachable: the claim fits an empty window")  # pragma: no cover
-
-    def record(self, now: float, units: int, *, interactive: bool = True) -> _Entry:
-        entry = _Entry(now, units, interactive=interactive)
-        self.log.append(entry)
-        self.used += units
-        if interactive:
-            self.used_interactive += units
-        return entry
-
-    def refund(self, entry: _Entry) -> None:
-        entry.answered = True
-        if entry.held:
-            entry.held = False
-            self.held.remove(entry)
-        if entry.live:
-            self._release(entry)
-        entry.units = 0
-
-    def settle(
-        self,
-        entry: _Entry,
-        done: float,
-        anchor: float | None,
-        key: float | None = None,
-        *,
-        floorless: bool = False,
-    ) -> None:
-        """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any);
-        *key*: the service said when it had it (:meth:`replace` may move it again),
-        *floorless*: it was charged the whole round trip for want of a floor."""
-        self._expire(done)
-        if key is not None and entry.live and entry.units:
-            entry.key, entry.origin, entry.done = key, entry.started, done
-            entry.floorless = floorless
-        entry.answered = True
-        if entry.held:  # answered after its window, held until now: back in the log, from
-            entry.held = False  # where the next decision lets it leave
-            self.held.remove(entry)
-            if anchor is not None and anchor > entry.started:
-                entry.started = anchor
-        else:
-            if not entry.live or entry.units == 0 or anchor is None or anchor <= entry.started:
-                return
-            self.log.remove(entry)
-            entry.started = anchor
-        # Keep the log in leaving order: late answers arrive roughly in order.
-        position = len(self.log)
-        while position and self.log[position - 1].started > entry.started:
-            position -= 1
-        self.log.insert(position, entry)
-
-    def replace(self, floor: float) -> None:
-        """The floor in force dropped to *floor*, or came where there was none: every claim
-        charged against a higher one moves to where it belongs now, never earlier, and one
-        charged against none to where the first floor places it (:func:`moved_anchor`)."""
-        moved = False
-        for entry in self.log:
-            if entry.key is not None:
-                anchor = moved_anchor(
-                    entry.started,
-                    entry.key,
-                    floor,
-                    entry.origin,
-                    entry.done,
-                    floorless=entry.floorless,
-                )
-                entry.floorless = False
-                if anchor != entry.started:
-                    entry.started, moved = anchor, True
-        if moved:
-            self.log = deque(sorted(self.log, key=lambda entry: entry.started))
-
-    def penalize(self, now: float, units: int) -> None:
-        """The server refused a request of *units* units of this limit: adapt.
-
-        The refused request's permit has been refunded, so the claims anchored in the
-        window are what the server accepted (plus requests still in flight).
-        """
-        self._expire(now)
-        # By start (anchor) time, as the Redis script counts: a window widened since
-        # counts again what left the narrower one.
-        accepted = recent = 0
-        for entry in (*self.recently_expired, *self.log):
-            if now - self.span < entry.started <= now:
-                accepted += entry.units
-            elif now - self.span - JITTER_TOLERANCE * self.rate.per < entry.started:
-                recent += entry.units
-        self.adaptation = after_refusal(
-            self.adaptation,
-            self.rate.limit,
-            self.rate.per,
-            at=now,
-            units=units,
-            accepted=accepted,
-            recent=recent,
-        )
-
-
 @final
 class SlidingWindowLimiter(Limiter):
     """The in-memory limiter: exact sliding windows, FIFO admission, AIMD, injectable clock.
@@ -446,7 +226,7 @@ class SlidingWindowLimiter(Limiter):
     ) -> None:
         self._rate_limits = rate_limits or DEFAULT_RATE_LIMITS
         self._clock: Clock = clock or SystemClock()
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         #: The floor of forward offsets and the clock check (``_service_clock``).
         self._service = ServiceClock(self._rate_limits.margin)
 
@@ -466,14 +246,14 @@ class SlidingWindowLimiter(Limiter):
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({self._rate_limits!r})"
 
-    def _window(self, name: LimitName) -> _Window | None:
+    def _window(self, name: LimitName) -> Window | None:
         window = self._windows.get(name)
         if window is None:
             rate = self._rate_limits.rate(name)
             if rate is None:
                 return None
             limits = self._rate_limits
-            window = self._windows[name] = _Window(
+            window = self._windows[name] = Window(
                 name, rate, limits.margin, limits.bulk_headroom, limits.bulk_min_share
             )
         return window
@@ -497,7 +277,7 @@ class SlidingWindowLimiter(Limiter):
         """
         bulk = is_bulk(priority)
         shrink_to = min_units if check_claims(claims, min_units) else None
-        windows: list[tuple[_Window, int]] = []
+        windows: list[tuple[Window, int]] = []
         for index, (name, units) in enumerate(claims):
             window = self._window(name)
             if window is not None:
@@ -512,34 +292,54 @@ class SlidingWindowLimiter(Limiter):
             needs[0] = (needs[0][0], shrink_to)
         whole = claims[0][1] if claims else 0
 
-        def queue(window: _Window) -> anyio.Lock:
+        def queue(window: Window) -> anyio.Lock:
             return window.bulk_lock if bulk else window.lock
 
-        def wait(now: float, needs: list[tuple[_Window, int]]) -> float:
+        def wait(now: float, needs: list[tuple[Window, int]]) -> float:
             return max(
                 (w.delay(now, need, bulk=bulk, capped=w.bulk_lock.locked()) for w, need in needs),
                 default=0.0,
             )
+
+        def first_needs(now: float) -> list[tuple[Window, int]]:
+            """*needs*, or all of the first claim if it fits within SHRINK_WAIT of when its
+            minimum does (a shrunk batch's rest leaves a round trip later). Decided once,
+            as the script decides a claim's first reservation; after a wait it may shrink."""
+            if shrink_to is None:
+                return needs
+            first, units = windows[0]
+            if shrink_to >= units or units > first.capacity(now, shrink_to, bulk=bulk):
+                return needs
+            capped = first.bulk_lock.locked()
+            part = first.delay(now, shrink_to, bulk=bulk, capped=capped)
+            if (
+                first.delay(now, units, bulk=bulk, capped=capped) - part
+                > SHRINK_WAIT * first.rate.per
+            ):
+                return needs
+            return [windows[0], *needs[1:]]
 
         if not any(queue(window).locked() for window, _ in windows):
             # Fast path: nobody of this priority is queued and everything fits now. No
             # lock is free while waiters queue on it (release hands it to the next
             # waiter), so this is FIFO too.
             now = self._clock.now()
-            if wait(now, needs) <= 0:
+            if wait(now, first_needs(now)) <= 0:
                 return self._record(now, windows, shrink_to, whole, bulk=bulk)
         async with AsyncExitStack() as stack:
             for index, (window, _) in enumerate(windows):
                 await stack.enter_async_context(queue(window))
+                current = first_needs(self._clock.now()) if index == 0 else needs
                 # Wait for this window while holding it; earlier ones only gain capacity.
-                while (delay := wait(self._clock.now(), needs[: index + 1])) > 0:
+                while (delay := wait(self._clock.now(), current[: index + 1])) > 0:
                     await self._clock.sleep(delay)
+                    current = needs
             return self._record(self._clock.now(), windows, shrink_to, whole, bulk=bulk)
 
     def _record(
         self,
         now: float,
-        windows: list[tuple[_Window, int]],
+        windows: list[tuple[Window, int]],
         shrink_to: int | None,
         whole: int,
         *,

@@ -422,6 +422,18 @@ for k = 1, n do
   unrecord(l, claims[k].id)
 end
 
+-- A claim that may shrink waits for all its units instead when they fit within
+-- SHRINK_WAIT of per after its `need` does (its rest would leave a round trip later).
+-- Decided at its first call only: a reservation that is due may shrink (as in memory,
+-- where a waiter decides once, then may shrink after its wait).
+for _, claim in ipairs(claims) do
+  if not again and claim.need < claim.units and claim.units <= capacity_of(claim.l, claim.need) then
+    local t_need = earliest(claim.l, claim.need, now)
+    local t_all = earliest(claim.l, claim.units, now)
+    if t_all - t_need <= SHRINK_WAIT * claim.l.per then claim.need = claim.units end
+  end
+end
+
 -- Record a claim at `at`. Only a limit that decided the time keeps it as its "last": the
 -- call-rate claim of a user send waiting for recipient quota must not hold group sends.
 local function record(claim, at, room, binding)

@@ -135,6 +135,9 @@ FLOOR_BUCKET: Final = 20.0
 UNANSWERED_HOLD: Final = 60.0
 #: While unanswered claims fill a window, a waiter looks again after this fraction of ``per``.
 HELD_POLL: Final = 1 / 64
+#: A claim that may shrink (``min_units``) waits for all its units instead when they fit
+#: within this fraction of ``per`` after its minimum does.
+SHRINK_WAIT: Final = 1 / 32
 #: ``timestamp`` and ``duration`` are whole milliseconds: an offset computed from them
 #: may be this many seconds off.
 RESOLUTION: Final = 0.002
@@ -153,6 +156,7 @@ _CONSTANTS: Final = {
     "FLOOR_BUCKET": FLOOR_BUCKET,
     "UNANSWERED_HOLD": UNANSWERED_HOLD,
     "HELD_POLL": HELD_POLL,
+    "SHRINK_WAIT": SHRINK_WAIT,
 }
 
 

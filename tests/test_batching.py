@@ -106,3 +106,28 @@ def test_every_id_lands_in_exactly_one_batch_in_order_within_cap_and_bytes(ids, 
         assert 1 <= len(batch) <= cap
         assert request_size(batch, body) <= MAX_REQUEST_BYTES
         assert json.loads(dumps(SendMessageRequest(to=batch, type="txt", body=body)))["to"] == batch
+
+
+def test_batches_tile_the_windows_of_a_quota():
+    # 20 groups a second, 3 a request: every window is 6 batches of 3 and one of 2.
+    packer = Packer(cap=3, base_size=100, window=20)
+    sizes = [len(b) for b in pack_recipients((f"g{i}" for i in range(45)), packer)]
+    assert sizes == [3] * 6 + [2] + [3] * 6 + [2] + [3, 2]
+
+
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=64), max_size=300, unique=True),
+    cap=st.sampled_from([3, 10, 600]),
+    window=st.integers(1, 120),
+)
+def test_every_window_ends_on_a_batch_boundary(ids, cap, window):
+    base = request_size([], TextBody(msg="hi"))
+    batches = list(pack_recipients(ids, Packer(cap=cap, base_size=base, window=window)))
+    assert [i for batch in batches for i in batch] == ids
+    ends, total = set(), 0
+    for batch in batches:
+        assert 1 <= len(batch) <= cap
+        assert request_size(batch, TextBody(msg="hi")) <= MAX_REQUEST_BYTES
+        total += len(batch)
+        ends.add(total)
+    assert set(range(window, len(ids) + 1, window)) <= ends

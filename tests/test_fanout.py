@@ -66,6 +66,27 @@ async def test_fan_out_to_groups_and_rooms(emulator, target):
     }[target]
 
 
+@pytest.mark.parametrize(
+    ("target", "recipients", "requests"),
+    [
+        ("groups", 45, 16),  # 20 a second, 3 a request: 6 x 3 + 2 a window, no shrinking
+        ("rooms", 250, 26),  # 100 a second less the bulk headroom: 9 x 10 + 9 a window
+    ],
+)
+async def test_a_fan_outs_batches_tile_the_windows(emulator, target, recipients, requests):
+    events: list[object] = []
+    async with (
+        emulator.client(on_event=events.append) as client,
+        client.fan_out((f"t{i}" for i in range(recipients)), TEXT, target=target) as results,
+    ):
+        async for result in results:
+            assert not result.failed
+            assert not result.unknown
+    sent = [e for e in events if isinstance(e, RequestSent)]
+    assert len(sent) == requests
+    assert emulator.refused == {}
+
+
 async def test_recipients_are_read_lazily_and_leaving_early_cancels_the_rest(emulator):
     produced = 0
 

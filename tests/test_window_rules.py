@@ -469,3 +469,41 @@ def test_both_runtimes_move_claims_alike_when_the_floor_drops(redis_server, answ
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("runtime", ["memory", "redis"])
+@pytest.mark.parametrize(
+    ("second_at", "granted", "at"),
+    [(0.02, 3, 1.02), (0.05, 1, 1.0)],  # all of it 20 ms later: waits; 50 ms: shrinks
+)
+def test_a_claim_that_may_shrink_waits_for_all_of_it_when_that_comes_soon(
+    runtime, request, second_at, granted, at
+):
+    """One unit leaves at 1 s and 19 more at 1 + *second_at*: a 3-unit claim that may
+    shrink to 1 waits for all three if they fit within SHRINK_WAIT (31.25 ms) of per."""
+
+    async def scenario() -> tuple[int, float]:
+        clock = MockClock(start=0.0)
+        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
+        client = None
+        limiter: SlidingWindowLimiter | RedisLimiter
+        if runtime == "memory":
+            limiter = SlidingWindowLimiter(limits, clock=clock)
+        else:
+            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
+            await client.flushdb()
+            limiter = RedisLimiter(
+                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
+            )
+        await limiter.acquire([("users", 1)])
+        clock.advance(second_at)
+        await limiter.acquire([("users", 19)])
+        clock.advance(0.5)
+        permit = await limiter.acquire([("users", 3)], min_units=1)
+        if client is not None:
+            await client.aclose()
+        return permit.units, clock.now()
+
+    units, when = asyncio.run(scenario())
+    assert units == granted
+    assert when == pytest.approx(at, abs=1e-5)
