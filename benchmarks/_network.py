@@ -116,6 +116,7 @@ async def network_run(url: str, workload: str, variant: str, rtt: float) -> dict
     limit_name, units = WORKLOADS[workload]
     await reset(url)
     lost = 0
+    errors: list[str] = []
     started = time.perf_counter()
     async with client_for(url, variant) as client:
         if workload == "import":
@@ -124,8 +125,9 @@ async def network_run(url: str, workload: str, variant: str, rtt: float) -> dict
                 nonlocal lost
                 try:
                     await client.import_user_message(f"u{index}", "bot", BODY)
-                except Exception:  # a refusal, counted below from the server
+                except Exception as exc:  # a refusal, counted below from the server
                     lost += 1
+                    errors.append(f"{type(exc).__name__}: {exc}")
 
             async with anyio.create_task_group() as tg:
                 for index in range(units):
@@ -135,6 +137,8 @@ async def network_run(url: str, workload: str, variant: str, rtt: float) -> dict
             async with client.fan_out(ids, BODY, target=workload) as results:  # type: ignore[arg-type]
                 async for result in results:
                     lost += len(result.failed) + len(result.unknown)
+                    for exc in (*result.failed.values(), *result.unknown.values()):
+                        errors.append(f"{type(exc).__name__}: {exc}")
     elapsed = time.perf_counter() - started
     record = await stats(url)
     async with httpx.AsyncClient(timeout=60) as http:
@@ -151,6 +155,8 @@ async def network_run(url: str, workload: str, variant: str, rtt: float) -> dict
         "lost": lost,
         "duplicates": record["duplicates"],
         "seconds": elapsed,
+        # What was lost, and why (the first few, deduplicated).
+        "errors": sorted(set(errors))[:5],
     }
 
 
