@@ -52,6 +52,22 @@ LIMITS = RateLimits(
 )  # fmt: skip
 
 
+async def limiter_in(
+    runtime: str, request: pytest.FixtureRequest, clock: MockClock
+) -> tuple[SlidingWindowLimiter | RedisLimiter, Any]:
+    """20 users a second, no margin, no headroom, in *runtime* ("memory" or "redis" on the
+    session's redis-server), on *clock*; and its Redis client (``None`` in memory)."""
+    limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
+    if runtime == "memory":
+        return SlidingWindowLimiter(limits, clock=clock), None
+    client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
+    await client.flushdb()
+    limiter = RedisLimiter(
+        client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
+    )
+    return limiter, client
+
+
 def test_the_script_has_no_constants_of_its_own():
     lua = resources.files(agora_chat_async).joinpath("_redis_limiter.lua").read_text("utf-8")
     for line in lua_constants().splitlines():
@@ -328,17 +344,7 @@ def test_claims_charged_for_want_of_a_floor_leave_earlier_once_one_comes(
 
     async def scenario() -> float:
         clock = MockClock(start=0.0)
-        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
-        client = None
-        limiter: SlidingWindowLimiter | RedisLimiter
-        if runtime == "memory":
-            limiter = SlidingWindowLimiter(limits, clock=clock)
-        else:
-            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
-            await client.flushdb()
-            limiter = RedisLimiter(
-                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
-            )
+        limiter, client = await limiter_in(runtime, request, clock)
         cold = [await limiter.acquire([("users", 9)]) for _ in range(2)]
         for permit in cold:
             permit.sending()
@@ -379,17 +385,7 @@ def test_claims_charged_against_a_floor_that_drops_leave_later(runtime, request)
 
     async def scenario() -> float:
         clock = MockClock(start=0.0)
-        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
-        client = None
-        limiter: SlidingWindowLimiter | RedisLimiter
-        if runtime == "memory":
-            limiter = SlidingWindowLimiter(limits, clock=clock)
-        else:
-            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
-            await client.flushdb()
-            limiter = RedisLimiter(
-                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
-            )
+        limiter, client = await limiter_in(runtime, request, clock)
         one = await limiter.acquire([("users", 10)])
         two = await limiter.acquire([("users", 9)])
         probe = await limiter.acquire([("users", 1)])
@@ -484,17 +480,7 @@ def test_a_claim_that_may_shrink_waits_for_all_of_it_when_that_comes_soon(
 
     async def scenario() -> tuple[int, float]:
         clock = MockClock(start=0.0)
-        limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
-        client = None
-        limiter: SlidingWindowLimiter | RedisLimiter
-        if runtime == "memory":
-            limiter = SlidingWindowLimiter(limits, clock=clock)
-        else:
-            client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
-            await client.flushdb()
-            limiter = RedisLimiter(
-                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
-            )
+        limiter, client = await limiter_in(runtime, request, clock)
         await limiter.acquire([("users", 1)])
         clock.advance(second_at)
         await limiter.acquire([("users", 19)])
