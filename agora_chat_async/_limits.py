@@ -303,8 +303,8 @@ class SlidingWindowLimiter(Limiter):
 
         def first_needs(now: float) -> list[tuple[Window, int]]:
             """*needs*, or all of the first claim if it fits within SHRINK_WAIT of when its
-            minimum does (a shrunk batch's rest leaves a round trip later). Decided once,
-            as the script decides a claim's first reservation; after a wait it may shrink."""
+            minimum does (a shrunk batch's rest leaves a round trip later). Decided again
+            at each wake-up, as the script decides a reservation again when it is due."""
             if shrink_to is None:
                 return needs
             first, units = windows[0]
@@ -333,7 +333,7 @@ class SlidingWindowLimiter(Limiter):
                 # Wait for this window while holding it; earlier ones only gain capacity.
                 while (delay := wait(self._clock.now(), current[: index + 1])) > 0:
                     await self._clock.sleep(delay)
-                    current = needs
+                    current = first_needs(self._clock.now()) if index == 0 else needs
             return self._record(self._clock.now(), windows, shrink_to, whole, bulk=bulk)
 
     def _record(

@@ -22,7 +22,7 @@
 -- Interactive and bulk claims queue apart (`last`, `last_i`); bulk claims always leave
 -- bulk_headroom of every limit free; interactive ids start with "i".
 -- With again=1 the claims were recorded by an earlier call (a reservation, now due): they
--- start now if they still fit every window they join, else queue again.
+-- start now if they fit beside the claims that started, else wait in place for room.
 -- A claim may start once `need` of its `units` fit, and takes as many as fit then.
 -- Every claim of a request is recorded at one time, the earliest at which all fit:
 -- now, or a reservation the caller sleeps until.
@@ -122,7 +122,7 @@ local function load(l)
   if l.loaded then return end
   l.loaded = true
   local fields = redis.call('HMGET', l.state, 'used', 'last', 'eff', 'hold', 'hold_windows',
-    'decreased', 'extra', 'last_i')
+    'decreased', 'extra', 'last_i', 'cold')
   l.used = tonumber(fields[1]) or 0
   l.last = tonumber(fields[2]) or 0
   l.eff = tonumber(fields[3]) or l.limit
@@ -131,7 +131,9 @@ local function load(l)
   l.decreased = tonumber(fields[6]) or -1e18
   l.extra = tonumber(fields[7]) or 0
   l.last_i = tonumber(fields[8]) or 0
+  l.cold = tonumber(fields[9]) or 0  -- nothing starts before it (a cold start's window)
   l.span = l.base_span + l.extra
+  if fresh and cold_start then l.cold = now + l.span end
   if fresh and cold_start and l.last < now + l.span then
     l.last = now + l.span
   end
@@ -199,7 +201,7 @@ end
 local function save(l)
   redis.call('HSET', l.state, 'used', num(l.used), 'last', num(l.last), 'eff', num(l.eff),
     'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased),
-    'extra', num(l.extra), 'last_i', num(l.last_i))
+    'extra', num(l.extra), 'last_i', num(l.last_i), 'cold', num(l.cold))
   -- Everything expires by itself once the window (and any hold) is over.
   local horizon = math.max(l.last, l.last_i, l.hold, now) - now + 3 * l.span
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
@@ -267,7 +269,10 @@ n = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n do
   local l = limits[tonumber(ARGV[pos])]
   local id = ARGV[pos + 1]
-  local done = tonumber(ARGV[pos + 2])
+  -- Never after now: the caller's answer time is an upper bound on its own clock (it
+  -- counts this call's way to Redis), and the answer came before this call. A started
+  -- claim is never anchored in the future, where only reservations are (due_at).
+  local done = math.min(tonumber(ARGV[pos + 2]), now)
   local earlier = ARGV[pos + 3] == '1'
   pos = pos + 4
   load(l)
@@ -424,8 +429,8 @@ end
 
 -- A claim that may shrink waits for all its units instead when they fit within
 -- SHRINK_WAIT of per after its `need` does (its rest would leave a round trip later).
--- Decided at its first call only: a reservation that is due may shrink (as in memory,
--- where a waiter decides once, then may shrink after its wait).
+-- Here at its first call, in the queue; a reservation that is due decides it again in
+-- place (below), as a waiter in memory decides it again at each wake-up.
 for _, claim in ipairs(claims) do
   if not again and claim.need < claim.units and claim.units <= capacity_of(claim.l, claim.need) then
     local t_need = earliest(claim.l, claim.need, now)
@@ -501,12 +506,59 @@ local function start_now(interactive)
   return true, false
 end
 
--- A reservation that is due starts now if every window it would join still has room (a
--- late answer or a refusal may have taken it); an interactive request starts now without
--- queueing behind bulk work. Otherwise: the earliest time, in its queue.
+-- A reservation that is due keeps its place: as a waiter in memory, it starts once it
+-- fits the window that ends at its start, beside the claims that started (never anchored
+-- after now: see the reports above) and the reservations before it, whatever was reserved
+-- after it: those decide again when they are due, and count it then. Anchors moved by
+-- answers since it was placed make it wait for them to leave (a few milliseconds), not for
+-- the end of the queue, which pushed every later reservation on, window after window (the
+-- shared stall). After a cold start (Redis lost the window: `cold`) it waits the whole
+-- window like every claim.
+local function due_at(l, need)
+  local capacity = capacity_of(l, need)
+  local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
+  local ids = {}
+  for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
+  local units = units_of(l, ids)
+  -- The window that ends at t holds what is held and the claims anchored in (t - span, t].
+  local inside, entering = l.held_units, 1
+  while entering <= #ids and tonumber(entries[2 * entering]) <= now do
+    inside = inside + units[entering]
+    entering = entering + 1
+  end
+  local t = now
+  for j = 0, #ids do
+    if j > 0 then
+      t = tonumber(entries[2 * j]) + l.span  -- claim j leaves (the log is in anchor order)
+      while entering <= #ids and tonumber(entries[2 * entering]) <= t do
+        inside = inside + units[entering]
+        entering = entering + 1
+      end
+      if j < entering then inside = inside - units[j] end
+    end
+    if t >= now and inside + need <= capacity then
+      return math.max(t, l.cold), capacity - inside
+    end
+  end
+  return math.max(now + HELD_POLL * l.per, l.cold), capacity - inside  -- held: look again
+end
+
+-- A reservation that is due starts now if it fits (above), else waits in place (for all
+-- of it if that is within SHRINK_WAIT, as at its first call); an interactive request
+-- starts now without queueing behind bulk work. Otherwise: the earliest time, in its queue.
 local now_ok, behind_bulk = false, false
 if again then
-  now_ok = start_now(false)
+  for k, claim in ipairs(claims) do
+    times[k], rooms[k] = due_at(claim.l, claim.need)
+    -- The shrink rule, as at a claim's first call: all of it, if that is only a little later.
+    if claim.need < claim.units and rooms[k] < claim.units
+        and claim.units <= capacity_of(claim.l, claim.need) then
+      local t_all, room_all = due_at(claim.l, claim.units)
+      if t_all - times[k] <= SHRINK_WAIT * claim.l.per then times[k], rooms[k] = t_all, room_all end
+    end
+    if times[k] > start then start = times[k] end
+  end
+  now_ok = true
 end
 if not now_ok and not bulk and n > 0 then
   now_ok, behind_bulk = start_now(true)
@@ -525,7 +577,7 @@ local reply = {start - now, fresh and 1 or 0, now}
 local binding, least = 0, math.huge
 for k, claim in ipairs(claims) do
   local room = rooms[k]
-  if times[k] < start then  -- it fits earlier: how many fit at `start` itself
+  if times[k] < start and not again then  -- it fits earlier: how many fit at `start` itself
     room = select(2, earliest(claim.l, claim.need, start))
   end
   local granted = record(claim, start, room, times[k] == start)

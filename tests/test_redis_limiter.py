@@ -660,3 +660,43 @@ async def test_a_limiter_made_from_a_url_owns_its_client_and_closes_it(redis_ser
         await watcher.aclose()
     with pytest.raises(ValidationError, match=r"^redis_url: is not a Redis URL"):
         RedisLimiter.from_url("http://127.0.0.1:1")
+
+
+async def test_an_answer_is_never_anchored_after_the_scripts_clock(redis_client):
+    """A late answer's time is an upper bound on this process's clock (it counts the
+    call's way to Redis), so it may be after Redis's own clock when the call carrying it
+    runs; a started claim anchored there would look like a reservation to a due one."""
+    clock = MockClock(start=0.0, autojump=False)
+    quota = RateLimits(users=Rate(10, per=1), margin=0.0, bulk_headroom=0.0)
+    shared = limiter(redis_client, clock, rate_limits=quota)
+    await shared.acquire([("users", 4)])
+    late = await shared.acquire([("users", 6)])  # the window is full
+    late.sending()
+    started: list[float] = []
+
+    async def queued() -> None:
+        await shared.acquire([("users", 6)])
+        started.append(clock.now())
+
+    script = shared._script
+
+    async def io() -> None:  # the Redis calls of the woken task take real time
+        for _ in range(10):
+            await anyio.sleep(0.005)
+
+    async def redis_clock_behind(**kwargs: Any) -> Any:
+        kwargs["args"][0] = str(round(clock.now() * 1_000_000) - 50_000)  # 50 ms behind
+        return await script(**kwargs)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(queued)  # reserved for t=1.0, when both claims leave
+            await io()
+            clock.advance(1.05)
+            late.settle()  # answered at 1.05: its claim stays until 2.0 at least
+            shared._script = redis_clock_behind  # the due call runs at 1.0 on Redis's clock
+            while not started and clock.now() < 3:
+                await io()
+                clock.advance(0.01)
+    # 6 + 6 do not fit in 10: the queued claim waits for the answered one to leave.
+    assert started[0] >= 2.0

@@ -553,12 +553,5 @@ def test_a_queued_claim_starts_when_the_moved_anchors_leave_in_memory(request):
     assert asyncio.run(_first_queued_start("memory", request)) == pytest.approx(1.0145)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the script's earliest() counts every later reservation: a due reservation whose "
-    "window's anchors moved 3 ms is queued past all of them, two windows on (2.0075 s "
-    "later, not 3 ms; benchmarks/README.md: the shared stall). Fix it and this passes",
-)
 def test_a_queued_claim_starts_when_the_moved_anchors_leave_in_redis(request):
     assert asyncio.run(_first_queued_start("redis", request)) == pytest.approx(1.0145)
