@@ -23,7 +23,6 @@ the remaining batches are reported failed with that error without being sent.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sized
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -51,7 +50,7 @@ from ._flight import InFlight
 from ._models import Body, SendResult
 from ._permit import Permit
 from ._pipeline import Pipeline
-from ._rates import Claim, LimitName, Priority, RateLimits, is_bulk
+from ._rates import Claim, LimitName, Priority, RateLimits, bulk_limit, is_bulk
 from ._request import Request
 from ._validate import check_id, check_mapping, to_millis
 
@@ -200,7 +199,7 @@ class Sender:
             cap = min(cap, rate.limit)
             window = rate.limit
             if is_bulk(self._priority):
-                window -= math.floor(rate_limits.bulk_headroom * rate.limit)
+                window = bulk_limit(rate.limit, rate_limits.bulk_headroom)
         return Packer(cap=cap, base_size=self._encoding.base_size, window=window)
 
     async def send(self, batch: list[str], observer: SendObserver | None = None) -> SendResult:

@@ -99,6 +99,12 @@ DEFAULT_RATE_LIMITS: Final = RateLimits()
 LIMIT_NAMES: Final[tuple[LimitName, ...]] = ("users", "groups", "rooms", "send_calls", "other")
 
 
+def bulk_limit(limit: int, headroom: float) -> int:
+    """The units of a window of *limit* that bulk work may fill: *headroom* of it is left
+    free for interactive requests (both limiters, the Redis script and the packer)."""
+    return limit - math.floor(headroom * limit)
+
+
 def scaled_limits(limits: RateLimits, fraction: float) -> RateLimits:
     """*limits* with every limit multiplied by *fraction* (at least 1 unit; windows kept)."""
     scaled: dict[str, Rate | None] = {}

@@ -364,7 +364,8 @@ for _ = 1, n do
   l.effective = effective_at(l, now)
 end
 
--- The units a claim of `need` may fill the window to: bulk leaves the headroom.
+-- The units a claim of `need` may fill the window to: bulk leaves the headroom
+-- (_rates.bulk_limit).
 local function capacity_of(l, need)
   local limit = math.floor(l.effective)
   if bulk then
@@ -376,7 +377,8 @@ end
 -- The earliest start, not before `from`, nor the last reservation that this limit
 -- bound (first come, first served), at which `need` more units fit the effective limit;
 -- and how many fit then. Every recorded claim counts, including reservations after
--- that time, so a claim placed before a reservation can never overfill its window.
+-- that time, so a claim placed before a reservation leaves it its room (whether a
+-- reservation may start is decided again when it is due: due_at).
 local function earliest(l, need, from)
   local capacity = capacity_of(l, need)
   local t = from
@@ -452,55 +454,38 @@ local function record(claim, at, room, binding)
   return granted
 end
 
--- The most units in any window (w - span, w] that contains `now` (w in [now, now + span)),
--- counting started claims and reservations alike; and the interactive units among all of
--- them (interactive ids start with "i").
-local function peak(l)
-  local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
-  local ids = {}
-  for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
+-- What the window that ends now holds: what is held and every claim anchored by now
+-- (started, or a reservation that is due), and the interactive units among them. Later
+-- reservations are not in it: each decides again when it is due, and counts what started
+-- before it (due_at, below).
+local function inside_now(l)
+  local ids = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now))
   local units = units_of(l, ids)
-  local inside, interactive, events = l.held_units, l.held_interactive, {}
+  local inside, interactive = l.held_units, l.held_interactive
   for j = 1, #ids do
-    local anchor = tonumber(entries[2 * j])
+    inside = inside + units[j]
     if string.sub(ids[j], 1, 1) == 'i' then interactive = interactive + units[j] end
-    if anchor <= now then
-      inside = inside + units[j]  -- load() dropped what left by now
-      if anchor < now then events[#events + 1] = {anchor + l.span, -units[j]} end
-    elseif anchor < now + l.span then
-      events[#events + 1] = {anchor, units[j]}
-    end
   end
-  -- At equal times a claim leaves before another enters: the window is open on the left.
-  table.sort(events, function(x, y)
-    if x[1] ~= y[1] then return x[1] < y[1] end
-    return x[2] < y[2]
-  end)
-  local most = inside
-  for _, event in ipairs(events) do
-    inside = inside + event[2]
-    if inside > most then most = inside end
-  end
-  return most, interactive
+  return inside, interactive
 end
 
--- Whether every claim can start now, exactly: every window it would join has room,
--- counting started claims and reservations alike (filling `times` and `rooms`). For an
--- interactive request, also whether it is past its share and must queue behind bulk work:
--- while bulk work waits, at most 1 - bulk_min_share of the window is interactive.
+-- Whether an interactive request can start now, as in memory: the window that ends now
+-- has room for every claim (filling `times` and `rooms`); and whether it is past its share
+-- and must queue behind bulk work: while bulk work waits, at most 1 - bulk_min_share of
+-- the window is interactive.
 local start = now
 local times, rooms = {}, {}
-local function start_now(interactive)
+local function start_now()
   for k, claim in ipairs(claims) do
     local l = claim.l
-    local most, interactive_units = peak(l)
-    if interactive and l.last > now then  -- bulk work is waiting
+    local inside, interactive_units = inside_now(l)
+    if l.last > now then  -- bulk work is waiting
       local share = math.max(math.floor((1 - min_share) * math.floor(l.effective)), claim.need)
       if interactive_units + claim.need > share then return false, true end
     end
-    local room = capacity_of(l, claim.need) - most
+    local room = capacity_of(l, claim.need) - inside
     -- Interactive requests queued before it (or a cold start's wait) go first.
-    if room < claim.need or (interactive and l.last_i > now) then return false, false end
+    if room < claim.need or l.last_i > now then return false, false end
     times[k], rooms[k] = now, room
   end
   return true, false
@@ -561,7 +546,7 @@ if again then
   now_ok = true
 end
 if not now_ok and not bulk and n > 0 then
-  now_ok, behind_bulk = start_now(true)
+  now_ok, behind_bulk = start_now()
 end
 if not now_ok then
   for k, claim in ipairs(claims) do

@@ -17,10 +17,13 @@ reservation of the limit that decides it: first come, first served across all
 processes), and records them all at that time. It answers "start now", or "not
 before t" and the caller sleeps until then, no polling. A shrinkable claim
 (``min_units``) takes as many units as fit at that time. A reservation decides
-again when it is due (a second round trip): it starts then if every window it
-joins still has room, counting started claims and other reservations alike;
-otherwise it queues again. Every recorded claim counts against its window,
-including reservations in the future, and only the limit that decided a
+again when it is due (a second round trip), in its place, as a waiter in memory:
+it starts then if the window that ends at its start has room beside the claims
+that started and the reservations before it, or waits there for the claims whose
+answers moved them later to leave (later reservations decide again when they are
+due, and count it then). A new claim is placed where every recorded claim,
+reservations in the future included, leaves it room; an interactive one starts at
+once if the window that ends now has room. Only the limit that decided a
 request's time holds later claims back (the call-rate claim of a user send
 waiting for recipient quota does not make group sends wait).
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import anyio
 import attrs
 
-from ._rates import LimitName, Rate
+from ._rates import LimitName, Rate, bulk_limit
 from ._window_rules import (
     HELD_POLL,
     JITTER_TOLERANCE,
@@ -107,7 +107,7 @@ class Window:
         """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
         limit = math.floor(self.effective(now))
         if bulk:
-            limit -= math.floor(self.headroom * limit)
+            limit = bulk_limit(limit, self.headroom)
         # A claim above the (lowered) limit still fits an otherwise empty window.
         return max(limit, units)
 

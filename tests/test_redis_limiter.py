@@ -700,3 +700,35 @@ async def test_an_answer_is_never_anchored_after_the_scripts_clock(redis_client)
                 clock.advance(0.01)
     # 6 + 6 do not fit in 10: the queued claim waits for the answered one to leave.
     assert started[0] >= 2.0
+
+
+async def test_a_reservation_due_after_a_restart_waits_the_cold_start_window(redis_server):
+    client = redis.asyncio.from_url(redis_server.url)
+    await client.flushdb()
+    clock = MockClock(start=0.0, autojump=False)
+    quota = RateLimits(users=Rate(10, per=1), margin=0.0, bulk_headroom=0.0)
+    shared = limiter(client, clock, rate_limits=quota, cold_start_wait=False)
+    await shared.acquire([("users", 10)])  # the window is full until 1.0
+    started: list[float] = []
+
+    async def queued() -> None:
+        await shared.acquire([("users", 5)])
+        started.append(clock.now())
+
+    async def io() -> None:  # the woken task's Redis calls take real time
+        for _ in range(10):
+            await anyio.sleep(0.005)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(queued)  # reserved for t=1.0
+            await io()
+            redis_server.restart()  # the window's sends are gone with Redis's data
+            shared._cold_start_wait = True
+            while not started and clock.now() < 3:
+                clock.advance(0.05)
+                await io()
+    await client.aclose()
+    # Redis no longer knows of the 10 units of t=0: nothing starts for a window after it
+    # noticed (at the reservation's due time, 1.0).
+    assert started[0] >= 2.0

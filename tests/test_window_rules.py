@@ -54,11 +54,15 @@ LIMITS = RateLimits(
 
 
 async def limiter_in(
-    runtime: str, request: pytest.FixtureRequest, clock: MockClock
+    runtime: str,
+    request: pytest.FixtureRequest,
+    clock: MockClock,
+    *,
+    margin: float = 0.0,
 ) -> tuple[SlidingWindowLimiter | RedisLimiter, Any]:
-    """20 users a second, no margin, no headroom, in *runtime* ("memory" or "redis" on the
-    session's redis-server), on *clock*; and its Redis client (``None`` in memory)."""
-    limits = RateLimits(users=Rate(20, per=1), margin=0.0, bulk_headroom=0.0)
+    """20 users a second, no headroom, in *runtime* ("memory" or "redis" on the session's
+    redis-server), on *clock*; and its Redis client (``None`` in memory)."""
+    limits = RateLimits(users=Rate(20, per=1), margin=margin, bulk_headroom=0.0)
     if runtime == "memory":
         return SlidingWindowLimiter(limits, clock=clock), None
     client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
@@ -504,17 +508,7 @@ async def _first_queued_start(runtime: str, request: pytest.FixtureRequest) -> f
     (The clock is moved by hand, a hundredth at a time from 1.0045; the queued tasks' Redis
     calls are given real time to finish between steps.)"""
     clock = MockClock(start=0.0, autojump=False)
-    limits = RateLimits(users=Rate(20, per=1), margin=0.004, bulk_headroom=0.0)
-    client = None
-    limiter: SlidingWindowLimiter | RedisLimiter
-    if runtime == "memory":
-        limiter = SlidingWindowLimiter(limits, clock=clock)
-    else:
-        client = redis.asyncio.from_url(request.getfixturevalue("redis_server").url)
-        await client.flushdb()
-        limiter = RedisLimiter(
-            client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
-        )
+    limiter, client = await limiter_in(runtime, request, clock, margin=0.004)
     first = [await limiter.acquire([("users", 5)]) for _ in range(4)]
     started: list[float] = []
 
