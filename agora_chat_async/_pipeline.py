@@ -394,6 +394,7 @@ class Pipeline:
             AgoraChatError: what the answer (or its absence) means; a rate-limit refusal
                 has been refunded and has adapted the limit it pressed on.
         """
+        built = self._transport.build(request, token)  # before the permit: see build()
         permit: Permit | None = None
         if request.url is None:
             if tries.given is not None:
@@ -404,7 +405,7 @@ class Pipeline:
                 )
         started = time.perf_counter()
         with _Attempt(permit):
-            response = await self._transport.send(request, token)
+            response = await self._transport.send(request, built)
         elapsed = time.perf_counter() - started
         self.round_trips.record(elapsed)
         if self._on_event is not None or logger.isEnabledFor(logging.DEBUG):

@@ -132,8 +132,9 @@ class HTTPTransport:
         if self._owns_http:
             await self._http.aclose()
 
-    async def send(self, request: Request, token: str | None) -> httpx.Response:
-        """Send *request* with *token*; the response has its body unread (close it).
+    async def send(self, request: Request, built: httpx.Request) -> httpx.Response:
+        """Send *request*, *built* by :meth:`build`; the response has its body unread
+        (close it).
 
         Raises:
             ClientClosedError: the client is closed; nothing was sent.
@@ -143,7 +144,7 @@ class HTTPTransport:
         """
         if self._closed:
             self._refuse_closed(request)
-        http_request = self._build(request, token)
+        http_request = built
         try:
             return await self._http.send(http_request, stream=True)
         except RuntimeError:
@@ -158,7 +159,12 @@ class HTTPTransport:
         except httpx.TransportError as exc:
             raise ambiguous(request, exc) from None
 
-    def _build(self, request: Request, token: str | None) -> httpx.Request:
+    def build(self, request: Request, token: str | None) -> httpx.Request:
+        """*request* with *token* as httpx will send it: its body encoded, its headers and
+        address made. Built before the request's permit, so that once the limiter lets it
+        start only the write is left (what the client spends between a permit and the
+        request's leaving is charged to the window, and a window's requests leave at once).
+        """
         content = request.content
         if request.json is not None:
             content = dumps(request.json)

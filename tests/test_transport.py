@@ -67,7 +67,7 @@ async def send(url: str, request: Request) -> tuple[Readings, float | None, bool
 
     async with httpx.AsyncClient(event_hooks={"request": [wrap]}) as http:
         transport = HTTPTransport(base=url, http=http, owns_http=False, now=readings.now)
-        response = await transport.send(request, "token")
+        response = await transport.send(request, transport.build(request, "token"))
         await response.aread()
         await response.aclose()
     response.request.extensions["trace"] = traces[0]  # the transport's own, for sent_at
