@@ -499,7 +499,7 @@ end
 -- the end of the queue, which pushed every later reservation on, window after window (the
 -- shared stall). After a cold start (Redis lost the window: `cold`) it waits the whole
 -- window like every claim.
-local function due_at(l, need)
+local function due_at(l, need, all)
   local capacity = capacity_of(l, need)
   local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
   local ids = {}
@@ -511,7 +511,8 @@ local function due_at(l, need)
     inside = inside + units[entering]
     entering = entering + 1
   end
-  local t = now
+  -- With `all` (at least `need`), the same walk also finds when all of them fit.
+  local t, at, room = now, nil, nil
   for j = 0, #ids do
     if j > 0 then
       t = tonumber(entries[2 * j]) + l.span  -- claim j leaves (the log is in anchor order)
@@ -519,13 +520,21 @@ local function due_at(l, need)
         inside = inside + units[entering]
         entering = entering + 1
       end
-      if j < entering then inside = inside - units[j] end
+      inside = inside - units[j]
     end
-    if t >= now and inside + need <= capacity then
-      return math.max(t, l.cold), capacity - inside
+    if t >= now then
+      if not at and inside + need <= capacity then
+        at, room = math.max(t, l.cold), capacity - inside
+        if not all then return at, room end
+      end
+      if at and inside + all <= capacity then
+        return at, room, math.max(t, l.cold), capacity - inside
+      end
     end
   end
-  return math.max(now + HELD_POLL * l.per, l.cold), capacity - inside  -- held: look again
+  local poll = math.max(now + HELD_POLL * l.per, l.cold)  -- held, unanswered: look again
+  if at then return at, room, poll, capacity - inside end
+  return poll, capacity - inside
 end
 
 -- A reservation that is due starts now if it fits (above), else waits in place (for all
@@ -534,12 +543,15 @@ end
 local now_ok, behind_bulk = false, false
 if again then
   for k, claim in ipairs(claims) do
-    times[k], rooms[k] = due_at(claim.l, claim.need)
     -- The shrink rule, as at a claim's first call: all of it, if that is only a little later.
-    if claim.need < claim.units and rooms[k] < claim.units
-        and claim.units <= capacity_of(claim.l, claim.need) then
-      local t_all, room_all = due_at(claim.l, claim.units)
-      if t_all - times[k] <= SHRINK_WAIT * claim.l.per then times[k], rooms[k] = t_all, room_all end
+    local all = nil
+    if claim.need < claim.units and claim.units <= capacity_of(claim.l, claim.need) then
+      all = claim.units
+    end
+    local t_all, room_all
+    times[k], rooms[k], t_all, room_all = due_at(claim.l, claim.need, all)
+    if all and rooms[k] < all and t_all - times[k] <= SHRINK_WAIT * claim.l.per then
+      times[k], rooms[k] = t_all, room_all
     end
     if times[k] > start then start = times[k] end
   end

@@ -144,9 +144,8 @@ class HTTPTransport:
         """
         if self._closed:
             self._refuse_closed(request)
-        http_request = built
         try:
-            return await self._http.send(http_request, stream=True)
+            return await self._http.send(built, stream=True)
         except RuntimeError:
             if not self._http.is_closed:  # httpx: "the client has been closed"
                 raise
