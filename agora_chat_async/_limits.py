@@ -254,7 +254,12 @@ class SlidingWindowLimiter(Limiter):
                 return None
             limits = self._rate_limits
             window = self._windows[name] = Window(
-                name, rate, limits.margin, limits.bulk_headroom, limits.bulk_min_share
+                name,
+                rate,
+                limits.margin,
+                limits.bulk_headroom,
+                limits.bulk_min_share,
+                service=self._service,
             )
         return window
 
@@ -332,7 +337,8 @@ class SlidingWindowLimiter(Limiter):
                 current = first_needs(self._clock.now()) if index == 0 else needs
                 # Wait for this window while holding it; earlier ones only gain capacity.
                 while (delay := wait(self._clock.now(), current[: index + 1])) > 0:
-                    await self._clock.sleep(delay)
+                    now = self._clock.now()
+                    await self._clock.sleep(min(w.nap(now, delay) for w, _ in windows))
                     current = first_needs(self._clock.now()) if index == 0 else needs
             return self._record(self._clock.now(), windows, shrink_to, whole, bulk=bulk)
 
@@ -371,13 +377,13 @@ class SlidingWindowLimiter(Limiter):
             for window, entry in entries:
                 window.settle(entry, done, answer.anchor, answer.key, floorless=answer.floorless)
             if answer.replace is not None:
+                spread = self._service.take_spread()
                 for window in self._windows.values():
-                    window.replace(answer.replace)
+                    window.replace(answer.replace, spread)
 
         def sending() -> None:
-            for _, entry in entries:
-                if entry.live and entry.units:
-                    entry.answered = False
+            for window, entry in entries:
+                window.sending(entry)
 
         return Permit(
             refund,

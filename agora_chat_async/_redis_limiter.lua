@@ -9,7 +9,7 @@
 --       [6i-2] recent, [6i-1] units, [6i] flight (ids not answered yet), [6i+1] held
 --       (unanswered past their window, scored by start); last, the floor of forward offsets.
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
---       bulk_min_share,
+--       bulk_min_share, answered_ago (microseconds since the caller's latest answer, or -1),
 --       n_limits x (limit, per_us, span_us),
 --       n_flying, n_flying x (limit index, id): claims whose requests are on their way,
 --       n_observations, n_observations x (forward offset (us), microseconds since),
@@ -54,7 +54,9 @@ local cold_start = ARGV[3] == '1'
 local seen_ttl = tonumber(ARGV[4])
 local headroom = tonumber(ARGV[5])
 local min_share = tonumber(ARGV[6])
-local pos = 7
+local answered_ago = tonumber(ARGV[7])
+if answered_ago < 0 then answered_ago = math.huge end  -- no answer yet
+local pos = 8
 local bulk = false  -- the priority of this request's claims (set with them, below)
 local limits = {}
 for i = 1, n_limits do
@@ -257,6 +259,11 @@ for _ = 1, n do
   end
   if offset < floor.current then floor.current = offset end
 end
+-- _window_rules.floor_value at now: whether a floor is in force.
+local floored
+if now - floor.since < bucket then floored = math.min(floor.current, floor.previous) < math.huge
+elseif now - floor.since < 2 * bucket then floored = floor.current < math.huge
+else floored = false end
 if n > 0 then
   redis.call('HSET', floor_key, 'current', fin(floor.current), 'since', fin(floor.since),
     'previous', fin(floor.previous))
@@ -364,14 +371,27 @@ for _ = 1, n do
   l.effective = effective_at(l, now)
 end
 
--- The units a claim of `need` may fill the window to: bulk leaves the headroom
+-- The units the window may hold for this priority: bulk leaves the headroom
 -- (_rates.bulk_limit).
-local function capacity_of(l, need)
+local function limit_of(l)
   local limit = math.floor(l.effective)
   if bulk then
     limit = limit - math.floor(headroom * limit)
   end
-  return math.max(limit, need)
+  return limit
+end
+
+-- _window_rules.kept_for_a_floor: the unit a cold window keeps back for the first floor.
+local function kept_of(l)
+  if floored or answered_ago < l.span or limit_of(l) <= 1 then return 0 end
+  if l.flying == nil then l.flying = redis.call('SCARD', l.flight) end
+  if l.flying > 0 then return 1 end
+  return 0
+end
+
+-- The units a claim of `need` may fill the window to (a cold one keeps a unit back).
+local function capacity_of(l, need)
+  return math.max(limit_of(l) - kept_of(l), need)
 end
 
 -- The earliest start, not before `from`, nor the last reservation that this limit
@@ -379,7 +399,7 @@ end
 -- and how many fit then. Every recorded claim counts, including reservations after
 -- that time, so a claim placed before a reservation leaves it its room (whether a
 -- reservation may start is decided again when it is due: due_at).
-local function earliest(l, need, from)
+local function earliest_walk(l, need, from)
   local capacity = capacity_of(l, need)
   local t = from
   if bulk then t = math.max(from, l.last) else t = math.max(from, l.last_i) end
@@ -411,6 +431,19 @@ local function earliest(l, need, from)
     t = math.max(t, now + HELD_POLL * l.per)
   end
   return t, capacity - total
+end
+
+-- earliest_walk, unless only the unit kept for the first floor stops the claim now: an
+-- answer may release it at any moment, so look again shortly (HELD_POLL), as in memory.
+local function earliest(l, need, from)
+  local t, room = earliest_walk(l, need, from)
+  if t > now and kept_of(l) > 0 then
+    local start = math.max(from, l.last_i)
+    if bulk then start = math.max(from, l.last) end
+    local free, poll = math.max(limit_of(l), need), now + HELD_POLL * l.per
+    if start == now and poll < t and l.used + need <= free then return poll, free - l.used end
+  end
+  return t, room
 end
 
 n = tonumber(ARGV[pos])
@@ -499,7 +532,7 @@ end
 -- the end of the queue, which pushed every later reservation on, window after window (the
 -- shared stall). After a cold start (Redis lost the window: `cold`) it waits the whole
 -- window like every claim.
-local function due_at(l, need, all)
+local function due_walk(l, need, all)
   local capacity = capacity_of(l, need)
   local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
   local ids = {}
@@ -532,9 +565,23 @@ local function due_at(l, need, all)
       end
     end
   end
-  local poll = math.max(now + HELD_POLL * l.per, l.cold)  -- held, unanswered: look again
+  -- Held, unanswered: look again shortly, once the claims of the log have left (as
+  -- earliest_walk, and the waiter in memory).
+  local poll = math.max(t, now + HELD_POLL * l.per, l.cold)
   if at then return at, room, poll, capacity - inside end
   return poll, capacity - inside
+end
+
+-- due_walk, unless only the unit kept for the first floor stops it now (as earliest).
+local function due_at(l, need, all)
+  local at, room, t_all, room_all = due_walk(l, need, all)
+  if kept_of(l) > 0 then
+    local poll = math.max(now + HELD_POLL * l.per, l.cold)
+    local free, inside = math.max(limit_of(l), need), inside_now(l)
+    if at > poll and inside + need <= free then at, room = poll, free - inside end
+    if t_all and t_all > poll and inside + all <= free then t_all, room_all = poll, free - inside end
+  end
+  return at, room, t_all, room_all
 end
 
 -- A reservation that is due starts now if it fits (above), else waits in place (for all
@@ -550,7 +597,7 @@ if again then
     end
     local t_all, room_all
     times[k], rooms[k], t_all, room_all = due_at(claim.l, claim.need, all)
-    if all and rooms[k] < all and t_all - times[k] <= SHRINK_WAIT * claim.l.per then
+    if all and t_all and rooms[k] < all and t_all - times[k] <= SHRINK_WAIT * claim.l.per then
       times[k], rooms[k] = t_all, room_all
     end
     if times[k] > start then start = times[k] end

@@ -214,6 +214,9 @@ class RedisLimiter(Limiter):
         self._charged = ChargedClaims[list[tuple[int, str]]](
             (longest + self._rate_limits.margin) * MICROS
         )
+        #: When this process's latest answer came (local clock): a window without a floor
+        #: keeps a unit back until one comes (``_window_rules.kept_for_a_floor``).
+        self._answered_at: float | None = None
         #: Round trips to Redis so far (admissions, including retries), for benchmarks.
         self.round_trips = 0
         self._owns_redis = False
@@ -367,6 +370,7 @@ class RedisLimiter(Limiter):
     ) -> None:
         """The answer of a request admitted at *started_us* (the script's clock) by a
         call made at local time *sent*: what it tells the script with the next call."""
+        self._answered_at = self._clock.now()  # for the unit kept for the first floor
         # From before the script ran: never too early.
         done_us = started_us + (self._clock.now() - sent) * MICROS
         # When its bytes left, on the script's clock: as late as it can have been.
@@ -389,7 +393,8 @@ class RedisLimiter(Limiter):
         """The floor in force dropped to *floor*, or came where there was none: this
         process's claims charged against a higher one move later, those charged against
         none earlier (reported with the next call; :func:`._window_rules.moved_anchor`)."""
-        for recorded, anchor, earlier in self._charged.moved(floor, now_us):
+        spread = self._service.take_spread()
+        for recorded, anchor, earlier in self._charged.moved(floor, now_us, spread=spread):
             anchor_us, flag = math.ceil(anchor), 1 if earlier else 0
             self._carried.reports.extend((i, id_, anchor_us, flag) for i, id_ in recorded)
 
@@ -418,6 +423,7 @@ class RedisLimiter(Limiter):
             SEEN_TTL_MS,
             self._rate_limits.bulk_headroom,
             self._rate_limits.bulk_min_share,
+            -1 if self._answered_at is None else round((now - self._answered_at) * MICROS),
             *self._limit_args,
             *carried.args(now),
         ]

@@ -8,6 +8,7 @@ in memory, microseconds of the Redis server's clock in Redis.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Generic, TypeVar, final
 
@@ -21,6 +22,7 @@ from ._window_rules import (
     ClockCheck,
     DelayFloor,
     answered,
+    floor_value,
     moved_anchor,
 )
 
@@ -34,15 +36,33 @@ class ServiceClock:
     """The floor of forward offsets and the clock check of one limiter, in its unit
     (*unit* of them a second), with the limiter's *margin* in seconds."""
 
-    __slots__ = ("_bucket", "_margin", "_resolution", "_unit", "check", "floor")
+    __slots__ = (
+        "_bucket",
+        "_cold",
+        "_margin",
+        "_resolution",
+        "_unit",
+        "answered_at",
+        "check",
+        "floor",
+    )
 
     def __init__(self, margin: float, *, unit: float = 1.0) -> None:
         self.floor = DelayFloor()
         self.check = ClockCheck()
+        #: When the latest answer came (any answer: it left a connection that answered).
+        self.answered_at = -math.inf
+        #: The lowest and highest forward offsets of the answers charged for want of a
+        #: floor since the last floor (``None``: none).
+        self._cold: tuple[float, float] | None = None
         self._unit = unit
         self._margin = margin * unit
         self._bucket = FLOOR_BUCKET * unit
         self._resolution = RESOLUTION * unit
+
+    def floored(self, at: float) -> bool:
+        """Whether a floor is in force at *at* (:func:`._window_rules.floor_value`)."""
+        return floor_value(self.floor, at, self._bucket) != math.inf
 
     def answer(
         self,
@@ -55,6 +75,7 @@ class ServiceClock:
         """The answer at *done* of a request started at *started* whose bytes began to
         leave at *sent* (if known), on the limiter's clock and in its unit: what it
         leaves (:class:`._window_rules.Answered`), the floor and check updated."""
+        self.answered_at = max(self.answered_at, done)
         unit = self._unit
         offset = lag = duration = sent_offset = None
         if timing is not None:
@@ -79,7 +100,17 @@ class ServiceClock:
             sent_offset=sent_offset,
         )
         self.floor, self.check = answer.floor, answer.check
+        if answer.floorless and answer.sample is not None:
+            low, high = self._cold or (answer.sample, answer.sample)
+            self._cold = (min(low, answer.sample), max(high, answer.sample))
         return answer
+
+    def take_spread(self) -> float:
+        """How far the forward offsets of the answers charged without a floor spread (0
+        with fewer than two), for the first floor's moves (:func:`moved_anchor`); the
+        next cold window starts a new spread."""
+        cold, self._cold = self._cold, None
+        return 0.0 if cold is None else cold[1] - cold[0]
 
 
 @attrs.define(slots=True)
@@ -112,15 +143,18 @@ class ChargedClaims(Generic[IdsT]):
             anchor = started if answer.anchor is None else answer.anchor
             self._claims.append(_Charged(ids, answer.key, started, done, anchor, answer.floorless))
 
-    def moved(self, floor: float, now: float) -> list[tuple[IdsT, float, bool]]:
-        """The floor in force dropped to *floor* at *now* (or came where there was none):
-        the claims that move, where, and whether earlier than they were."""
+    def moved(
+        self, floor: float, now: float, *, spread: float = 0.0
+    ) -> list[tuple[IdsT, float, bool]]:
+        """The floor in force dropped to *floor* at *now* (or came where there was none,
+        the cold answers' offsets *spread* so far): the claims that move, where, and
+        whether earlier than they were."""
         self._forget(now)
         moves = []
         for claim in self._claims:
             anchor = moved_anchor(
                 claim.anchor, claim.key, floor, claim.started, claim.done,
-                floorless=claim.floorless,
+                floorless=claim.floorless, spread=spread,
             )  # fmt: skip
             claim.floorless = False
             if anchor != claim.anchor:

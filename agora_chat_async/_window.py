@@ -12,6 +12,7 @@ import anyio
 import attrs
 
 from ._rates import LimitName, Rate, bulk_limit
+from ._service_clock import ServiceClock
 from ._window_rules import (
     HELD_POLL,
     JITTER_TOLERANCE,
@@ -19,6 +20,7 @@ from ._window_rules import (
     Adaptation,
     after_refusal,
     effective_limit,
+    kept_for_a_floor,
     moved_anchor,
 )
 
@@ -54,6 +56,8 @@ class Window:
     margin: float
     headroom: float = 0.0
     min_share: float = 0.0
+    #: The limiter's floor and latest answer (:func:`kept_for_a_floor`).
+    service: ServiceClock = attrs.field(factory=lambda: ServiceClock(0.0))
     #: The FIFO queues: interactive requests never wait behind bulk ones.
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     bulk_lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
@@ -67,6 +71,11 @@ class Window:
     held: deque[Entry] = attrs.field(factory=deque)
     used: int = 0
     used_interactive: int = 0
+    #: Claims on their way (:meth:`sending`), until their answer or refund.
+    flying: int = 0
+    #: Until when the window may hold claims charged the whole round trip for want of a
+    #: floor, which the first floor moves earlier: a waiter looks again meanwhile.
+    movable_until: float = -math.inf
     adaptation: Adaptation = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -95,6 +104,7 @@ class Window:
         while held and held[0].started <= now - self.span - UNANSWERED_HOLD:
             entry = held.popleft()  # a request that never ends: let it go
             entry.held = False
+            self._answer(entry)
             self._release(entry)
 
     def _release(self, entry: Entry) -> None:
@@ -103,11 +113,26 @@ class Window:
         if entry.interactive:
             self.used_interactive -= entry.units
 
-    def capacity(self, now: float, units: int, *, bulk: bool) -> int:
-        """The units a claim of *units* may fill the window to: bulk leaves the headroom."""
+    def _limit(self, now: float, *, bulk: bool) -> int:
+        """The units the window may hold for this priority: bulk leaves the headroom."""
         limit = math.floor(self.effective(now))
-        if bulk:
-            limit = bulk_limit(limit, self.headroom)
+        return bulk_limit(limit, self.headroom) if bulk else limit
+
+    def kept(self, now: float, *, bulk: bool) -> int:
+        """The units kept back for the first floor (:func:`kept_for_a_floor`)."""
+        service = self.service
+        return kept_for_a_floor(
+            self._limit(now, bulk=bulk),
+            self.flying,
+            floored=service.floored(now),
+            answered_ago=now - service.answered_at,
+            span=self.span,
+        )
+
+    def capacity(self, now: float, units: int, *, bulk: bool) -> int:
+        """The units a claim of *units* may fill the window to: bulk leaves the headroom,
+        and a cold window the unit kept for the first floor."""
+        limit = self._limit(now, bulk=bulk) - self.kept(now, bulk=bulk)
         # A claim above the (lowered) limit still fits an otherwise empty window.
         return max(limit, units)
 
@@ -122,11 +147,23 @@ class Window:
         ``1 - min_share`` of the window.
         """
         self._expire(now)
-        wait = self._wait(now, self.used + units - self.capacity(now, units, bulk=bulk), self.log)
+        capacity = self.capacity(now, units, bulk=bulk)
+        wait = self._wait(now, self.used + units - capacity, self.log)
+        if wait > 0 and self.used + units <= max(self._limit(now, bulk=bulk), units):
+            # Only the unit kept for the first floor stops it (so claims are on their
+            # way): an answer may release it at any moment.
+            wait = min(wait, HELD_POLL * self.rate.per)
         if capped and not bulk:
             cap = max(math.floor((1 - self.min_share) * math.floor(self.effective(now))), units)
             interactive = (entry for entry in self.log if entry.interactive)
             wait = max(wait, self._wait(now, self.used_interactive + units - cap, interactive))
+        return wait
+
+    def nap(self, now: float, wait: float) -> float:
+        """How long a waiter for *wait* seconds sleeps before it looks again: less while
+        the first floor may move claims of this window earlier at any moment."""
+        if now < self.movable_until:
+            return min(wait, HELD_POLL * self.rate.per)
         return wait
 
     def _wait(self, now: float, excess: int, entries: Iterable[Entry]) -> float:
@@ -135,13 +172,15 @@ class Window:
         if excess <= 0:
             return 0.0
         freed = 0
+        leaves = 0.0  # when the last of *entries* leaves (the script's walk, likewise)
         for entry in entries:
             freed += entry.units
             if freed >= excess:
                 # At least a microsecond, so that rounding can never leave a waiter spinning.
                 return max(entry.started + self.span - now, 1e-6)
+            leaves = max(leaves, entry.started + self.span - now)
         if self.held:
-            return HELD_POLL * self.rate.per
+            return max(leaves, HELD_POLL * self.rate.per)
         raise AssertionError("unreachable: the claim fits an empty window")  # pragma: no cover
 
     def record(self, now: float, units: int, *, interactive: bool = True) -> Entry:
@@ -152,8 +191,19 @@ class Window:
             self.used_interactive += units
         return entry
 
+    def sending(self, entry: Entry) -> None:
+        """*entry*'s request is leaving: it stays counted until its answer."""
+        if entry.answered and entry.units:
+            entry.answered = False
+            self.flying += 1
+
+    def _answer(self, entry: Entry) -> None:
+        if not entry.answered:
+            entry.answered = True
+            self.flying -= 1
+
     def refund(self, entry: Entry) -> None:
-        entry.answered = True
+        self._answer(entry)
         if entry.held:
             entry.held = False
             self.held.remove(entry)
@@ -177,7 +227,9 @@ class Window:
         if key is not None and entry.live and entry.units:
             entry.key, entry.origin, entry.done = key, entry.started, done
             entry.floorless = floorless
-        entry.answered = True
+            if floorless:
+                self.movable_until = max(self.movable_until, done + self.span)
+        self._answer(entry)
         if entry.held:  # answered after its window, held until now: back in the log, from
             entry.held = False  # where the next decision lets it leave
             self.held.remove(entry)
@@ -194,11 +246,13 @@ class Window:
             position -= 1
         self.log.insert(position, entry)
 
-    def replace(self, floor: float) -> None:
+    def replace(self, floor: float, spread: float = 0.0) -> None:
         """The floor in force dropped to *floor*, or came where there was none: every claim
         charged against a higher one moves to where it belongs now, never earlier, and one
-        charged against none to where the first floor places it (:func:`moved_anchor`)."""
+        charged against none to where the first floor places it, less the cold answers'
+        *spread* (:func:`moved_anchor`)."""
         moved = False
+        self.movable_until = -math.inf  # every claim charged against none is placed now
         for entry in self.log:
             if entry.key is not None:
                 anchor = moved_anchor(
@@ -208,6 +262,7 @@ class Window:
                     entry.origin,
                     entry.done,
                     floorless=entry.floorless,
+                    spread=spread,
                 )
                 entry.floorless = False
                 if anchor != entry.started:

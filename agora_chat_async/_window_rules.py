@@ -36,6 +36,30 @@ then charges it what is uncertain of when the service counted it, its *charge*:
   start: the first window's requests all open connections, so the first floor
   comes from a later answer, while most of them are still in the window.
 
+The first floor
+---------------
+A client that starts cold (no floor in force) opens a connection for each request
+of its first window, and none of their answers is a sample of the floor: the
+first floor would come from the next window's answers, after those requests had
+already waited for the first window's claims charged the whole round trip (one
+round trip lost at every cold start). So while no floor is in force and no answer
+has come within its span (``answered_ago``), a window whose requests are on their
+way keeps its last unit back (:func:`kept_for_a_floor`; none of a limit of one,
+and nothing is kept while nothing is on its way: a client answered at once sends
+as before): the first answer releases it,
+its request goes on the connection that answered, and its answer, the first warm
+one, brings the floor that moves the window's claims to where the service counted
+them before the next window is due. That floor may come from one answer, whose
+forward delay may be above the fastest by as much as the delay varies, so the
+claims it moves earlier are placed against it less the spread of the forward
+offsets of the answers charged without a floor (:func:`moved_anchor`: the cold
+window's own variation, handshakes included). A waiter stopped only by that unit looks
+again every ``HELD_POLL`` of ``per``, since an answer may come at any moment; in
+memory, a waiter whose window holds claims that the first floor may move earlier
+looks again as often (a Redis reservation made before the first floor keeps its
+time, and decides again when it is due). Keeping a unit only ever admits less:
+the window guarantee does not depend on it.
+
 A charge is never more than the round trip. A ``timestamp`` that contradicts
 the ones before it (:func:`check_clock`: a request that reached the service
 before an earlier answer's clock reading allows, a clock stepped, stuck or not a
@@ -46,7 +70,8 @@ What the window guarantee assumes: the service's clock runs at ours' rate
 (ppm drift is far below ``margin`` within a window), and no request is counted
 more than ``margin`` earlier, relative to its start, than the floor says (the
 fastest answer of the last 20-60 s was within ``margin`` of the fastest
-possible). A route that gets slower leaves the floor low for a while: every
+possible; the first floor's, within ``margin`` plus the spread of the cold
+answers' forward offsets). A route that gets slower leaves the floor low for a while: every
 claim is charged more, slower and safe. A route that gets faster by more than
 ``margin``, or a process joining a shared (Redis) window from a closer network,
 breaks the assumption until its first answer lowers the floor; a refusal that
@@ -95,6 +120,7 @@ __all__ = [
     "check_clock",
     "effective_limit",
     "floor_value",
+    "kept_for_a_floor",
     "lua_constants",
     "moved_anchor",
     "observe_floor",
@@ -198,6 +224,16 @@ def floor_value(floor: DelayFloor, at: float, bucket: float) -> float:
     return min(floor.current, floor.previous)
 
 
+def kept_for_a_floor(
+    limit: int, flying: int, *, floored: bool, answered_ago: float, span: float
+) -> int:
+    """The units a window of *limit* keeps back for the first floor: one while no floor is
+    in force (*floored*), no answer came within *span* (*answered_ago*, in the same unit;
+    ``inf`` when none ever came) and *flying* of its claims are on their way (an answer
+    will come), if *limit* is above one; else none."""
+    return 1 if not floored and answered_ago >= span and flying > 0 and limit > 1 else 0
+
+
 @attrs.frozen
 class ClockCheck:
     """What the service's clock has shown lately: ``lags`` keeps the largest
@@ -272,16 +308,24 @@ def replaced_anchor(key: float, floor: float, started: float, done: float) -> fl
 
 
 def moved_anchor(
-    anchor: float, key: float, floor: float, started: float, done: float, *, floorless: bool
+    anchor: float,
+    key: float,
+    floor: float,
+    started: float,
+    done: float,
+    *,
+    floorless: bool,
+    spread: float = 0.0,
 ) -> float:
     """Where a claim anchored at *anchor* moves when the floor in force drops to *floor*
     (:func:`replaced_anchor`): never earlier, unless it was charged the whole round trip
     for want of any floor (*floorless*) and *floor* is the first, which places it as an
-    answer that came with that floor would have been placed."""
-    placed = replaced_anchor(key, floor, started, done)
+    answer that came with a floor *spread* lower would have been placed (*spread*: how
+    far the forward offsets of the answers charged without a floor spread, since the
+    first floor may come from one answer, as slow as the forward delay varies)."""
     if floorless and floor != -math.inf:
-        return placed
-    return max(anchor, placed)
+        return replaced_anchor(key, floor - spread, started, done)
+    return max(anchor, replaced_anchor(key, floor, started, done))
 
 
 @attrs.frozen

@@ -28,9 +28,11 @@ from agora_chat_async._redis_script import SCRIPT as _SCRIPT
 from agora_chat_async._window_rules import (
     DECREASE_FACTOR,
     ESTIMATE_HEADROOM,
+    HELD_POLL,
     HOLD_WINDOWS,
     MIN_EXTRA_MARGIN,
     PROBE_PER_WINDOW,
+    UNANSWERED_HOLD,
     Adaptation,
     ClockCheck,
     DelayFloor,
@@ -38,6 +40,7 @@ from agora_chat_async._window_rules import (
     answered,
     effective_limit,
     floor_value,
+    kept_for_a_floor,
     lua_constants,
     moved_anchor,
     observe_floor,
@@ -332,6 +335,75 @@ def test_the_first_floor_moves_the_claims_charged_the_whole_round_trip_earlier()
     # Claims charged against a floor never move earlier; nor after a contradicted clock.
     assert moved_anchor(0.3, cold.key, warm.replace, 0.0, 0.3, floorless=False) == 0.3
     assert moved_anchor(0.3, cold.key, -math.inf, 0.0, 0.3, floorless=True) == 0.3
+    # The first floor may come from one answer: the cold claims are placed against it
+    # less the spread of the cold answers' offsets (here 30 ms), never before their start.
+    spread = moved_anchor(0.3, cold.key, warm.replace, 0.0, 0.3, floorless=True, spread=0.03)
+    assert spread == pytest.approx(moved + 0.03)
+    assert moved_anchor(0.3, cold.key, 0.1, 0.0, 0.3, floorless=True, spread=1.0) == 0.3
+
+
+def test_a_window_keeps_one_unit_for_the_first_floor_only_while_it_may_come():
+    cold = {"floored": False, "answered_ago": math.inf, "span": 1.0}
+    assert kept_for_a_floor(20, 3, **cold) == 1
+    assert kept_for_a_floor(20, 0, **cold) == 0  # nothing on its way: no answer to wait for
+    assert kept_for_a_floor(1, 3, **cold) == 0  # a limit of one keeps nothing
+    assert kept_for_a_floor(20, 3, **{**cold, "floored": True}) == 0
+    assert kept_for_a_floor(20, 3, **{**cold, "answered_ago": 0.5}) == 0  # an answer came
+    assert kept_for_a_floor(20, 3, **{**cold, "answered_ago": 1.0}) == 1
+
+
+@pytest.mark.parametrize("runtime", ["memory", "redis"])
+@pytest.mark.parametrize(
+    ("sent", "answered_at", "admitted_at"),
+    [
+        # No answer ever: the 20th waits as long as the unanswered claims are held.
+        (True, None, 1.0 + UNANSWERED_HOLD),
+        (True, 0.25, 0.25),  # an answer came: it starts then
+        (False, None, 0.0),  # nothing on its way: nothing kept
+    ],
+)
+def test_a_cold_window_keeps_its_last_unit_until_an_answer_comes(
+    runtime, sent, answered_at, admitted_at, request
+):
+    """19 of 20 units on their way and no floor yet: the 20th waits for the first answer
+    (it goes on the connection that answered, and brings the first floor)."""
+
+    async def scenario() -> float:
+        clock = MockClock(start=0.0)
+        limiter, client = await limiter_in(runtime, request, clock)
+        first = await limiter.acquire([("users", 19)])
+        if sent:
+            first.sending()
+        if answered_at is not None:
+            clock.advance(answered_at)
+            first.settle(ServerTiming(1000.2, 0.0, new_connection=True))
+        await limiter.acquire([("users", 1)])
+        if client is not None:
+            await client.aclose()
+        return clock.now()
+
+    assert asyncio.run(scenario()) == pytest.approx(admitted_at, abs=1e-6)
+
+
+def test_a_waiter_for_the_kept_unit_starts_within_a_poll_of_the_answer():
+    async def scenario() -> float:
+        clock = MockClock(start=0.0)
+        limiter = SlidingWindowLimiter(RateLimits(users=Rate(20, per=1), margin=0), clock=clock)
+        first = await limiter.acquire([("users", 19)])
+        first.sending()
+        admitted: list[float] = []
+
+        async def last() -> None:
+            await limiter.acquire([("users", 1)])
+            admitted.append(clock.now())
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(last)
+            await clock.sleep(0.25)
+            first.settle(ServerTiming(1000.2, 0.0, new_connection=True))
+        return admitted[0]
+
+    assert 0.25 <= asyncio.run(scenario()) <= 0.25 + HELD_POLL + 1e-9
 
 
 @pytest.mark.parametrize("runtime", ["memory", "redis"])
