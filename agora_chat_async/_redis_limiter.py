@@ -370,16 +370,16 @@ class RedisLimiter(Limiter):
     ) -> None:
         """The answer of a request admitted at *started_us* (the script's clock) by a
         call made at local time *sent*: what it tells the script with the next call."""
-        self._answered_at = self._clock.now()  # for the unit kept for the first floor
+        now = self._answered_at = self._clock.now()  # also for the unit kept for a floor
         # From before the script ran: never too early.
-        done_us = started_us + (self._clock.now() - sent) * MICROS
+        done_us = started_us + (now - sent) * MICROS
         # When its bytes left, on the script's clock: as late as it can have been.
         left_us = None
         if timing is not None and timing.sent is not None:
             left_us = started_us + (timing.sent - sent) * MICROS
         answer = self._service.answer(timing, started=started_us, done=done_us, sent=left_us)
         if answer.lowered and answer.sample is not None:  # news for the other processes
-            self._carried.observations.append((answer.sample, self._clock.now()))
+            self._carried.observations.append((answer.sample, now))
         if answer.anchor is not None:
             anchor_us = math.ceil(answer.anchor)
             self._carried.reports.extend((index, id_, anchor_us, 0) for index, id_ in recorded)

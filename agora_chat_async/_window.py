@@ -57,7 +57,7 @@ class Window:
     headroom: float = 0.0
     min_share: float = 0.0
     #: The limiter's floor and latest answer (:func:`kept_for_a_floor`).
-    service: ServiceClock = attrs.field(factory=lambda: ServiceClock(0.0))
+    service: ServiceClock = attrs.field(kw_only=True)
     #: The FIFO queues: interactive requests never wait behind bulk ones.
     lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     bulk_lock: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
@@ -118,11 +118,11 @@ class Window:
         limit = math.floor(self.effective(now))
         return bulk_limit(limit, self.headroom) if bulk else limit
 
-    def kept(self, now: float, *, bulk: bool) -> int:
-        """The units kept back for the first floor (:func:`kept_for_a_floor`)."""
+    def _kept(self, now: float, limit: int) -> int:
+        """The units of *limit* kept back for the first floor (:func:`kept_for_a_floor`)."""
         service = self.service
         return kept_for_a_floor(
-            self._limit(now, bulk=bulk),
+            limit,
             self.flying,
             floored=service.floored(now),
             answered_ago=now - service.answered_at,
@@ -132,9 +132,9 @@ class Window:
     def capacity(self, now: float, units: int, *, bulk: bool) -> int:
         """The units a claim of *units* may fill the window to: bulk leaves the headroom,
         and a cold window the unit kept for the first floor."""
-        limit = self._limit(now, bulk=bulk) - self.kept(now, bulk=bulk)
+        limit = self._limit(now, bulk=bulk)
         # A claim above the (lowered) limit still fits an otherwise empty window.
-        return max(limit, units)
+        return max(limit - self._kept(now, limit), units)
 
     def room(self, now: float, need: int, *, bulk: bool) -> int:
         """Units that fit now (after :meth:`delay` returned 0 for *need* at this time)."""
@@ -147,9 +147,10 @@ class Window:
         ``1 - min_share`` of the window.
         """
         self._expire(now)
-        capacity = self.capacity(now, units, bulk=bulk)
-        wait = self._wait(now, self.used + units - capacity, self.log)
-        if wait > 0 and self.used + units <= max(self._limit(now, bulk=bulk), units):
+        limit = self._limit(now, bulk=bulk)
+        kept = self._kept(now, limit)
+        wait = self._wait(now, self.used + units - max(limit - kept, units), self.log)
+        if wait > 0 and kept and self.used + units <= max(limit, units):
             # Only the unit kept for the first floor stops it (so claims are on their
             # way): an answer may release it at any moment.
             wait = min(wait, HELD_POLL * self.rate.per)
