@@ -296,7 +296,10 @@ def test_upload_download_recall_history_and_delete(served, tmp_path, capsys):
     assert main(["upload", str(source), "--restrict"], env=env) == 0
     uploaded = _json.loads(capsys.readouterr().out)
     target = tmp_path / "copy.jpg"
-    argv = ["download", uploaded["uuid"], str(target), "--share-secret", uploaded["share_secret"]]
+    # The "=" form: a share-secret may begin with "-" (urlsafe base64), which argparse would
+    # otherwise read as an option (a flaky failure when the emulator's secret did).
+    secret = uploaded["share_secret"]
+    argv = ["download", uploaded["uuid"], str(target), f"--share-secret={secret}"]
     assert main(argv, env=env) == 0
     assert target.read_bytes() == source.read_bytes()
     assert (

@@ -127,7 +127,10 @@ def _add_service_commands(commands: Any) -> None:
     download = commands.add_parser("download", parents=settings, help="download a file by uuid")
     download.add_argument("uuid")
     download.add_argument("destination")
-    download.add_argument("--share-secret", help="for restricted files")
+    download.add_argument(
+        "--share-secret",
+        help="for restricted files; write --share-secret=VALUE (a secret may begin with '-')",
+    )
     download.add_argument("--thumbnail", action="store_true")
     download.add_argument("--no-progress", action="store_true", help="no progress bar")
 
