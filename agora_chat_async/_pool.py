@@ -30,19 +30,32 @@ handed to another request nor closed as surplus, and only idle connections count
 the keep-alive limit, and idle connections are checked for expiry when one is about to be
 handed to a request, all of them at most every ``SWEEP`` seconds. The rest is httpcore's
 (connecting, HTTP/1.1, timeouts, closing).
+
+One decision is added: a request that finds no idle connection, while a busy one is about
+to be free, **waits for that one** rather than open a connection (:func:`connection_wait`).
+A new connection's request is counted a handshake late (one round trip or more), and a
+sliding window carries that into every later window; a connection whose request started
+within the last round trip is free again sooner than that. The pool learns how long a
+request holds a connection it did not open (``hold``: the shortest of the last ``_HOLDS``,
+about the round trip); the wait is at most one ``hold``, and after it the request opens a
+connection as before. A pool that has not yet
+seen a reused connection answer never waits.
 :func:`pooled_transport` gives an ``httpx.AsyncHTTPTransport`` with it; the client uses
 one unless it is given its own ``http_client``.
 """
 
 from __future__ import annotations
 
+import collections
 import time
+from collections.abc import Iterable
 from typing import Any, Final
 
+import anyio
 import httpcore
 import httpx
 
-__all__ = ["DEFAULT_LIMITS", "SWEEP", "ConnectionPool", "pooled_transport"]
+__all__ = ["DEFAULT_LIMITS", "SWEEP", "ConnectionPool", "connection_wait", "pooled_transport"]
 
 #: Every idle connection is checked for expiry (its keep-alive time, or the server having
 #: closed it) at most this often; the one about to be reused, always.
@@ -59,6 +72,35 @@ DEFAULT_LIMITS: Final = httpx.Limits(
 )
 
 
+#: ``hold`` is the shortest time one of the last this many requests on a connection it did
+#: not open held it: about the round trip (a long download among them does not raise it).
+_HOLDS: Final = 32
+#: A busy connection counts as about to be free from when its request started until this
+#: much of a ``hold`` after it was due (an answer a little late is still coming).
+_LATE: Final = 0.25
+
+
+def connection_wait(
+    now: float, busy_since: Iterable[float], hold: float | None, ahead: int
+) -> float:
+    """How long a request that finds no idle connection waits for a busy one: ``0`` to open
+    a connection now.
+
+    *busy_since* are when the busy connections' requests started, *hold* how long a request
+    usually holds a connection (``None`` before any was measured), *ahead* how many
+    requests already wait for one. The connections about to be free are those whose request
+    started within the last ``hold`` (plus ``_LATE`` of it): the next one not promised to a
+    request ahead is waited for until it is due (plus ``_LATE``), never more than one
+    ``hold``, which is less than a new connection's handshake costs.
+    """
+    if hold is None or hold <= 0:
+        return 0.0
+    due = sorted(since + hold for since in busy_since if since + hold * (1 + _LATE) > now)
+    if len(due) <= ahead:
+        return 0.0
+    return min(hold, max(0.0, due[ahead] - now) + hold * _LATE)
+
+
 try:  # httpcore >= 1.0.3: the queue's requests know their connection
     from httpcore._async.connection_pool import AsyncPoolRequest as _AsyncPoolRequest
 except ImportError:  # pragma: no cover - an httpcore this pool does not know
@@ -71,17 +113,86 @@ else:
 
 class ConnectionPool(httpcore.AsyncConnectionPool):
     """``httpcore.AsyncConnectionPool`` that never hands one idle HTTP/1.1 connection to
-    two requests, nor closes a connection a request is about to use."""
+    two requests, nor closes a connection a request is about to use, and lets a request
+    wait for a connection about to be free rather than open one."""
+
+    # Set on first use: the class is swapped onto a pool httpx built (no __init__).
+    _agora_busy: dict[httpcore.AsyncConnectionInterface, tuple[float, bool]]
+    _agora_holds: collections.deque[float]
+    _agora_waiting: int
+    _agora_freed: anyio.Event | None
+
+    def _agora_state(self) -> None:
+        if not hasattr(self, "_agora_busy"):
+            self._agora_busy = {}  # connection -> (its request's start, opened for it)
+            self._agora_holds = collections.deque(maxlen=_HOLDS)
+            self._agora_waiting = 0
+            self._agora_freed = None
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """httpcore's, after waiting (at most one ``hold``) for a busy connection about to
+        be free when no idle one is (:func:`connection_wait`)."""
+        self._agora_state()
+        origin = request.url.origin
+        with self._optional_thread_lock:
+            wait = self._agora_wait(origin)
+        if wait > 0:
+            self._agora_waiting += 1
+            try:
+                with anyio.move_on_after(wait):
+                    while not self._agora_idle(origin):
+                        if self._agora_freed is None:
+                            self._agora_freed = anyio.Event()
+                        await self._agora_freed.wait()
+            finally:
+                self._agora_waiting -= 1
+        return await super().handle_async_request(request)
+
+    def _agora_idle(self, origin: httpcore.Origin) -> bool:
+        """Whether an idle connection to *origin* is free for a request now."""
+        reserved = {request.connection for request in self._requests if request.connection}
+        return any(
+            c.can_handle_request(origin) and c.is_idle() and c not in reserved
+            for c in self._connections
+        )
+
+    def _agora_wait(self, origin: httpcore.Origin) -> float:
+        if not self._agora_holds or self._agora_idle(origin):
+            return 0.0
+        queued = sum(1 for request in self._requests if request.connection is None)
+        busy = (
+            since
+            for connection, (since, _) in self._agora_busy.items()
+            if connection.can_handle_request(origin)
+        )
+        return connection_wait(
+            time.monotonic(), busy, min(self._agora_holds), self._agora_waiting + queued
+        )
+
+    def _agora_released(self, reserved: set[httpcore.AsyncConnectionInterface], now: float) -> None:
+        """Note the connections whose request ended since the last pass, and how long
+        each reused one was held; wake the requests waiting for one."""
+        busy = self._agora_busy
+        released = [c for c in busy if c not in reserved]
+        for connection in released:
+            since, opened = busy.pop(connection)
+            if not opened and not connection.is_closed():
+                self._agora_holds.append(now - since)
+        if released and self._agora_freed is not None:
+            self._agora_freed.set()
+            self._agora_freed = None
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         # The same three cases as httpcore's pass (reuse, create, replace an idle one),
         # with reservations: a connection assigned to a request still counts as idle
         # until that request starts on it.
+        self._agora_state()
         requests: list[Any] = self._requests  # httpcore's AsyncPoolRequest
         connections = self._connections
         reserved = {request.connection for request in requests if request.connection}
         closing: list[httpcore.AsyncConnectionInterface] = []
         now = time.monotonic()
+        self._agora_released(reserved, now)
         # Set on the first pass: the class is swapped onto a pool httpx built (no __init__).
         sweep = now >= getattr(self, "_agora_sweep_at", 0.0)
         if sweep:
@@ -102,6 +213,7 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
                 continue
             origin = request.request.url.origin
             found = self._reusable(origin, reserved, spare, closing)
+            opened = found is None
             if found is not None:
                 connection = found
                 if connection in spare:
@@ -117,6 +229,7 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
                 connections.append(connection)
             request.assign_to_connection(connection)
             reserved.add(connection)
+            self._agora_busy[connection] = (now, opened)
         return closing
 
     def _reusable(

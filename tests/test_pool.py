@@ -17,11 +17,13 @@ import pytest
 
 import agora_chat_async._pool
 from agora_chat_async import AgoraChatClient, StaticToken, pooled_transport
-from agora_chat_async._pool import ConnectionPool
+from agora_chat_async._pool import ConnectionPool, connection_wait
 
 from .sockets import OK, read_request
 
 BURST = 100
+#: How long the server holds a ``POST /slow``: a round trip.
+SLOW = 0.3
 
 
 class Server:
@@ -43,6 +45,11 @@ class Server:
             while True:
                 head = await read_request(reader)
                 if head.startswith(b"POST /quick "):
+                    writer.write(OK)
+                    await writer.drain()
+                    continue
+                if head.startswith(b"POST /slow "):
+                    await asyncio.sleep(SLOW)
                     writer.write(OK)
                     await writer.drain()
                     continue
@@ -151,6 +158,57 @@ async def test_a_pass_polls_no_idle_socket_but_the_one_it_reuses(server, monkeyp
     # one check a request (the connection reused), not one per idle connection per pass
     assert len(polled) == 10
     assert state.connections == BURST
+
+
+def test_a_request_waits_for_the_next_busy_connection_due_within_a_hold():
+    # two busy connections due at 1.2 and 1.3; a hold of 1.0
+    assert connection_wait(1.0, [0.2, 0.3], 1.0, 0) == pytest.approx(0.2 + 0.25)
+    assert connection_wait(1.0, [0.2, 0.3], 1.0, 1) == pytest.approx(0.3 + 0.25)
+    # both promised to requests ahead: a connection is opened
+    assert connection_wait(1.0, [0.2, 0.3], 1.0, 2) == 0.0
+    # never more than a hold, even for one just started
+    assert connection_wait(1.0, [1.0], 1.0, 0) == 1.0
+    # a request overdue by a quarter hold or more is not about to be free (a long one)
+    assert connection_wait(1.0, [-0.25], 1.0, 0) == 0.0
+    assert connection_wait(1.0, [-0.2], 1.0, 0) == pytest.approx(0.25)
+    # nothing measured yet, or nothing busy: open one
+    assert connection_wait(1.0, [0.5], None, 0) == 0.0
+    assert connection_wait(1.0, [], 1.0, 0) == 0.0
+
+
+async def test_a_request_takes_a_connection_about_to_be_free_rather_than_open_one(server):
+    state, url = server
+    async with httpx.AsyncClient(transport=pooled_transport()) as http:
+        async with asyncio.timeout(10):
+            for _ in range(2):  # two connections, then how long a reused one is held
+                await asyncio.gather(*(http.post(f"{url}slow") for _ in range(2)))
+            assert state.connections == 2
+            held = [asyncio.create_task(http.post(f"{url}slow")) for _ in range(2)]
+            await asyncio.sleep(SLOW / 2)  # both busy, free in half a round trip
+            third = await http.post(f"{url}slow")
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+    assert third.status_code == 200
+    # a new connection would have been counted a handshake late (SLOW / 2 sooner here)
+    assert state.connections == 2
+
+
+async def test_a_request_waits_for_a_busy_connection_one_hold_at_most(server):
+    state, url = server
+    state.next_burst(expected=2)  # a plain POST is held 2 s: a second never comes
+    async with httpx.AsyncClient(transport=pooled_transport()) as http:
+        async with asyncio.timeout(10):
+            await http.post(f"{url}slow")
+            await http.post(f"{url}slow")  # reused: the hold is SLOW
+            held = asyncio.create_task(http.post(url, content=b"{}"))
+            await state.holding(1)
+            quick = await http.post(f"{url}quick", content=b"{}")
+            # it waited a hold for the held one, then opened a connection
+            assert quick.status_code == 200
+            assert state.active == 1
+            assert state.connections == 2
+            state.next_burst(expected=0)
+            state._arrived.set()
+            assert (await held).status_code == 200
 
 
 class Moments:
