@@ -85,6 +85,8 @@ class SendEncoding:
         try:
             wire = converter.unstructure(template)
             encoded = encode_json(wire)
+        except ValidationError:  # a number JSON cannot carry
+            raise
         except (TypeError, ValueError) as exc:
             raise ValidationError("ext", f"must be JSON-serialisable: {exc}") from None
         if len(encoded) > MAX_CONTENT_BYTES:  # else body plus ext is smaller still
@@ -95,6 +97,11 @@ class SendEncoding:
         self._tail = encoded[len(self._HEAD) + 2 :]
         #: The request's size with an empty ``to`` array.
         self.base_size = len(encoded)
+
+    @property
+    def message(self) -> bytes:
+        """The request body's bytes but its recipients: the message, with every option."""
+        return self._tail
 
     def encode(self, batch: list[str]) -> bytes:
         """The request body that sends this message to *batch*."""

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import IO, Final, Literal, Self, Unpack, final
 from urllib.parse import quote
 
+import attrs
 import httpx
 
 from ._auth import Auth
@@ -324,9 +325,11 @@ class AgoraChatClient:
         window's requests at once, more when a round trip is longer than the
         window: :meth:`in_flight`), at most *concurrency* if given; the result is a
         :class:`FanOut`, an async iterator of one :class:`SendResult` per request, in
-        completion order. Memory does not grow with the number of recipients. Unlike
-        ``send_*_message``, it does not remove duplicate ids (that would need memory
-        for all of them)::
+        completion order. Its input is screened as it comes (docs/endpoints.md, "Input
+        as users give it"): an id named twice is sent once and counted in the results'
+        ``duplicates``; an id that cannot be sent (empty, blank, not a string, too long)
+        fails on its own, in ``failed`` with its input position, and the rest go on. So
+        memory grows only with the distinct ids seen (about 100 bytes each)::
 
             async with client.fan_out(read_ids(), TextBody(msg="hi")) as results:
                 async for result in results:
@@ -339,8 +342,7 @@ class AgoraChatClient:
         accepting that a recipient may get the message twice.
 
         Raises:
-            ValidationError: an argument is invalid (before anything is sent), or,
-                while iterating, a recipient id is invalid.
+            ValidationError: an argument is invalid (before anything is sent).
         """
         kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
         sending = self._sender(kind, body, level, "bulk", options)
@@ -410,7 +412,11 @@ class AgoraChatClient:
         *record*, if given, is awaited with each result before the store records it: the
         place to write a per-recipient log that must never lag the store. A job resumed
         within a window of its last send first waits for that window to pass (the server
-        still counts it; a new limiter cannot know)::
+        still counts it; a new limiter cannot know); a finished job returns at once
+        (:attr:`DurableFanOut.remaining` is ``0``). Its input is screened like
+        :meth:`fan_out`'s, every run: duplicates counted, invalid ids failed alone. A job
+        is bound to its message: the same *job* with another target, body or option is
+        refused before anything is sent::
 
             store = FileProgressStore("spring-sale.progress")
             async with client.durable_fan_out(ids, body, job="spring-sale", store=store) as results:
@@ -421,7 +427,8 @@ class AgoraChatClient:
 
         Raises:
             ValidationError: an argument is invalid; *to* is not a sequence, or not the
-                input *job* was started with (its size or contents differ).
+                input *job* was started with (its size or contents differ), or *job* was
+                started with another message (field ``"job"``: give this one its own name).
             OSError: the store cannot be written (sending stops: nothing is sent unrecorded).
         """
         kind: LimitName = check_choice("target", target, ("users", "groups", "rooms"))
@@ -475,14 +482,15 @@ class AgoraChatClient:
         priority: Priority,
         options: MessageOptions,
     ) -> SendResult:
-        targets = recipients("to", to)
+        targets, duplicates = recipients("to", to)
         sending = self._sender(kind, body, level, priority, options)
         # Pack up front: an id that can never fit is refused before anything is sent, and
         # a single request (the web handler's case) skips the fan-out machinery.
         packer = sending.packer(self._limiter.rate_limits)
         batches = list(pack_recipients(targets, packer))
         if len(batches) == 1:
-            return await sending.send(batches[0])
+            result = await sending.send(batches[0])
+            return attrs.evolve(result, duplicates=duplicates) if duplicates else result
         delivered: dict[str, str] = {}
         failed: dict[str, AgoraChatError] = {}
         unknown: dict[str, OutcomeUnknownError] = {}
@@ -492,7 +500,9 @@ class AgoraChatClient:
                 delivered.update(result.message_ids)
                 failed.update(result.failed)
                 unknown.update(result.unknown)
-        return SendResult(message_ids=delivered, failed=failed, unknown=unknown)
+        return SendResult(
+            message_ids=delivered, failed=failed, unknown=unknown, duplicates=duplicates
+        )
 
     # -- files -----------------------------------------------------------------------------------
 

@@ -370,7 +370,13 @@ def encode_json(value: object) -> bytes:
 
     Size limits (5 KB per request, 3 KB for body plus ext) are measured on these bytes.
     """
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN or an infinity: Python's json would write ``NaN``
+        raise ValidationError(
+            "request body", f"{exc}: send finite numbers, or the value as a string"
+        ) from None
+    return text.encode("utf-8")
 
 
 def dumps(obj: object) -> bytes:

@@ -39,15 +39,17 @@ from ._fanout import FanOut, Sender
 from ._flight import InFlight
 from ._models import SendResult
 from ._progress import JobProgress, ProgressStore
+from ._screen import Screen
 from ._validate import check_id
 
 __all__ = ["DurableFanOut"]
 
 
-def _fingerprint(ids: Sequence[str]) -> tuple[int, str]:
+def _fingerprint(ids: Sequence[object]) -> tuple[int, str]:
     digest = hashlib.sha256()
-    for recipient in ids:
-        digest.update(recipient.encode("utf-8"))
+    for recipient in ids:  # what cannot be sent is screened later; it is fingerprinted too
+        text = recipient if isinstance(recipient, str) else repr(recipient)
+        digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\n")
     return len(ids), digest.hexdigest()
 
@@ -160,6 +162,7 @@ class DurableFanOut:
         "_store",
         "_window",
         "delivered_before",
+        "remaining",
         "uncertain",
     )
 
@@ -199,6 +202,9 @@ class DurableFanOut:
         self.uncertain: dict[int, str] = {}
         #: How many recipients earlier runs delivered (skipped by this one).
         self.delivered_before = 0
+        #: How many input positions this run has to send (after entering): ``0`` when the
+        #: job was finished before, in which case it returns at once.
+        self.remaining = 0
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
@@ -221,9 +227,10 @@ class DurableFanOut:
             beats = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(beats.cancel_scope.cancel)  # runs first: before the release
             beats.start_soon(self._beat, store.heartbeat)
+        message = self._sender.message_sha256
         progress = await store.load(name)
         if progress is None:
-            progress = JobProgress(count=count, sha256=sha256)
+            progress = JobProgress(count=count, sha256=sha256, message=message)
         elif (progress.count, progress.sha256) != (count, sha256):
             raise ValidationError(
                 "to",
@@ -231,6 +238,14 @@ class DurableFanOut:
                 f"{progress.count} ids, this has {count}, or their contents differ); "
                 "resume a job with the same input, or start another job",
             )
+        elif progress.message not in (None, message):
+            raise ValidationError(
+                "job",
+                f"{name!r} was started with another message (its target, body or options "
+                "differ): resume it with the message it was started with, or give this "
+                "message a job name of its own",
+            )
+        progress.message = message
         # What was in flight when the last run stopped may or may not have been delivered.
         progress.uncertain.update(progress.in_flight)
         progress.in_flight.clear()
@@ -240,7 +255,8 @@ class DurableFanOut:
             progress.uncertain.clear()
         job = self._job = _Job(store, name, progress, self._record)
         await job.save(sending=False)
-        if progress.saved_at is not None:
+        self.remaining = count - len(progress.done) - len(progress.uncertain)
+        if progress.saved_at is not None and self.remaining:
             # The last worker sent until saved_at: the server still counts that window, which
             # a new limiter knows nothing of. Wait it out instead of meeting refusals.
             await self._clock.sleep(
@@ -285,18 +301,41 @@ class DurableFanOut:
             raise RuntimeError("use `async with client.durable_fan_out(...) as results:` first")
         return await self._fan_out.__anext__()
 
-    async def _batches(self, progress: JobProgress) -> AsyncIterator[list[str]]:
-        """The batches still to send, each knowing its positions; checked as they come."""
+    async def _reported(self, screen: Screen) -> SendResult | None:
+        """The screen's report of duplicates and invalid ids, given to ``record`` first like
+        every other result (nothing of it is in the store: a rerun screens them again)."""
+        report = screen.report()
+        if report is not None and self._record is not None:
+            await self._record(report)
+        return report
+
+    async def _batches(self, progress: JobProgress) -> AsyncIterator[list[str] | SendResult]:
+        """The batches still to send, each knowing its positions; screened as they come
+        (``_screen.py``: every position is screened, those done before too, so that a
+        later occurrence of an id delivered by an earlier run is still a duplicate)."""
         packer, pending = self._packer, deque[int]()
         done, uncertain = progress.done, progress.uncertain
+        screen = Screen()
         for position, recipient in enumerate(self._ids):
-            if position in done or position in uncertain:
-                continue
-            pending.append(position)
-            for batch in packer.add(check_id(f"to[{position}]", recipient), position):
-                yield _Batch(batch, [pending.popleft() for _ in batch])
+            checked = screen.check(recipient, position)
+            if checked is not None and position not in done and position not in uncertain:
+                try:
+                    batches = packer.add(checked, position)
+                except ValidationError as error:  # too long to fit any request
+                    screen.fail(checked, error)
+                else:
+                    pending.append(position)
+                    if batches:
+                        report = await self._reported(screen)
+                        if report is not None:
+                            yield report
+                    for batch in batches:
+                        yield _Batch(batch, [pending.popleft() for _ in batch])
             if position % 4096 == 0:
                 await anyio.lowlevel.checkpoint()
+        report = await self._reported(screen)
+        if report is not None:
+            yield report
         last = packer.flush()
         if last is not None:
             yield _Batch(last, [pending.popleft() for _ in last])

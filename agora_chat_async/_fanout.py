@@ -23,6 +23,7 @@ the remaining batches are reported failed with that error without being sent.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sized
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -52,6 +53,7 @@ from ._permit import Permit
 from ._pipeline import Pipeline
 from ._rates import Claim, LimitName, Priority, RateLimits, bulk_limit, is_bulk
 from ._request import Request
+from ._screen import Screen
 from ._validate import check_id, check_mapping, to_millis
 
 __all__ = [
@@ -188,6 +190,14 @@ class Sender:
             priority=priority,
         )
 
+    @property
+    def message_sha256(self) -> str:
+        """The SHA-256 of what this sender sends to every batch: the recipients' kind, the
+        body and every option, as encoded (a durable job is bound to it)."""
+        digest = hashlib.sha256(self.kind.encode())
+        digest.update(b"\n" + self._encoding.message)
+        return digest.hexdigest()
+
     def packer(self, rate_limits: RateLimits) -> Packer:
         """A packer for this message: the documented cap, the rate's limit, 5000 bytes,
         and batches that tile the windows this priority may fill (bulk leaves the
@@ -294,27 +304,46 @@ def _outcome(batch: list[str], data: Mapping[str, object]) -> SendResult:
 
 
 async def packed(
-    recipients: Iterable[str] | AsyncIterable[str], packer: Packer
-) -> AsyncIterator[list[str]]:
-    """The batches of an unbounded input, read lazily: each id is checked as it comes.
+    recipients: Iterable[object] | AsyncIterable[object], packer: Packer
+) -> AsyncIterator[list[str] | SendResult]:
+    """The batches of an unbounded input, read lazily, each id screened as it comes
+    (``_screen.py``): what is screened out (duplicates, ids that cannot be sent) comes as
+    a :class:`SendResult` before the batch that follows it, or last."""
+    screen = Screen()
 
-    Raises:
-        ValidationError: an id is not a non-empty string, or could never fit a request.
-    """
+    def add(recipient: object, index: int) -> list[list[str]]:
+        checked = screen.check(recipient, index)
+        if checked is None:
+            return []
+        try:
+            return packer.add(checked, index)
+        except ValidationError as error:  # too long to fit any request
+            screen.fail(checked, error)
+            return []
+
+    async def flushed(batches: list[list[str]]) -> AsyncIterator[list[str] | SendResult]:
+        report = screen.report()
+        if report is not None:
+            yield report
+        for batch in batches:
+            yield batch
+
     index = 0
     if isinstance(recipients, AsyncIterable):
         async for recipient in recipients:
-            for batch in packer.add(check_id(f"to[{index}]", recipient), index):
-                yield batch
+            if batches := add(recipient, index):
+                async for item in flushed(batches):
+                    yield item
             index += 1
     else:
         for recipient in recipients:
-            for batch in packer.add(check_id(f"to[{index}]", recipient), index):
-                yield batch
+            if batches := add(recipient, index):
+                async for item in flushed(batches):
+                    yield item
             index += 1
     last = packer.flush()
-    if last is not None:
-        yield last
+    async for item in flushed([last] if last is not None else []):
+        yield item
 
 
 @final
@@ -338,7 +367,7 @@ class FanOut:
     def __init__(
         self,
         sender: BatchSender,
-        batches: Iterable[list[str]] | AsyncIterable[list[str]],
+        batches: Iterable[list[str]] | AsyncIterable[list[str] | SendResult],
         *,
         in_flight: InFlight,
         progress: Callable[[SendResult], object] | None = None,
@@ -414,11 +443,14 @@ class FanOut:
             try:
                 if isinstance(self._batches, AsyncIterable):
                     async for batch in self._batches:
-                        await batches.send(batch)
+                        if isinstance(batch, SendResult):  # ids screened out, not sent
+                            await results.send(batch)
+                        else:
+                            await batches.send(batch)
                 else:
                     for batch in self._batches:
                         await batches.send(batch)
-            except AgoraChatError as error:  # an invalid id, found while reading the input
+            except AgoraChatError as error:  # the input's own failure
                 await results.send(error)
             finally:
                 aclose = getattr(self._batches, "aclose", None)

@@ -10,6 +10,7 @@ fan-out.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -79,9 +80,11 @@ def _coordinate(value: float | str) -> str:
         raise ValidationError("lat/lng", f"must be a number or a decimal string, got {value!r}")
     text = str(value).strip()
     try:
-        float(text)
+        finite = math.isfinite(float(text))
     except ValueError:
-        raise ValidationError("lat/lng", f"must be a decimal number, got {value!r}") from None
+        finite = False
+    if not finite:
+        raise ValidationError("lat/lng", f"must be a finite decimal number, got {value!r}")
     return text
 
 
@@ -270,6 +273,10 @@ class SendResult:
     - ``failed``: certainly not delivered; recipient -> the error;
     - ``unknown``: the request may or may not have been processed (a read timeout,
       a 500); recipient -> :class:`OutcomeUnknownError`. Do not resend blindly.
+
+    ``duplicates`` counts the later occurrences of ids a fan-out's input named more than
+    once (recipient -> how many more times): each was sent once, at its first occurrence,
+    and its outcome is in one of the three above.
     """
 
     message_ids: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_mapping)
@@ -277,6 +284,7 @@ class SendResult:
     unknown: Mapping[str, OutcomeUnknownError] = attrs.field(
         factory=dict, converter=_freeze_mapping
     )
+    duplicates: Mapping[str, int] = attrs.field(factory=dict, converter=_freeze_mapping)
 
     @property
     def ok(self) -> bool:
@@ -300,11 +308,15 @@ class SendResult:
         return self
 
     def merge(self, other: SendResult) -> SendResult:
-        """Combine two results of disjoint recipient sets."""
+        """Combine two results of disjoint recipient sets (duplicates' counts add up)."""
+        duplicates = dict(self.duplicates)
+        for recipient, count in other.duplicates.items():
+            duplicates[recipient] = duplicates.get(recipient, 0) + count
         return SendResult(
             message_ids={**self.message_ids, **other.message_ids},
             failed={**self.failed, **other.failed},
             unknown={**self.unknown, **other.unknown},
+            duplicates=duplicates,
         )
 
 

@@ -39,6 +39,9 @@ class JobProgress:
     #: When a worker last recorded a send (Unix seconds): a worker resuming the job within a
     #: window of it waits for that window, which the server still counts.
     saved_at: float | None = None
+    #: The SHA-256 of the job's message (``Sender.message_sha256``); ``None`` in progress
+    #: saved before jobs were bound to their message (taken as this run's).
+    message: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The progress as a JSON object (the stores' format)."""
@@ -49,6 +52,7 @@ class JobProgress:
             "in_flight": self.in_flight.pairs(),
             "uncertain": self.uncertain.pairs(),
             "saved_at": self.saved_at,
+            "message": self.message,
         }
 
     @classmethod
@@ -69,6 +73,7 @@ class JobProgress:
                 in_flight=Ranges((int(a), int(b)) for a, b in data["in_flight"]),
                 uncertain=Ranges((int(a), int(b)) for a, b in data["uncertain"]),
                 saved_at=None if data.get("saved_at") is None else float(data["saved_at"]),
+                message=None if data.get("message") is None else str(data["message"]),
             )
         except (KeyError, TypeError, ValueError):
             raise ValidationError("store", f"{where} holds no fan-out progress") from None

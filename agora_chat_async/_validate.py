@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from ._exceptions import ValidationError
 __all__ = [
     "check_aware",
     "check_choice",
+    "check_finite",
     "check_id",
     "check_mapping",
     "check_seconds",
@@ -88,14 +90,37 @@ def check_choice(field: str, value: T, choices: Collection[T]) -> T:
 
 
 def check_mapping(field: str, value: object) -> Mapping[str, Any]:
-    """A JSON object; ``None`` is not accepted (the service refuses ``null`` here)."""
+    """A JSON object; ``None`` is not accepted (the service refuses ``null`` here), nor is
+    a number JSON cannot carry anywhere in it (:func:`check_finite`)."""
     if not isinstance(value, Mapping):
         raise ValidationError(field, f"must be a mapping (a JSON object), got {value!r}")
+    check_finite(field, value)
     return value
 
 
-def recipients(field: str, to: str | Iterable[str]) -> list[str]:
-    """Recipient ids in order, duplicates removed (a recipient is sent to once)."""
+def check_finite(field: str, value: object) -> None:
+    """Refuse ``NaN`` and the infinities anywhere in *value* (JSON has no such numbers:
+    Python's ``json`` would write ``NaN``, which the service cannot parse).
+
+    Raises:
+        ValidationError: naming the first such number's place, e.g. ``ext['score']``.
+    """
+    stack: list[tuple[str, object]] = [(field, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError(
+                where, f"is {item!r}, which JSON cannot carry; send a finite number or a string"
+            )
+        if isinstance(item, Mapping):
+            stack.extend((f"{where}[{key!r}]", child) for key, child in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{index}]", child) for index, child in enumerate(item))
+
+
+def recipients(field: str, to: str | Iterable[str]) -> tuple[list[str], dict[str, int]]:
+    """Recipient ids in order, duplicates removed (a recipient is sent to once), and how
+    many more times each duplicated id was named."""
     if isinstance(to, str):
         to = [to]
     if isinstance(to, bytes | Mapping):
@@ -103,7 +128,13 @@ def recipients(field: str, to: str | Iterable[str]) -> list[str]:
     result = [check_id(f"{field}[{index}]", item) for index, item in enumerate(to)]
     if not result:
         raise ValidationError(field, "names no recipient")
-    return list(dict.fromkeys(result))
+    unique = list(dict.fromkeys(result))
+    duplicates: dict[str, int] = {}
+    if len(unique) < len(result):
+        for recipient in result:
+            duplicates[recipient] = duplicates.get(recipient, -1) + 1
+        duplicates = {recipient: more for recipient, more in duplicates.items() if more}
+    return unique, duplicates
 
 
 def to_millis(field: str, value: datetime | int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import httpx
@@ -231,6 +232,20 @@ async def test_invalid_arguments_raise_before_any_request(client, api, call, fie
     assert route.call_count == 0
 
 
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+async def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(client, api, number):
+    route = api.post("/messages/users").mock(side_effect=echo_ids("/messages/users"))
+    with pytest.raises(ValidationError, match=r"^ext\['push'\]\['score'\]\[1\]: is (nan|inf|-inf)"):
+        await client.send_user_message(
+            "u", TextBody(msg="m"), ext={"push": {"score": [1.0, number]}}
+        )
+    with pytest.raises(ValidationError, match=r"^lat/lng: must be a finite decimal number"):
+        LocationBody(lat=number, lng=0, addr="a")
+    with pytest.raises(ValidationError, match=r"^lat/lng: must be a finite decimal number"):
+        LocationBody(lat=str(number), lng=0, addr="a")
+    assert not route.called
+
+
 async def test_body_plus_ext_of_exactly_3000_bytes_is_allowed(client, api):
     api.post("/messages/users").mock(side_effect=echo_ids("/messages/users"))
     body = TextBody(msg="x" * (3000 - len('{"msg":""}')))
@@ -239,9 +254,10 @@ async def test_body_plus_ext_of_exactly_3000_bytes_is_allowed(client, api):
 
 async def test_duplicate_recipients_are_sent_once(client, api):
     route = api.post("/messages/users").mock(side_effect=echo_ids("/messages/users"))
-    result = await client.send_user_message(["a", "b", "a"], TextBody(msg="m"))
+    result = await client.send_user_message(["a", "b", "a", "a"], TextBody(msg="m"))
     assert json_body(route.calls.last.request)["to"] == ["a", "b"]
     assert set(result.message_ids) == {"a", "b"}
+    assert result.duplicates == {"a": 2}  # counted, as in a fan-out
 
 
 @pytest.mark.parametrize(("kind", "cap"), [("users", 600), ("groups", 3), ("rooms", 10)])

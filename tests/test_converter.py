@@ -1,6 +1,7 @@
 """Wire names are mapped in one place, and None is never sent."""
 
 import json
+import math
 
 import pytest
 
@@ -13,6 +14,7 @@ from agora_chat_async import (
     LocationBody,
     TextBody,
     UnknownBody,
+    ValidationError,
     VideoBody,
 )
 from agora_chat_async._converter import (
@@ -22,6 +24,7 @@ from agora_chat_async._converter import (
     UploadEntity,
     converter,
     dumps,
+    encode_json,
     structure_body,
 )
 
@@ -210,3 +213,10 @@ def test_history_record_from_the_reference_example():
     assert record.bodies == (TextBody(msg="hi"),)
     assert record.ext == {"key1": "value1"}
     assert record.direction == "outgoing"
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf])
+def test_no_request_body_carries_a_number_json_cannot(number):
+    # The last line of defence under every field's own check: Python's json writes NaN.
+    with pytest.raises(ValidationError, match=r"^request body: Out of range float"):
+        encode_json({"x": [number]})

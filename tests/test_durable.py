@@ -18,6 +18,7 @@ from agora_chat_async import (
     Rate,
     RateLimits,
     RedisProgressStore,
+    SendResult,
     TextBody,
     ValidationError,
 )
@@ -112,6 +113,55 @@ async def test_another_input_or_another_job_is_refused(tmp_path):
                 pass
         with pytest.raises(ValidationError, match=r"^to: must be a sequence"):
             client.durable_fan_out(iter(IDS), BODY, job="sale", store=store)  # type: ignore[arg-type]
+
+
+async def test_a_job_is_bound_to_its_message_and_a_finished_one_returns_at_once(tmp_path):
+    clock = MockClock(start=0.0)
+    emulator = Emulator(clock=clock)
+    store = FileProgressStore(tmp_path / "sale.progress")
+    await run(emulator, store, IDS[:10])
+    sent = emulator.requests["users"]
+    async with emulator.client(rate_limits=LIMITS) as client:
+        for other in (
+            {"body": TextBody(msg="another text")},
+            {"body": BODY, "ext": {"campaign": 2}},
+            {"body": BODY, "target": "groups"},
+        ):
+            message = other.pop("body")
+            with pytest.raises(ValidationError, match=r"^job: 'sale' was started with another"):
+                async with client.durable_fan_out(
+                    IDS[:10], message, job="sale", store=store, **other
+                ):
+                    pass
+        assert emulator.requests["users"] == sent  # nothing was sent
+        started = clock.now()
+        async with client.durable_fan_out(IDS[:10], BODY, job="sale", store=store) as results:
+            assert results.remaining == 0
+            assert [result async for result in results] == []
+        assert clock.now() == started  # no window waited out for nothing
+
+
+async def test_a_job_screens_its_input_like_any_fan_out(tmp_path):
+    emulator = Emulator(clock=MockClock(start=0.0))
+    store = FileProgressStore(tmp_path / "sale.progress")
+    ids = [*IDS[:20], "", IDS[3], *IDS[20:30]]
+    total = recorded = SendResult()
+
+    async def record(result: SendResult) -> None:
+        nonlocal recorded
+        recorded = recorded.merge(result)
+
+    async with emulator.client(rate_limits=LIMITS) as client:
+        fan_out = client.durable_fan_out(ids, BODY, job="sale", store=store, record=record)
+        async with fan_out as results:
+            async for result in results:
+                total = total.merge(result)
+    assert len(total.message_ids) == 30
+    assert total.failed[""].field == "to[20]"  # type: ignore[attr-defined]
+    assert total.duplicates == {IDS[3]: 1}
+    assert emulator.duplicates == 0
+    # The record (a per-recipient log) is given the screen's report like any other result.
+    assert recorded == total
 
 
 @settings(

@@ -144,12 +144,50 @@ async def test_invalid_fan_out_arguments(emulator, kwargs, field):
     assert caught.value.field == field
 
 
-async def test_an_invalid_id_in_the_stream_raises_while_iterating(emulator):
+async def fanned(client, ids, **options) -> SendResult:
+    total = SendResult()
+    async with client.fan_out(ids, TEXT, **options) as results:
+        async for result in results:
+            total = total.merge(result)
+    return total
+
+
+async def test_a_duplicate_id_is_sent_once_and_counted(emulator):
+    ids = [f"user-{index:03d}" for index in range(310)]
+    ids.insert(200, "user-007")  # 311 ids, one of them twice
     async with emulator.client() as client:
-        with pytest.raises(ValidationError, match=r"to\[3\]"):
-            async with client.fan_out(["a", "b", "c", ""], TEXT) as results:
-                async for _ in results:
-                    pass
+        total = await fanned(client, iter(ids))
+    assert (len(total.message_ids), len(total.failed), len(total.unknown)) == (310, 0, 0)
+    assert total.duplicates == {"user-007": 1}
+    assert len(emulator.deliveries) == 310
+
+
+async def test_a_blank_id_fails_alone_with_its_position_and_the_rest_go_on(emulator):
+    ids = [f"user-{index:04d}" for index in range(2000)]
+    ids[1000] = ""
+    async with emulator.client() as client:
+        total = await fanned(client, (i for i in ids))
+    assert len(total.message_ids) == 1999
+    assert list(total.failed) == [""]
+    error = total.failed[""]
+    assert isinstance(error, ValidationError)
+    assert error.field == "to[1000]"
+    assert total.recipients == 2000
+
+
+async def test_every_id_that_cannot_be_sent_fails_on_its_own(emulator):
+    too_long = "x" * 6000
+    ids = ["a", " ", 7, too_long, "b", "", "a"]
+    async with emulator.client() as client:
+        total = await fanned(client, ids)
+    assert set(total.message_ids) == {"a", "b"}
+    assert {key: error.field for key, error in total.failed.items()} == {
+        " ": "to[1]",
+        "7": "to[2]",
+        too_long: "to[3]",
+        "": "to[5]",
+    }
+    assert total.duplicates == {"a": 1}
 
 
 async def test_a_single_string_is_not_taken_for_an_iterable(emulator):
