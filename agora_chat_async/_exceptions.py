@@ -76,9 +76,11 @@ _SECRET_PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',]+"),
     re.compile(r"\b007[A-Za-z0-9+/=_-]{20,}"),
     re.compile(r"\bYWMt[A-Za-z0-9+/=_-]{10,}"),
-    # Signed query strings (history download URLs) and share-secrets.
+    # Signed query strings (history download URLs) and share-secrets: a key on its own, not the
+    # end of a service code ("auth_bad_access_token: Unable to ..." keeps its description).
     re.compile(
-        r"(?i)((?:signature|ossaccesskeyid|share-secret|secret|access_token)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]+"
+        r"(?i)((?<![\w-])(?:signature|ossaccesskeyid|share-secret|client_secret|secret|access_token)"
+        r"[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,}]+"
     ),
 )
 

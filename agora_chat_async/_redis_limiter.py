@@ -41,27 +41,26 @@ all processes together, under the assumptions stated in ``_window_rules``
 limit are granted in the order the script ran, whichever process asked, so no
 process starves.
 
-Late answers, refunds and penalties (a request never sent; a 429 from the
-service) are queued in the process and carried by its next admission, in the
-same round trip. A refund that never gets carried (the process stops) only
-leaves capacity unused until the window passes. Adaptation is the in-memory
-limiter's (one model, ``_window_rules.py``, whose constants are prepended to the
-script when it is loaded), stored in Redis so that every worker adapts together:
-a penalty carries how long ago the refusal was, and the script judges it as of
-then.
+Late answers, refunds and penalties (a request never sent; a 429 from the service) are
+queued in the process and carried by its next admission, in the same round trip. A
+refund that never gets carried (the process stops) only leaves capacity unused until the
+window passes. Adaptation is the in-memory limiter's (one model, ``_window_rules.py``,
+whose constants are prepended to the script when it is loaded), stored in Redis so that
+every worker adapts together: a penalty carries how long ago the refusal was, and the
+script judges it as of then.
 
 Keys and memory
 ---------------
-All keys of one app share the hash tag ``{<prefix>:<org>#<app>}``, so one
-decision touches one Redis Cluster slot. Logs hold at most ``limit`` entries per
-window (and the claims in flight); every key expires by itself a few windows after
-its last use. The script needs Redis 6.2 or newer (``SMISMEMBER``).
+All keys of one app share the hash tag ``{<prefix>:<org>#<app>}``, so one decision
+touches one Redis Cluster slot. Logs hold at most ``limit`` entries per window (and the
+claims in flight); every key expires by itself a few windows after its last use. The
+script needs Redis 6.2 or newer (``SMISMEMBER``).
 
-When Redis restarts without its data (or is flushed, or fails over to a replica
-that lacks it), the sends of the last window are unknown. The script notices (a
-marker key is missing) and, with ``cold_start_wait=True`` (the default), lets
-nothing start for one window of each limit. The same happens the first time an
-app key is used with a Redis, and after a week unused.
+When Redis restarts without its data (or is flushed, or fails over to a replica that
+lacks it), the sends of the last window are unknown. The script notices (a marker key is
+missing) and, with ``cold_start_wait=True`` (the default), lets nothing start for one
+window of each limit. The same happens the first time an app key is used with a Redis,
+and after a week unused.
 
 When Redis is unreachable
 -------------------------
@@ -192,12 +191,13 @@ class RedisLimiter(Limiter):
         self._clock_override = clock is not None
         self._clock: Clock = clock or SystemClock()
         self._script = redis.register_script(SCRIPT)
-        self._limits = [
-            (name, rate)
-            for name in LIMIT_NAMES
-            if (rate := self._rate_limits.rate(name)) is not None
-        ]
+        rates = ((name, self._rate_limits.rate(name)) for name in LIMIT_NAMES)
+        self._limits = [(name, rate) for name, rate in rates if rate is not None]
         self._index = {name: index + 1 for index, (name, _) in enumerate(self._limits)}
+        # What a cold start waits, for its warning: "users 60 s; groups, rooms, ... 1 s".
+        pers = sorted({rate.per for _, rate in self._limits}, reverse=True)
+        names = {per: ", ".join(n for n, r in self._limits if r.per == per) for per in pers}
+        self._windows = "; ".join(f"{names[per]} {per:g} s" for per in pers)
         # The script's per-limit arguments never change: limit, per and span in microseconds.
         self._limit_args: list[Any] = []
         for _, rate in self._limits:
@@ -486,7 +486,12 @@ class RedisLimiter(Limiter):
                 "Redis has no record of recent sends for %s (first use, or it restarted "
                 "without its data)%s",
                 self._app_key,
-                "; nothing starts for one window" if self._cold_start_wait else "",
+                f": nothing starts for one window of each limit ({self._windows}), which "
+                "the service may still count sends of before; if no process sent for this "
+                "app in that time, skip the wait with RedisLimiter(cold_start_wait=False) "
+                "(agora-chat: --cold-start-wait off)"
+                if self._cold_start_wait
+                else ": cold_start_wait=False, so sending at once",
             )
         return Decision(
             delay=int(delay_us) / MICROS,

@@ -129,10 +129,73 @@ def test_send_reads_stdin_and_a_json_body(served, tmp_path, monkeypatch, capsys)
     emulator, env = served
     body = tmp_path / "body.json"
     body.write_text(_json.dumps({"type": "custom", "customEvent": "promo"}))
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("g1\ng2\n\ng3\n"))
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("g1\ng2\ng3\n"))
     assert main(["send", "groups", "--body", str(body)], env=env) == 0  # with its progress bar
     assert [d.recipient for d in emulator.deliveries] == ["g1", "g2", "g3"]
     assert "3 delivered" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+def test_send_screens_its_input_as_the_library_does(
+    served, tmp_path, monkeypatch, capsys, resumable
+):
+    emulator, env = served
+    ids = [f"user-{index:04d}" for index in range(2000)]
+    ids[1000] = ""  # a blank line
+    ids.insert(1500, "user-0007")  # and a duplicate
+    source = tmp_path / "ids.txt"
+    source.write_text("\n".join(ids) + "\n")
+    argv = ["send", "users", "--text", "hi", "--no-progress", "--rate-limits", "users=60000/60"]
+    if resumable:
+        argv += ["--file", str(source)]
+    else:
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO(source.read_text()))
+    assert main(argv, env=env) == 1
+    out = capsys.readouterr().out
+    assert "1999 delivered, 1 failed, 0 unknown, 1 duplicates (each id sent once)" in out
+    assert "to[1000]" not in out.split("\n")[0]
+    assert "1 x ValidationError: must be a non-empty string, got ''" in out
+    assert len(emulator.deliveries) == 1999
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "hint"),
+    [
+        # Credentials are exchanged first: the token request is the one an unknown org fails.
+        ({"AGORA_CHAT_ORG": "no-such-org"}, "AuthenticationError", "check --org, --app"),
+        (
+            {"AGORA_CHAT_CLIENT_SECRET": "wrong-secret-0123456789"},
+            "AuthenticationError",
+            "check --client-id and --client-secret",
+        ),
+    ],
+)
+def test_the_summary_names_why_recipients_were_not_delivered(served, capsys, change, reason, hint):
+    _, env = served
+    assert (
+        main(
+            ["send", "users", "ann", "bob", "--text", "hi", "--no-progress"], env={**env, **change}
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "not delivered, by reason:" in out
+    assert f"2 x {reason}: HTTP" in out
+    assert "('ann', 'bob')" in out
+    assert f"hint: {hint}" in out or hint in out.split("hint: ", 1)[1]
+    assert "wrong-secret" not in out
+
+
+def test_the_summary_names_an_expired_token(served, capsys):
+    emulator, env = served
+    token = "YWMt-expired-token-for-the-test"
+    emulator._issued[token] = -1.0  # issued by POST /token, expired before the send
+    env = {k: v for k, v in env.items() if "CLIENT" not in k} | {"AGORA_CHAT_TOKEN": token}
+    assert main(["send", "users", "ann", "--text", "hi", "--no-progress"], env=env) == 1
+    out = capsys.readouterr().out
+    assert "Unable to authenticate due to expired access token" in out
+    assert "hint: the token has expired" in out
+    assert token not in out
 
 
 def test_send_exits_one_when_a_recipient_is_not_delivered(served, capsys):
@@ -348,7 +411,11 @@ def test_rate_limits_parse_any_subset_and_keep_the_rest():
 
 @pytest.mark.parametrize(
     ("flag", "variable", "value"),
-    [("--rate-limits", "AGORA_CHAT_RATE_LIMITS", "users=lots"), ("--redis-url", None, "http://x")],
+    [
+        ("--rate-limits", "AGORA_CHAT_RATE_LIMITS", "users=lots"),
+        ("--redis-url", None, "http://x"),
+        ("--cold-start-wait", "AGORA_CHAT_COLD_START_WAIT", "maybe"),
+    ],
 )
 def test_a_malformed_quota_or_redis_url_is_one_line_and_status_two(
     served, capsys, flag, variable, value
@@ -363,7 +430,11 @@ def test_a_malformed_quota_or_redis_url_is_one_line_and_status_two(
     assert flag in err
 
 
-def test_send_takes_the_app_s_quota_and_shares_it_through_redis(served, capsys, redis_server):
+def test_send_takes_the_app_s_quota_and_shares_it_through_redis(
+    served, capsys, redis_server, caplog
+):
+    import logging
+
     import redis as redis_sync
 
     emulator, env = served
@@ -371,8 +442,12 @@ def test_send_takes_the_app_s_quota_and_shares_it_through_redis(served, capsys, 
         **env,
         "AGORA_CHAT_RATE_LIMITS": "users=6000/6",
         "AGORA_CHAT_REDIS_URL": redis_server.url,
+        "AGORA_CHAT_COLD_START_WAIT": "off",  # a fresh Redis: nothing sent in the last window
     }
-    assert main(["send", "users", "alice", "bob", "--text", "hi", "--no-progress"], env=env) == 0
+    argv = ["send", "users", "alice", "bob", "--text", "hi", "--no-progress"]
+    with caplog.at_level(logging.WARNING, logger="agora_chat_async"):
+        assert main(argv, env=env) == 0
+    assert "cold_start_wait=False, so sending at once" in caplog.text
     assert {d.recipient for d in emulator.deliveries} == {"alice", "bob"}
     store = redis_sync.Redis.from_url(redis_server.url)
     try:
@@ -445,5 +520,45 @@ def test_a_checkpoint_of_another_message_is_refused(served, tmp_path, capsys):
     assert (
         main(["send", "users", "--file", str(ids), "--text", "two", "--no-progress"], env=env) == 2
     )
-    assert "holds the progress of job" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "records a send of this file with another message" in err
+    assert "give it its own --checkpoint FILE" in err
     assert main(["send", "users", "a", "--text", "x", "--resend-uncertain"], env=env) == 2
+
+
+def test_the_progress_rate_and_time_left_count_this_runs_answers_only():
+    import io
+
+    from rich.console import Console
+
+    from agora_chat_async.cli._progress import progress_bars
+
+    now = [0.0]
+    console = Console(file=io.StringIO(), width=160)
+    with progress_bars(console=console, outcomes=True, clock=lambda: now[0]) as bars:
+        show = bars.add("users", 5000, completed=4000)  # done by an earlier run
+        for second in (1, 2, 3):
+            now[0] = float(second)
+            show(4000 + 100 * second, failed=second, unknown=1)
+        (task,) = bars._progress.tasks
+        assert task.completed == 4300
+        assert task.speed == pytest.approx(100.0)  # not 4,300 in 3 s
+        assert task.time_remaining == pytest.approx(7.0)
+        assert (task.fields["failed"], task.fields["unknown"]) == (3, 1)
+
+
+def test_the_progress_of_a_send_counts_every_recipient_answered(
+    served, tmp_path, capsys, monkeypatch
+):
+    emulator, env = served
+    monkeypatch.setenv("COLUMNS", "200")  # rich's width off a terminal
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"u{i}\n" for i in range(700)) + "\nu3\n")  # a blank, a duplicate
+    assert main(["send", "users", "--file", str(ids), "--text", "hi"], env=env) == 1
+    captured = capsys.readouterr()
+    # The bar ends full (the duplicate and the blank line are answered too), the one failed
+    # apart; the summary says the same.
+    assert "702/702" in captured.err
+    assert "failed 1  unknown 0" in captured.err
+    assert "700 delivered, 1 failed, 0 unknown, 1 duplicates" in captured.out
+    assert len(emulator.deliveries) == 700

@@ -72,6 +72,7 @@ def test_rate_limited_error_carries_retry_after():
         "https://oss/x?Expires=1&OSSAccessKeyId=KEYKEYKEY&Signature=SIGSIGSIG",
         '{"share-secret": "X9dIOla-EemnXXXXtUZLGyqG9Y"}',
         '{"access_token":"YWMtXXXXXXXXXXXXXXXX","expires_in":5184000}',
+        "grant_type=client_credentials&client_secret=SIGSIGSIG",
     ],
 )
 def test_redaction_removes_credentials(text):
@@ -86,6 +87,19 @@ def test_redaction_removes_credentials(text):
     ):
         assert secret not in cleaned
     assert "[redacted]" in cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The service's codes end in key names; the description after them is no secret.
+        "auth_bad_access_token: Unable to authenticate due to expired access token",
+        "invalid_client_secret: The client secret is wrong",
+        "access token expired; request a new token",
+    ],
+)
+def test_redaction_keeps_the_services_descriptions(text):
+    assert redact(text) == text
 
 
 def test_excerpt_is_short_and_single_line():

@@ -305,6 +305,9 @@ async def test_restart_without_data_waits_one_window_and_never_bursts(redis_serv
             clock.advance(0.05)
     await client.aclose()
     assert caplog.text.count("no record of recent sends") == 2  # first use, then the restart
+    # It says how long and how to skip it.
+    assert "one window of each limit (users, groups, rooms, send_calls, other 1 s)" in caplog.text
+    assert "RedisLimiter(cold_start_wait=False) (agora-chat: --cold-start-wait off)" in caplog.text
     assert_within_limit(starts, [1] * len(starts), limit=10, per=1.0)
 
 

@@ -23,7 +23,8 @@ from .._exceptions import AgoraChatError, OutcomeUnknownError
 from .._models import Body, SendResult, TextBody
 from .._progress import FileProgressStore
 from ._inputs import json_object, message_body, open_for_writing, read_text, recipients
-from ._progress import Counter, progress_bars
+from ._progress import Bars, Counter, Update, progress_bars
+from ._reasons import Reasons
 from ._settings import CliError, make_client
 
 __all__ = ["delete_conversation", "download", "history", "import_", "recall", "send", "upload"]
@@ -59,6 +60,75 @@ def _job_name(args: argparse.Namespace, body: Body, ext: dict[str, Any] | None) 
     return f"agora-chat send {args.target} {digest[:16]}"
 
 
+def _check_job(checkpoint: str, job: str) -> None:
+    """Refuse a checkpoint of another send from the same file, saying what differs."""
+    try:
+        recorded = json.loads(Path(checkpoint).read_text("utf-8")).get("job")
+    except (OSError, ValueError, AttributeError):
+        return  # none yet, or not ours: the store says so
+    if isinstance(recorded, str) and recorded != job:
+        target = recorded.split(" ")[2] if recorded.count(" ") >= 3 else "?"
+        differs = (
+            "target" if target != job.split(" ")[2] else "message (text, body, --ext or --from)"
+        )
+        raise CliError(
+            f"{checkpoint} records a send of this file with another {differs}; to send this "
+            "one too, give it its own --checkpoint FILE; to start over, delete the checkpoint"
+        )
+
+
+class _Tally:
+    """What a send's recipients came to, as answered: the counts, the progress bar (once
+    the earlier runs' count is known) and the reasons of those not delivered."""
+
+    def __init__(self) -> None:
+        self.totals = {"delivered": 0, "failed": 0, "unknown": 0}
+        self.duplicates = 0
+        self.earlier = 0  # delivered by earlier runs of a resumable send
+        self.reasons = Reasons()
+        self._bar: Update | None = None
+
+    def add(self, result: SendResult) -> None:
+        """Count *result* when it is answered (a resumable send: before it is recorded)."""
+        totals = self.totals
+        totals["delivered"] += len(result.message_ids)
+        totals["failed"] += len(result.failed)
+        totals["unknown"] += len(result.unknown)
+        self.duplicates += sum(result.duplicates.values())
+        for recipient, error in (*result.failed.items(), *result.unknown.items()):
+            self.reasons.add(recipient, error)
+        self._refresh()
+
+    def show(self, bars: Bars, target: str, total: int, *, left_unknown: int) -> None:
+        """The bar: what earlier runs answered (or left unknown) is done, not in the rate."""
+        self._bar = bars.add(target, total, completed=self.earlier + left_unknown)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._bar is not None:
+            totals = self.totals
+            answered = self.earlier + sum(totals.values()) + self.duplicates
+            self._bar(answered, failed=totals["failed"], unknown=totals["unknown"])
+
+    @property
+    def ok(self) -> bool:
+        return self.totals["failed"] == self.totals["unknown"] == 0
+
+    def summary(self) -> None:
+        """The counts, then why recipients were not delivered, grouped by reason."""
+        totals, earlier = self.totals, self.earlier
+        earlier_note = f" ({earlier} in earlier runs)" if earlier else ""
+        duplicate_note = (
+            f", {self.duplicates} duplicates (each id sent once)" if self.duplicates else ""
+        )
+        sys.stdout.write(
+            f"{totals['delivered'] + earlier} delivered{earlier_note}, {totals['failed']} "
+            f"failed, {totals['unknown']} unknown{duplicate_note}\n"
+        )
+        if lines := self.reasons.lines():
+            sys.stdout.write("not delivered, by reason:\n" + "\n".join(lines) + "\n")
+
+
 async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``agora-chat send users|groups|rooms``: exit status 1 if any recipient is not delivered.
 
@@ -70,25 +140,29 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ids = recipients(args)
     body, ext = _message(args)
     counter = Counter()
-    totals = {"delivered": 0, "failed": 0, "unknown": 0}
+    tally = _Tally()
     resumable = args.file is not None and not args.recipients
     results = _Results(Path(args.results) if args.results else None, keep=resumable)
     await results.open()
     client = make_client(args, env, on_event=counter)
     try:
         async with client:
-            with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
+            with progress_bars(
+                enabled=not args.no_progress, counter=counter, outcomes=True
+            ) as bars:
                 if resumable:
-                    store = FileProgressStore(args.checkpoint or f"{args.file}.checkpoint")
+                    checkpoint = args.checkpoint or f"{args.file}.checkpoint"
+                    _check_job(checkpoint, _job_name(args, body, ext))
 
                     async def record(result: SendResult) -> None:
                         await results.write(_outcomes(result), sync=True)
+                        tally.add(result)
 
                     fan_out: Any = client.durable_fan_out(
                         ids,
                         body,
                         job=_job_name(args, body, ext),
-                        store=store,
+                        store=FileProgressStore(checkpoint),
                         resend_uncertain=args.resend_uncertain,
                         target=args.target,
                         record=record,
@@ -101,22 +175,19 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     )
                 async with fan_out as batches:
                     before = dict(getattr(batches, "uncertain", {}))
-                    earlier = getattr(batches, "delivered_before", 0)
-                    if before and not args.resend_uncertain:
-                        totals["unknown"] += len(before)
+                    tally.earlier = getattr(batches, "delivered_before", 0)
+                    left = len(before) if not args.resend_uncertain else 0
+                    if left:
+                        tally.totals["unknown"] += left
                         await results.write(
                             {"recipient": user, "status": "unknown", "error": _EARLIER}
                             for user in before.values()
                         )
-                    show = bars.add(args.target, len(ids))
-                    show(earlier + totals["unknown"])
+                    tally.show(bars, args.target, len(ids), left_unknown=left)
                     async for result in batches:
-                        totals["delivered"] += len(result.message_ids)
-                        totals["failed"] += len(result.failed)
-                        totals["unknown"] += len(result.unknown)
-                        if not resumable:  # a resumable send's record wrote it already
+                        if not resumable:  # a resumable send's record counted and wrote it
+                            tally.add(result)
                             await results.write(_outcomes(result))
-                        show(earlier + sum(totals.values()))
     finally:
         await results.close()
     if resumable and before and not args.resend_uncertain:
@@ -125,12 +196,8 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "may or may not have received the message; they were not sent again (check "
             "them, then rerun with --resend-uncertain to send them)\n"
         )
-    earlier_note = f" ({earlier} in earlier runs)" if earlier else ""
-    sys.stdout.write(
-        f"{totals['delivered'] + earlier} delivered{earlier_note}, {totals['failed']} failed, "
-        f"{totals['unknown']} unknown\n"
-    )
-    return 0 if totals["failed"] == totals["unknown"] == 0 else 1
+    tally.summary()
+    return 0 if tally.ok else 1
 
 
 _EARLIER: Final = "an earlier run stopped while sending to it: it may or may not have received it"
@@ -266,15 +333,15 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = make_client(args, env, on_event=counter)
     importer = client.import_user_message if args.target == "users" else client.import_group_message
     async with client:
-        with progress_bars(enabled=not args.no_progress, counter=counter) as bars:
+        with progress_bars(enabled=not args.no_progress, counter=counter, outcomes=True) as bars:
             show = bars.add(f"import {args.target}", len(pending))
-            done = 0
+            done = failed = unknown = 0
             # As many lines in flight as the quota needs (at most --concurrency), counted
             # from before a line is taken: a line waiting for its turn is not started.
             gate = client.in_flight("other", concurrency=args.concurrency)
 
             async def import_line(line: _Line) -> None:
-                nonlocal done
+                nonlocal done, failed, unknown
                 index, (sender, to, body, options) = line
                 where = f"{args.file}:{index + 1}"
                 try:
@@ -284,13 +351,15 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     except OutcomeUnknownError as exc:
                         checkpoint.leave_uncertain(index)
                         failures.append(f"{where}: may or may not be imported: {exc}")
+                        unknown += 1
                     except AgoraChatError as exc:
                         checkpoint.finish(index, ok=False)
                         failures.append(f"{where}: not imported: {exc}")
+                        failed += 1
                     else:
                         checkpoint.finish(index, ok=True)
                     done += 1
-                    show(done)
+                    show(done, failed=failed, unknown=unknown)
                 finally:
                     gate.release()
 

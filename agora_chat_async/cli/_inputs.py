@@ -59,8 +59,10 @@ def recipients(args: argparse.Namespace) -> list[str]:
         lines = read_text(args.file, "the recipients file").splitlines()
     else:
         lines = sys.stdin.read().splitlines()
-    ids = [line.strip() for line in lines if line.strip()]
-    if not ids:
+    # A blank line is an id that cannot be sent, failed with its position like any
+    # (``_screen.py``): the positions stay those of the file's lines.
+    ids = [line.strip() for line in lines]
+    if not any(ids):
         raise CliError("no recipients: give ids, --file FILE, or ids on stdin, one a line")
     return ids
 

@@ -57,6 +57,11 @@ SETTINGS: Final = (
         "(any subset; the rest keep the documented defaults)",
     ),
     Setting("redis_url", "share the quota with other workers through this Redis"),
+    Setting(
+        "cold_start_wait",
+        "with --redis-url: 'off' sends at once when Redis has no record of this app, instead "
+        "of waiting one window (60 s for user sends); only if nothing was sent in that time",
+    ),
 )
 _BY_NAME: Final = {setting.name: setting for setting in SETTINGS}
 
@@ -104,6 +109,15 @@ def parse_rate_limits(text: str) -> RateLimits:
     return RateLimits(**rates)  # type: ignore[arg-type]
 
 
+def _cold_start_wait(text: str | None) -> bool:
+    """``--cold-start-wait on|off`` (on when unset)."""
+    if text is None or text.lower() in ("on", "yes", "true", "1"):
+        return True
+    if text.lower() in ("off", "no", "false", "0"):
+        return False
+    raise CliError(f"--cold-start-wait / AGORA_CHAT_COLD_START_WAIT: {text!r} is not on or off")
+
+
 def make_client(
     args: argparse.Namespace, env: Mapping[str, str], *, on_event: EventHook | None = None
 ) -> AgoraChatClient:
@@ -137,11 +151,14 @@ def make_client(
         )
     limits = parse_rate_limits(quotas) if (quotas := value("rate_limits")) else None
     limiter: Limiter | None = None
+    cold_start_wait = _cold_start_wait(value("cold_start_wait"))
     if url := value("redis_url"):
         try:
             from .._redis_limiter import RedisLimiter
 
-            limiter = RedisLimiter.from_url(url, rate_limits=limits)
+            limiter = RedisLimiter.from_url(
+                url, rate_limits=limits, cold_start_wait=cold_start_wait
+            )
         except ImportError:
             raise CliError(
                 "--redis-url needs redis-py: pip install 'agora-chat-async[cli,redis]'"
