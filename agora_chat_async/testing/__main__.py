@@ -136,8 +136,37 @@ def main(argv: list[str] | None = None) -> int:
             else None
         ),
     )
+    sys.stdout.write(_banner(args, clients))
+    sys.stdout.flush()
     uvicorn.run(emulator, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _banner(args: argparse.Namespace, clients: dict[str, str]) -> str:
+    """What a user needs to point a client at the emulator: its address, names and
+    credentials (test credentials it was given, printed on purpose), as the CLI's variables."""
+    url = f"http://{args.host}:{args.port}"
+    quotas = (
+        "none enforced"
+        if args.unlimited
+        else f"{args.quota_factor:.0%} of the documented ones, counted {args.policy}"
+    )
+    tokens = args.token or ["test-token"]
+    lines = [
+        f"Agora Chat emulator at {url} (Ctrl+C stops it)",
+        f"  org {args.org!r}, app {args.app!r}; quotas: {quotas}",
+        f"  tokens: {', '.join(tokens)}",
+    ]
+    if clients:
+        lines.append("  client credentials: " + ", ".join(f"{i}:{s}" for i, s in clients.items()))
+    if args.round_trip:
+        lines.append(f"  network: {args.round_trip:g} s round trip, jitter {args.jitter:g}")
+    lines += [
+        "For agora-chat (or your own code):",
+        f"  export AGORA_CHAT_BASE_URL={url} AGORA_CHAT_ORG={args.org} "
+        f"AGORA_CHAT_APP={args.app} AGORA_CHAT_TOKEN={tokens[0]}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
