@@ -40,6 +40,7 @@ from _harness import (
     stats,
 )
 from _network import cli_import_section, network_section
+from _redis_cost import redis_cost_section
 from _timeline import delivery_times, sustained_use
 
 from agora_chat_async import (
@@ -928,6 +929,7 @@ async def main(
         "durable": lambda: durable_section(runs),
         "network": lambda: network_report(runs, picture),
         "cli-import": lambda: cli_import_section(runs),
+        "redis-cost": lambda: redis_cost_section(runs),
     }
     if only in sections:
         return (await sections[only]()).rstrip("\n") + "\n"
@@ -1005,6 +1007,7 @@ if __name__ == "__main__":
             "durable",
             "network",
             "cli-import",
+            "redis-cost",
         ),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )
