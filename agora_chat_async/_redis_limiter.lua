@@ -2,12 +2,28 @@
 --
 -- Time is the Redis server's (TIME), in integer microseconds, unless ARGV[1] overrides it
 -- (tests on a controlled clock). Every limit has a state hash, a log (a sorted set of the
--- ids of started or reserved claims, scored by start time), the claims that left the
--- window during the last window (same form), and the units of each id.
+-- ids of started or reserved claims, scored by their anchor), the claims that left the
+-- window during the last window (same form), the units of each id, the claims on their way
+-- (scored by their anchor while in the log, else -inf) and what is held.
 --
--- KEYS: [1] the "seen" marker, then per configured limit i: [6i-4] state, [6i-3] log,
---       [6i-2] recent, [6i-1] units, [6i] flight (ids not answered yet), [6i+1] held
---       (unanswered past their window, scored by start); last, the floor of forward offsets.
+-- What a call costs does not grow with the window. The log and the recent claims are
+-- weighted sets: beside the sorted set of ids, one sorted set per class (interactive "i",
+-- bulk "b") and binary digit of the units (`<log>:i3` holds the interactive claims whose
+-- units have digit 3), so the units anchored in any range are sum 2^j x ZCOUNT over those
+-- sets: O(digits x log n) however many claims the window holds (wsum). When enough units
+-- will have left is found by reading the first few claims in order, then by a binary
+-- search over the log's ranks with that sum (reach). Claims that left the window are
+-- moved out of the log STALE at a time, when as many have left or one left a window ago
+-- (the others are out of every window already: each range starts after the window's
+-- edge), and forgotten likewise; the flying ones among them are held at once, found by
+-- their anchors. Every claim is added, moved and forgotten once.
+-- The derived keys share the log's hash tag, so one decision touches one Cluster slot.
+--
+-- KEYS: [1] the "seen" marker, then per configured limit i, from b = 6(i - 1) + 1:
+--       [b+1] state, [b+2] log, [b+3] recent, [b+4] units, [b+5] flight (ids not answered
+--       yet, by anchor while in the log), [b+6] held (unanswered past their window, scored
+--       by start); last, the floor of forward offsets. The class and digit sets of log and
+--       recent are named after them (above).
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
 --       bulk_min_share, answered_ago (microseconds since the caller's latest answer, or -1),
 --       n_limits x (limit, per_us, span_us),
@@ -33,8 +49,12 @@
 
 -- The constants of the window rules (EARLY_FRACTION, ..., PROBE_PER_WINDOW) are prepended
 -- when the script is loaded, from _window_rules.py: one copy for both runtimes.
-local CHUNK = 128
-local BATCH = 1000  -- ids per HMGET/HDEL (Lua's unpack has a stack limit)
+
+-- The constants of the window rules (EARLY_FRACTION, ..., PROBE_PER_WINDOW) are prepended
+-- when the script is loaded, from _window_rules.py: one copy for both runtimes.
+local CHUNK = 16  -- the first claims a search reads one by one (reach)
+local STALE = 16  -- claims that left the window moved out of the log (or forgotten) at once
+local BATCH = 1000  -- ids per HMGET/HDEL/ZADD/ZREM (Lua's unpack has a stack limit)
 
 -- Lua formats numbers with 14 significant digits; microsecond times need 16.
 local function num(x)
@@ -60,30 +80,36 @@ local pos = 8
 local bulk = false  -- the priority of this request's claims (set with them, below)
 local limits = {}
 for i = 1, n_limits do
+  local b = 6 * (i - 1) + 1
   limits[i] = {
     limit = tonumber(ARGV[pos]), per = tonumber(ARGV[pos + 1]), base_span = tonumber(ARGV[pos + 2]),
-    state = KEYS[6 * i - 4], log = KEYS[6 * i - 3], recent = KEYS[6 * i - 2],
-    units = KEYS[6 * i - 1], flight = KEYS[6 * i], held = KEYS[6 * i + 1],
+    state = KEYS[b + 1], log = KEYS[b + 2], recent = KEYS[b + 3], units = KEYS[b + 4],
+    flight = KEYS[b + 5], held = KEYS[b + 6],
     loaded = false,
+    touched = {},  -- the class and digit sets written by this call (their TTL is renewed)
+    marks = {},  -- the ids of its claims whose requests are on their way (load)
   }
+  -- The binary digits a claim's units may have (a claim never exceeds its limit).
+  limits[i].digits = math.floor(math.log(limits[i].limit) / math.log(2) + 1e-9) + 1
   pos = pos + 3
-end
-
--- Claims whose requests are on their way stay in their windows until their answers
--- (Permit.sending): marked before anything can expire them.
-do
-  local n_flying = tonumber(ARGV[pos]); pos = pos + 1
-  for _ = 1, n_flying do
-    redis.call('SADD', limits[tonumber(ARGV[pos])].flight, ARGV[pos + 1])
-    pos = pos + 2
-  end
 end
 
 -- A Redis that has no marker never saw this app key, or lost its data (a restart without
 -- persistence, a flush, a failover): sends of the last window are unknown, so with
 -- cold_start nothing starts before a whole window has passed.
-local fresh = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('SET', KEYS[1], num(now), 'PX', seen_ttl)
+-- The marker holds when it was set: set again once an hour (it lives a week).
+local seen = tonumber(redis.call('GET', KEYS[1]))
+local fresh = seen == nil
+if fresh or now - seen > 3600000000 then
+  redis.call('SET', KEYS[1], num(now), 'PX', seen_ttl)
+end
+
+-- Call `command` on `key` with `args` (a list), BATCH x `width` of them at a time.
+local function batched(command, key, args, width)
+  for first = 1, #args, BATCH * width do
+    redis.call(command, key, unpack(args, first, math.min(first + BATCH * width - 1, #args)))
+  end
+end
 
 -- The units of each of `ids` (a list), in order.
 local function units_of(l, ids)
@@ -104,10 +130,122 @@ local function sum(values)
   return total
 end
 
-local function forget(l, ids)
-  for first = 1, #ids, BATCH do
-    redis.call('HDEL', l.units, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+-- Interactive claims' ids start with "i", bulk ones with "b": the class of their sets.
+local function class_of(id)
+  return string.sub(id, 1, 1) == 'i' and 'i' or 'b'
+end
+
+local function digit(units, j)
+  return math.floor(units / 2 ^ j) % 2 == 1
+end
+
+-- The weighted sets (log and recent), above. `l.mask[class]` is every digit recorded so
+-- far for the class (kept in the state), so that a sum reads only the sets that may hold
+-- something.
+
+-- Add (or move: ZADD replaces a score) `entries`, a list of {score, id, units}.
+local function wadd(l, key, entries)
+  local all, sets = {}, {}
+  for _, e in ipairs(entries) do
+    local score = num(e[1])
+    all[#all + 1] = score
+    all[#all + 1] = e[2]
+    local class = class_of(e[2])
+    for j = 0, l.digits - 1 do
+      if digit(e[3], j) then
+        local name = key .. ':' .. class .. j
+        local args = sets[name]
+        if not args then args = {}; sets[name] = args; l.touched[name] = true end
+        args[#args + 1] = score
+        args[#args + 1] = e[2]
+      end
+    end
   end
+  batched('ZADD', key, all, 2)
+  l.touched[key] = true
+  for name, args in pairs(sets) do batched('ZADD', name, args, 2) end
+end
+
+-- Remove `entries`, a list of {id, units}.
+local function wrem(l, key, entries)
+  local all, sets = {}, {}
+  for _, e in ipairs(entries) do
+    all[#all + 1] = e[1]
+    local class = class_of(e[1])
+    for j = 0, l.digits - 1 do
+      if digit(e[2], j) then
+        local name = key .. ':' .. class .. j
+        local ids = sets[name]
+        if not ids then ids = {}; sets[name] = ids; l.touched[name] = true end
+        ids[#ids + 1] = e[1]
+      end
+    end
+  end
+  batched('ZREM', key, all, 1)
+  l.touched[key] = true
+  for name, ids in pairs(sets) do batched('ZREM', name, ids, 1) end
+end
+
+-- The units of the ids scored in (lo, hi] (numbers; -math.huge and math.huge allowed), of
+-- one class ('i' or 'b') or of both (nil).
+local function wsum(l, key, lo, hi, class)
+  local low = lo == -math.huge and '-inf' or '(' .. num(lo)
+  local high = hi == math.huge and '+inf' or num(hi)
+  local total = 0
+  for _, c in ipairs({'i', 'b'}) do
+    if class == nil or class == c then
+      for j = 0, l.digits - 1 do
+        if digit(l.mask[c], j) then
+          total = total + 2 ^ j * redis.call('ZCOUNT', key .. ':' .. c .. j, low, high)
+        end
+      end
+    end
+  end
+  return total
+end
+
+-- The lowest score `a` of an id in `key` after `from` such that the units scored in
+-- (from, a] reach `x`, and those units (every id scored `a` included); nil and the units
+-- scored after `from` if they never reach `x`. The first CHUNK x 4 ids are read in order
+-- (a claim that needs little waits for few: a single recipient reads one chunk); past
+-- them, a binary search over the ranks, each step a sum (wsum), among the next x ranks at
+-- most (every id has a unit at least).
+local function reach(l, key, from, x)
+  local low = from == -math.huge and '-inf' or '(' .. num(from)
+  local total, offset, size = 0, 0, CHUNK
+  while offset < 4 * CHUNK do
+    local chunk = redis.call('ZRANGEBYSCORE', key, low, '+inf', 'WITHSCORES', 'LIMIT', offset, size)
+    local ids = {}
+    for j = 1, #chunk, 2 do ids[#ids + 1] = chunk[j] end
+    local units = units_of(l, ids)
+    for j = 1, #ids do
+      total = total + units[j]
+      if total >= x then
+        local a = tonumber(chunk[2 * j])
+        return a, wsum(l, key, from, a)
+      end
+    end
+    if #ids < size then return nil, total end
+    offset, size = offset + size, 3 * size
+  end
+  local after = wsum(l, key, from, math.huge)
+  if after < x then return nil, after end
+  local first = 0  -- the rank of the first id after `from`
+  if from ~= -math.huge then first = redis.call('ZCOUNT', key, '-inf', num(from)) end
+  local lo = first + offset
+  local hi = math.min(redis.call('ZCARD', key) - 1, first + x - 1)
+  local a, reached = nil, nil
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local score = tonumber(redis.call('ZRANGE', key, mid, mid, 'WITHSCORES')[2])
+    local units_to = wsum(l, key, from, score)
+    if units_to >= x then
+      a, reached, hi = score, units_to, mid - 1
+    else
+      lo = mid + 1
+    end
+  end
+  return a, reached
 end
 
 -- _window_rules.effective_limit: the effective limit at time t, grown back by
@@ -123,17 +261,17 @@ end
 local function load(l)
   if l.loaded then return end
   l.loaded = true
-  local fields = redis.call('HMGET', l.state, 'used', 'last', 'eff', 'hold', 'hold_windows',
-    'decreased', 'extra', 'last_i', 'cold')
-  l.used = tonumber(fields[1]) or 0
-  l.last = tonumber(fields[2]) or 0
-  l.eff = tonumber(fields[3]) or l.limit
-  l.hold = tonumber(fields[4]) or 0
-  l.hold_windows = tonumber(fields[5]) or HOLD_WINDOWS
-  l.decreased = tonumber(fields[6]) or -1e18
-  l.extra = tonumber(fields[7]) or 0
-  l.last_i = tonumber(fields[8]) or 0
-  l.cold = tonumber(fields[9]) or 0  -- nothing starts before it (a cold start's window)
+  local fields = redis.call('HMGET', l.state, 'last', 'eff', 'hold', 'hold_windows',
+    'decreased', 'extra', 'last_i', 'cold', 'mask_i', 'mask_b', 'edge')
+  l.last = tonumber(fields[1]) or 0
+  l.eff = tonumber(fields[2]) or l.limit
+  l.hold = tonumber(fields[3]) or 0
+  l.hold_windows = tonumber(fields[4]) or HOLD_WINDOWS
+  l.decreased = tonumber(fields[5]) or -1e18
+  l.extra = tonumber(fields[6]) or 0
+  l.last_i = tonumber(fields[7]) or 0
+  l.cold = tonumber(fields[8]) or 0  -- nothing starts before it (a cold start's window)
+  l.mask = {i = tonumber(fields[9]) or 0, b = tonumber(fields[10]) or 0}
   l.span = l.base_span + l.extra
   if fresh and cold_start then l.cold = now + l.span end
   if fresh and cold_start and l.last < now + l.span then
@@ -142,94 +280,161 @@ local function load(l)
   if fresh and cold_start and l.last_i < now + l.span then
     l.last_i = now + l.span
   end
-  -- Move what left the window to `recent` (what is unanswered to `held`, still counted);
-  -- forget what left it a window ago.
-  local expired = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now - l.span), 'WITHSCORES')
-  if #expired > 0 then
-    local ids, gone_ids, held_args = {}, {}, {}
-    for j = 1, #expired, 2 do ids[#ids + 1] = expired[j] end
-    local flying = {}
-    for first = 1, #ids, BATCH do
-      local answer = redis.call('SMISMEMBER', l.flight, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
-      for j = 1, #answer do flying[first + j - 1] = answer[j] == 1 end
+  -- Claims whose requests are on their way stay in their windows until their answers
+  -- (Permit.sending): marked before anything can expire them. A claim that had left its
+  -- window at the last call (its previous edge; it may be in the log yet) left for good.
+  local before = tonumber(fields[11]) or -math.huge
+  for _, id in ipairs(l.marks) do
+    local score = tonumber(redis.call('ZSCORE', l.log, id))
+    if score and score > before then
+      redis.call('ZADD', l.flight, num(score), id)
+    else
+      redis.call('ZADD', l.flight, '-inf', id)
     end
-    local args = {}
+  end
+  -- The window's edge: a claim anchored at it or before has left the window, and one that
+  -- left it never comes back (a window widened since counts it no more, as in memory).
+  l.edge = math.max(now - l.span, before)
+  local edge = num(l.edge)
+  -- Claims on their way that left the window: held (still counted) until their answers,
+  -- and no longer in the log (-inf in `flight`).
+  local left = redis.call('ZRANGEBYSCORE', l.flight, '(-inf', edge, 'WITHSCORES')
+  if #left > 0 then
+    local ids, args, away = {}, {}, {}
+    for j = 1, #left, 2 do ids[#ids + 1] = left[j] end
+    local units = units_of(l, ids)
+    local entries = {}
     for j = 1, #ids do
-      if flying[j] then
-        held_args[#held_args + 1] = expired[2 * j]
-        held_args[#held_args + 1] = ids[j]
-      else
-        gone_ids[#gone_ids + 1] = ids[j]
-        args[#args + 1] = expired[2 * j]
-        args[#args + 1] = ids[j]
-      end
+      entries[j] = {ids[j], units[j]}
+      args[#args + 1] = left[2 * j]
+      args[#args + 1] = ids[j]
+      away[#away + 1] = '-inf'
+      away[#away + 1] = ids[j]
     end
-    l.used = l.used - sum(units_of(l, gone_ids))
-    for first = 1, #args, 2 * BATCH do
-      redis.call('ZADD', l.recent, unpack(args, first, math.min(first + 2 * BATCH - 1, #args)))
-    end
-    for first = 1, #held_args, 2 * BATCH do
-      redis.call('ZADD', l.held, unpack(held_args, first, math.min(first + 2 * BATCH - 1, #held_args)))
-    end
-    redis.call('ZREMRANGEBYSCORE', l.log, '-inf', num(now - l.span))
+    wrem(l, l.log, entries)
+    batched('ZADD', l.held, args, 2)
+    batched('ZADD', l.flight, away, 2)
   end
-  -- A request that never ends must not hold its window forever (UNANSWERED_HOLD).
-  local stale = redis.call('ZRANGEBYSCORE', l.held, '-inf', num(now - l.span - UNANSWERED_HOLD * 1000000))
+  -- The others that left, to `recent`, STALE at a time: once as many have left, or one
+  -- left a window ago. Those left in the log are out of the window all the same (every
+  -- range below starts after the edge).
+  local gone = redis.call('ZRANGEBYSCORE', l.log, '-inf', edge, 'WITHSCORES', 'LIMIT', 0, STALE)
+  if #gone == 2 * STALE or (#gone > 0 and tonumber(gone[2]) <= now - 2 * l.span) then
+    local ids = {}
+    for j = 1, #gone, 2 do ids[#ids + 1] = gone[j] end
+    local units = units_of(l, ids)
+    local moved, taken = {}, {}
+    for j = 1, #ids do
+      moved[j] = {tonumber(gone[2 * j]), ids[j], units[j]}
+      taken[j] = {ids[j], units[j]}
+    end
+    wrem(l, l.log, taken)
+    wadd(l, l.recent, moved)
+  end
+  -- What is held (unanswered past its window) is in every window until its answer; a
+  -- request that never ends must not hold its window forever (UNANSWERED_HOLD).
+  local held = redis.call('ZRANGE', l.held, 0, -1, 'WITHSCORES')
+  local held_ids, held_scores, stale = {}, {}, {}
+  for j = 1, #held, 2 do
+    local score = tonumber(held[j + 1])
+    if score <= now - l.span - UNANSWERED_HOLD * 1000000 then
+      stale[#stale + 1] = held[j]
+    else
+      held_ids[#held_ids + 1] = held[j]
+      held_scores[#held_scores + 1] = score
+    end
+  end
   if #stale > 0 then
-    l.used = l.used - sum(units_of(l, stale))
-    forget(l, stale)
-    for first = 1, #stale, BATCH do
-      redis.call('SREM', l.flight, unpack(stale, first, math.min(first + BATCH - 1, #stale)))
-    end
-    redis.call('ZREMRANGEBYSCORE', l.held, '-inf', num(now - l.span - UNANSWERED_HOLD * 1000000))
+    batched('HDEL', l.units, stale, 1)
+    batched('ZREM', l.flight, stale, 1)
+    batched('ZREM', l.held, stale, 1)
   end
-  local gone = redis.call('ZRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
-  if #gone > 0 then
-    forget(l, gone)
-    redis.call('ZREMRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span))
+  -- Forget what left the window a window ago, STALE at a time (once as many may go, or one
+  -- left it two windows ago; a sum never reads them: units_between).
+  local old = redis.call('ZRANGEBYSCORE', l.recent, '-inf', num(now - 2 * l.span), 'WITHSCORES',
+    'LIMIT', 0, STALE)
+  if #old == 2 * STALE or (#old > 0 and tonumber(old[2]) <= now - 3 * l.span) then
+    local ids = {}
+    for j = 1, #old, 2 do ids[#ids + 1] = old[j] end
+    local units, entries = units_of(l, ids), {}
+    for j = 1, #ids do entries[j] = {ids[j], units[j]} end
+    wrem(l, l.recent, entries)
+    batched('HDEL', l.units, ids, 1)
   end
-  -- What is held (unanswered past its window) is in every window until its answer.
-  local held_ids = redis.call('ZRANGE', l.held, 0, -1)
   local held_units = units_of(l, held_ids)
-  l.held_units, l.held_interactive = sum(held_units), 0
+  l.held_units, l.held_interactive, l.held_at = sum(held_units), 0, {}
   for j = 1, #held_ids do
-    if string.sub(held_ids[j], 1, 1) == 'i' then
+    l.held_at[held_ids[j]] = held_scores[j]
+    if class_of(held_ids[j]) == 'i' then
       l.held_interactive = l.held_interactive + held_units[j]
     end
   end
+  -- What the window holds: what is held, and every claim anchored after the edge (started,
+  -- or reserved).
+  l.used = l.held_units + wsum(l, l.log, l.edge, math.huge)
   l.effective = effective_at(l, now)
 end
 
 local function save(l)
-  redis.call('HSET', l.state, 'used', num(l.used), 'last', num(l.last), 'eff', num(l.eff),
+  redis.call('HSET', l.state, 'last', num(l.last), 'eff', num(l.eff),
     'hold', num(l.hold), 'hold_windows', num(l.hold_windows), 'decreased', num(l.decreased),
-    'extra', num(l.extra), 'last_i', num(l.last_i), 'cold', num(l.cold))
+    'extra', num(l.extra), 'last_i', num(l.last_i), 'cold', num(l.cold),
+    'mask_i', num(l.mask.i), 'mask_b', num(l.mask.b), 'edge', num(l.edge))
   -- Everything expires by itself once the window (and any hold) is over.
   local horizon = math.max(l.last, l.last_i, l.hold, now) - now + 3 * l.span
   local ttl_ms = num(math.ceil(horizon / 1000) + 1000)
-  redis.call('PEXPIRE', l.state, ttl_ms)
-  redis.call('PEXPIRE', l.log, ttl_ms)
-  redis.call('PEXPIRE', l.recent, ttl_ms)
-  redis.call('PEXPIRE', l.units, ttl_ms)
-  redis.call('PEXPIRE', l.flight, ttl_ms)
-  redis.call('PEXPIRE', l.held, ttl_ms)
+  for _, key in ipairs({l.state, l.log, l.units, l.flight}) do
+    redis.call('PEXPIRE', key, ttl_ms)
+  end
+  if l.held_units > 0 then redis.call('PEXPIRE', l.held, ttl_ms) end
+  -- `recent` and the class and digit sets are renewed when written: one not written since
+  -- holds only claims that left the window (the horizon above covered every reservation
+  -- then), which are never read once they left it two windows ago.
+  for name in pairs(l.touched) do
+    if name ~= l.log then redis.call('PEXPIRE', name, ttl_ms) end
+  end
 end
 
-if fresh then
-  for i = 1, n_limits do load(limits[i]) end
+-- The anchor of claim `id` if it is in the window (in the log, after its edge), else nil.
+local function anchor_of(l, id)
+  local score = tonumber(redis.call('ZSCORE', l.log, id))
+  if score and score > l.edge then return score end
+  return nil
 end
 
--- Take claim `id` out of the log (a refund, or a reservation decided again).
+-- Claims whose requests are on their way: marked when their limit is loaded (above).
+do
+  local n_flying = tonumber(ARGV[pos]); pos = pos + 1
+  for _ = 1, n_flying do
+    local l = limits[tonumber(ARGV[pos])]
+    l.marks[#l.marks + 1] = ARGV[pos + 1]
+    pos = pos + 2
+  end
+end
+for i = 1, n_limits do
+  if fresh or #limits[i].marks > 0 then load(limits[i]) end
+end
+
+-- Take claim `id` out of the log (a refund, or a reservation decided again), and out of
+-- `recent` (a claim refunded after it left counts for nothing, as in memory).
 local function unrecord(l, id)
   local units = tonumber(redis.call('HGET', l.units, id))
-  redis.call('SREM', l.flight, id)
-  if units and redis.call('ZREM', l.log, id) == 1 then
-    l.used = l.used - units  -- only while counted: what left was subtracted then
-  elseif units and redis.call('ZREM', l.held, id) == 1 then
-    l.used = l.used - units
+  redis.call('ZREM', l.flight, id)
+  if not units then return end
+  local score = tonumber(redis.call('ZSCORE', l.log, id))
+  local counted = score ~= nil and score > l.edge  -- only while counted: what left never was
+  if score then
+    wrem(l, l.log, {{id, units}})
+  elseif l.held_at[id] then
+    redis.call('ZREM', l.held, id)
+    l.held_at[id] = nil
+    counted = true
     l.held_units = l.held_units - units
-    if string.sub(id, 1, 1) == 'i' then l.held_interactive = l.held_interactive - units end
+    if class_of(id) == 'i' then l.held_interactive = l.held_interactive - units end
+  else
+    wrem(l, l.recent, {{id, units}})
   end
+  if counted then l.used = l.used - units end
 end
 
 -- The floor of forward offsets of warm answers, shared by every process
@@ -283,34 +488,34 @@ for _ = 1, n do
   local earlier = ARGV[pos + 3] == '1'
   pos = pos + 4
   load(l)
-  redis.call('SREM', l.flight, id)
-  local held = redis.call('ZSCORE', l.held, id)
+  redis.call('ZREM', l.flight, id)
+  local held = l.held_at[id]
   if held then
     -- Answered after its window, held until now: back in the log at its anchor, from
     -- where the next decision lets it leave (as in memory).
     redis.call('ZREM', l.held, id)
+    l.held_at[id] = nil
     local units = tonumber(redis.call('HGET', l.units, id)) or 0
     l.held_units = l.held_units - units
-    if string.sub(id, 1, 1) == 'i' then l.held_interactive = l.held_interactive - units end
+    if class_of(id) == 'i' then l.held_interactive = l.held_interactive - units end
     local anchor = math.max(done, tonumber(held))
-    if anchor <= now - l.span then  -- it left its window: as load() does
+    if anchor <= l.edge then  -- it left its window: as load() does
       l.used = l.used - units
-      redis.call('ZADD', l.recent, num(anchor), id)
+      wadd(l, l.recent, {{anchor, id, units}})
     else
-      redis.call('ZADD', l.log, num(anchor), id)
+      wadd(l, l.log, {{anchor, id, units}})
     end
   else
-    -- Not in the log: refunded (or its units are gone).
-    local score = redis.call('ZSCORE', l.log, id)
-    if score and done > tonumber(score) then
-      redis.call('ZADD', l.log, num(done), id)
-    elseif score and earlier and done < tonumber(score) then
-      if done <= now - l.span then  -- moved out of its window: as load() does
-        redis.call('ZREM', l.log, id)
-        l.used = l.used - (tonumber(redis.call('HGET', l.units, id)) or 0)
-        redis.call('ZADD', l.recent, num(done), id)
+    -- Not in the window: refunded, or left it (its units are gone, or soon).
+    local score = anchor_of(l, id)
+    if score and (done > score or (earlier and done < score)) then
+      local units = tonumber(redis.call('HGET', l.units, id)) or 0
+      if done <= l.edge then  -- moved out of its window: as load() does
+        wrem(l, l.log, {{id, units}})
+        l.used = l.used - units
+        wadd(l, l.recent, {{done, id, units}})
       else
-        redis.call('ZADD', l.log, num(done), id)
+        wadd(l, l.log, {{done, id, units}})
       end
     end
   end
@@ -328,12 +533,10 @@ for _ = 1, n do
 end
 
 -- Units of the claims (started, reserved or gone) that started in (lo, hi].
+-- Claims that left two windows ago are forgotten (a few at a time): never counted here.
 local function units_between(l, lo, hi)
-  local total = 0
-  for _, key in ipairs({l.log, l.recent}) do
-    total = total + sum(units_of(l, redis.call('ZRANGEBYSCORE', key, '(' .. num(lo), num(hi))))
-  end
-  return total
+  lo = math.max(lo, now - 2 * l.span)
+  return wsum(l, l.log, lo, hi) + wsum(l, l.recent, lo, hi)
 end
 
 -- Penalties: the service refused a request for exceeding this limit, `ago` microseconds
@@ -384,8 +587,8 @@ end
 -- _window_rules.kept_for_a_floor: the unit a cold window keeps back for the first floor.
 local function kept_of(l)
   if floored or answered_ago < l.span or limit_of(l) <= 1 then return 0 end
-  if l.flying == nil then l.flying = redis.call('SCARD', l.flight) end
-  if l.flying > 0 then return 1 end
+  if l.n_flying == nil then l.n_flying = redis.call('ZCARD', l.flight) end
+  if l.n_flying > 0 then return 1 end
   return 0
 end
 
@@ -398,51 +601,44 @@ end
 -- bound (first come, first served), at which `need` more units fit the effective limit;
 -- and how many fit then. Every recorded claim counts, including reservations after
 -- that time, so a claim placed before a reservation leaves it its room (whether a
--- reservation may start is decided again when it is due: due_at).
+-- reservation may start is decided again when it is due: due_at). At t the window holds
+-- `used` less what left by t (the claims anchored in (edge, t - span]): the earliest t is
+-- `from`, or when enough units have left (reach), or, when what is held (unanswered)
+-- keeps the room even once every claim of the log has left, shortly (HELD_POLL).
 local function earliest_walk(l, need, from)
   local capacity = capacity_of(l, need)
   local t = from
   if bulk then t = math.max(from, l.last) else t = math.max(from, l.last_i) end
   local total = l.used
   if t == now and total + need <= capacity then
-    return t, capacity - total  -- load() already dropped what left the window by now
+    return t, capacity - total
   end
-  local start = 0
-  while true do
-    local chunk = redis.call('ZRANGE', l.log, start, start + CHUNK - 1, 'WITHSCORES')
-    if #chunk == 0 then break end
-    local ids = {}
-    for j = 1, #chunk, 2 do ids[#ids + 1] = chunk[j] end
-    local units = units_of(l, ids)
-    for j = 1, #ids do
-      local leaves = tonumber(chunk[2 * j]) + l.span
-      if leaves > t then
-        if total + need <= capacity then
-          return t, capacity - total
-        end
-        t = leaves  -- wait for this claim to leave the window
-      end
-      total = total - units[j]
-    end
-    start = start + CHUNK
-  end
-  if total + need > capacity then
-    -- What is left is held, unanswered: look again shortly (HELD_POLL).
-    t = math.max(t, now + HELD_POLL * l.per)
-  end
-  return t, capacity - total
+  local left = 0
+  if t - l.span > l.edge then left = wsum(l, l.log, l.edge, t - l.span) end
+  if total - left + need <= capacity then return t, capacity - (total - left) end
+  local a, freed = reach(l, l.log, l.edge, total + need - capacity)
+  if a then return a + l.span, capacity - (total - freed) end
+  local last = redis.call('ZRANGE', l.log, -1, -1, 'WITHSCORES')
+  if #last > 0 then t = math.max(t, tonumber(last[2]) + l.span) end
+  return math.max(t, now + HELD_POLL * l.per), capacity - (total - freed)
 end
 
 -- earliest_walk, unless only the unit kept for the first floor stops the claim now: an
 -- answer may release it at any moment, so look again shortly (HELD_POLL), as in memory.
+-- The same question is asked again before anything is recorded (the shrink rule asks
+-- first): the answers are kept until a claim is recorded (`l.asked`).
 local function earliest(l, need, from)
+  local question = need .. '@' .. num(from)
+  if l.asked and l.asked[question] then return unpack(l.asked[question]) end
   local t, room = earliest_walk(l, need, from)
   if t > now and kept_of(l) > 0 then
     local start = math.max(from, l.last_i)
     if bulk then start = math.max(from, l.last) end
     local free, poll = math.max(limit_of(l), need), now + HELD_POLL * l.per
-    if start == now and poll < t and l.used + need <= free then return poll, free - l.used end
+    if start == now and poll < t and l.used + need <= free then t, room = poll, free - l.used end
   end
+  l.asked = l.asked or {}
+  l.asked[question] = {t, room}
   return t, room
 end
 
@@ -478,8 +674,15 @@ end
 -- call-rate claim of a user send waiting for recipient quota must not hold group sends.
 local function record(claim, at, room, binding)
   local l = claim.l
+  l.asked = nil
   local granted = math.min(claim.units, room)
-  redis.call('ZADD', l.log, num(at), claim.id)
+  local class = class_of(claim.id)
+  for j = 0, l.digits - 1 do  -- the digits of `granted` join the mask (wsum)
+    if digit(granted, j) and not digit(l.mask[class], j) then
+      l.mask[class] = l.mask[class] + 2 ^ j
+    end
+  end
+  wadd(l, l.log, {{at, claim.id, granted}})
   redis.call('HSET', l.units, claim.id, num(granted))
   l.used = l.used + granted
   if binding and bulk and at > l.last then l.last = at end
@@ -492,14 +695,8 @@ end
 -- reservations are not in it: each decides again when it is due, and counts what started
 -- before it (due_at, below).
 local function inside_now(l)
-  local ids = redis.call('ZRANGEBYSCORE', l.log, '-inf', num(now))
-  local units = units_of(l, ids)
-  local inside, interactive = l.held_units, l.held_interactive
-  for j = 1, #ids do
-    inside = inside + units[j]
-    if string.sub(ids[j], 1, 1) == 'i' then interactive = interactive + units[j] end
-  end
-  return inside, interactive
+  local inside = l.held_units + wsum(l, l.log, l.edge, now)
+  return inside, l.held_interactive + wsum(l, l.log, l.edge, now, 'i')
 end
 
 -- Whether an interactive request can start now, as in memory: the window that ends now
@@ -532,44 +729,39 @@ end
 -- the end of the queue, which pushed every later reservation on, window after window (the
 -- shared stall). After a cold start (Redis lost the window: `cold`) it waits the whole
 -- window like every claim.
+-- The window that ends at t holds what is held and the claims anchored in (t - span, t].
+-- From now, it jumps to when enough of what the window holds has left (reach): no time
+-- between can have room, since claims anchored later only enter it. Each jump after the
+-- first is made because a later reservation entered, so there are at most as many as
+-- requests wait for this limit.
 local function due_walk(l, need, all)
   local capacity = capacity_of(l, need)
-  local entries = redis.call('ZRANGE', l.log, 0, -1, 'WITHSCORES')
-  local ids = {}
-  for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
-  local units = units_of(l, ids)
-  -- The window that ends at t holds what is held and the claims anchored in (t - span, t].
-  local inside, entering = l.held_units, 1
-  while entering <= #ids and tonumber(entries[2 * entering]) <= now do
-    inside = inside + units[entering]
-    entering = entering + 1
-  end
-  -- With `all` (at least `need`), the same walk also finds when all of them fit.
-  local t, at, room = now, nil, nil
-  for j = 0, #ids do
-    if j > 0 then
-      t = tonumber(entries[2 * j]) + l.span  -- claim j leaves (the log is in anchor order)
-      while entering <= #ids and tonumber(entries[2 * entering]) <= t do
-        inside = inside + units[entering]
-        entering = entering + 1
-      end
-      inside = inside - units[j]
-    end
-    if t >= now then
-      if not at and inside + need <= capacity then
+  local t, want, at, room = now, need, nil, nil
+  local inside = l.held_units + wsum(l, l.log, l.edge, now)
+  while true do
+    if inside + want <= capacity then
+      if not at then
         at, room = math.max(t, l.cold), capacity - inside
         if not all then return at, room end
+        want = all  -- with `all` (at least `need`), also when all of them fit
       end
-      if at and inside + all <= capacity then
+      if inside + want <= capacity then
         return at, room, math.max(t, l.cold), capacity - inside
       end
     end
+    local a = reach(l, l.log, math.max(t - l.span, l.edge), inside + want - capacity)
+    if not a then break end
+    t = a + l.span
+    inside = l.held_units + wsum(l, l.log, math.max(t - l.span, l.edge), t)
   end
   -- Held, unanswered: look again shortly, once the claims of the log have left (as
   -- earliest_walk, and the waiter in memory).
+  t = now
+  local last = redis.call('ZRANGE', l.log, -1, -1, 'WITHSCORES')
+  if #last > 0 then t = math.max(t, tonumber(last[2]) + l.span) end
   local poll = math.max(t, now + HELD_POLL * l.per, l.cold)
-  if at then return at, room, poll, capacity - inside end
-  return poll, capacity - inside
+  if at then return at, room, poll, capacity - l.held_units end
+  return poll, capacity - l.held_units
 end
 
 -- due_walk, unless only the unit kept for the first floor stops it now (as earliest).

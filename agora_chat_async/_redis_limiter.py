@@ -1,31 +1,28 @@
 """One quota, many processes: the limiter whose state lives in Redis.
 
 An app key's quota is shared by every process that sends with it. Each
-:class:`SlidingWindowLimiter` believes it owns the whole quota, so four workers
-send four times too fast. :class:`RedisLimiter` keeps the windows in Redis, and
-every admission decision is one atomic server-side script
-(``_redis_limiter.lua``) in one round trip.
+:class:`SlidingWindowLimiter` believes it owns the whole quota, so four workers send four
+times too fast. :class:`RedisLimiter` keeps the windows in Redis, and every admission
+decision is one atomic server-side script (``_redis_limiter.lua``) in one round trip.
 
 How it decides
 --------------
-Every limit has a log in Redis (a sorted set of claims scored by their anchor,
-their start at first), the units of each claim, and a small state hash. The
-script reads the time from the Redis server (``TIME``), so clock skew between
-hosts does not matter, forgets the claims that left the window, finds the
-earliest time at which every claim of the request fits (never before an earlier
-reservation of the limit that decides it: first come, first served across all
-processes), and records them all at that time. It answers "start now", or "not
-before t" and the caller sleeps until then, no polling. A shrinkable claim
-(``min_units``) takes as many units as fit at that time. A reservation decides
-again when it is due (a second round trip), in its place, as a waiter in memory:
-it starts then if the window that ends at its start has room beside the claims
-that started and the reservations before it, or waits there for the claims whose
-answers moved them later to leave (later reservations decide again when they are
-due, and count it then). A new claim is placed where every recorded claim,
-reservations in the future included, leaves it room; an interactive one starts at
-once if the window that ends now has room. Only the limit that decided a
-request's time holds later claims back (the call-rate claim of a user send
-waiting for recipient quota does not make group sends wait).
+Every limit has a log in Redis (a sorted set of claims scored by their anchor, their start
+at first), the units of each claim, and a small state hash. The script reads the time from
+the Redis server (``TIME``), so clock skew between hosts does not matter, forgets the claims
+that left the window, finds the earliest time at which every claim of the request fits
+(never before an earlier reservation of the limit that decides it: first come, first served
+across all processes), and records them all at that time. It answers "start now", or "not
+before t" and the caller sleeps until then, no polling. A shrinkable claim (``min_units``)
+takes as many units as fit at that time. A reservation decides again when it is due (a
+second round trip), in its place, as a waiter in memory: it starts then if the window that
+ends at its start has room beside the claims that started and the reservations before it, or
+waits there for the claims whose answers moved them later to leave (later reservations
+decide again when they are due, and count it then). A new claim is placed where every
+recorded claim, reservations in the future included, leaves it room; an interactive one
+starts at once if the window that ends now has room. Only the limit that decided a request's
+time holds later claims back (the call-rate claim of a user send waiting for recipient quota
+does not make group sends wait).
 
 Answers move anchors as in memory (``_window_rules.settled_anchor``): a claim is
 charged what is uncertain of when the service counted it. The floor of forward
@@ -51,16 +48,18 @@ script judges it as of then.
 
 Keys and memory
 ---------------
-All keys of one app share the hash tag ``{<prefix>:<org>#<app>}``, so one decision
-touches one Redis Cluster slot. Logs hold at most ``limit`` entries per window (and the
-claims in flight); every key expires by itself a few windows after its last use. The
-script needs Redis 6.2 or newer (``SMISMEMBER``).
+Every key of one app is named ``<prefix>:{<org>#<app>}:...``
+(``agora-chat:{acme#chat}:users:log``): it begins with the prefix, as ACL key patterns
+(``~agora-chat:*``) and ``SCAN MATCH`` expect, and the hash tag is the app key alone, so one
+decision touches one Redis Cluster slot. A log holds at most ``limit`` claims per window
+(and the claims in flight); every key expires by itself a few windows after its last use.
+What a call costs does not grow with the window (how: the script's opening comment); what
+an ACL user needs and what an admission costs the Redis: ``docs/workers.md``.
 
 When Redis restarts without its data (or is flushed, or fails over to a replica that
-lacks it), the sends of the last window are unknown. The script notices (a marker key is
+lacks it), the sends of the last window are unknown: the script notices (its marker key is
 missing) and, with ``cold_start_wait=True`` (the default), lets nothing start for one
-window of each limit. The same happens the first time an app key is used with a Redis,
-and after a week unused.
+window of each limit; so too at an app key's first use with a Redis, or after a week unused.
 
 When Redis is unreachable
 -------------------------
@@ -275,7 +274,9 @@ class RedisLimiter(Limiter):
                 raise ValidationError(
                     "app_key", "give RedisLimiter(app_key=...) or pass it to an AgoraChatClient"
                 )
-            tag = "{" + f"{self._prefix}:{self._app_key}" + "}"
+            # The hash tag is the app key alone: one Cluster slot per app, and every key
+            # begins with the prefix, as ACL key patterns and SCAN MATCH expect.
+            tag = f"{self._prefix}:{{{self._app_key}}}"
             keys = [f"{tag}:seen"]
             parts = ("state", "log", "recent", "units", "flight", "held")
             for name, _ in self._limits:

@@ -454,7 +454,7 @@ def test_send_takes_the_app_s_quota_and_shares_it_through_redis(
         keys = [key.decode() for key in store.keys("*")]
     finally:
         store.close()
-    assert any(key.startswith("{agora-chat:test-org#test-app}:users") for key in keys)
+    assert any(key.startswith("agora-chat:{test-org#test-app}:users") for key in keys)
     assert "2 delivered" in capsys.readouterr().out
 
 

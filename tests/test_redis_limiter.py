@@ -26,11 +26,13 @@ from agora_chat_async import (
     Rate,
     RateLimits,
     RedisLimiter,
+    ServerTiming,
     SlidingWindowLimiter,
     StaticToken,
     TextBody,
     ValidationError,
 )
+from agora_chat_async._redis_script import SCRIPT as _SCRIPT
 from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
 
 from .clocks import InstantClock, SteppedClock
@@ -286,7 +288,7 @@ async def test_the_client_names_the_keys_after_its_app(redis_client, agora_emula
     ) as client:
         await client.send_user_message("alice", TextBody(msg="hello"))
     keys = {key.decode() for key in await redis_client.keys("*")}
-    assert "{agora-chat:test-org#test-app}:users:log" in keys
+    assert "agora-chat:{test-org#test-app}:users:log" in keys
     with pytest.raises(ValidationError, match="test-org#test-app"):
         shared.bind_app("other-org", "other-app")
 
@@ -366,7 +368,7 @@ def test_no_window_ever_exceeds_the_limit_for_any_arrivals(redis_server, arrival
         limiters = [limiter(client, clock) for _ in range(3)]
         schedule: dict[str, tuple[float, int]] = {}  # claim id: start, units (as in Redis)
         order: list[str] = []  # claim ids in arrival order
-        tag = "{agora-chat:org#app}:users"
+        tag = "agora-chat:{org#app}:users"
         async with anyio.create_task_group() as tg:
             for gap, size, who in arrivals:
                 clock.advance(gap)
@@ -735,3 +737,96 @@ async def test_a_reservation_due_after_a_restart_waits_the_cold_start_window(red
     # Redis no longer knows of the 10 units of t=0: nothing starts for a window after it
     # noticed (at the reservation's due time, 1.0).
     assert started[0] >= 2.0
+
+
+class _TestTime:
+    """A clock the workload moves; a reservation's sleep moves it to its end."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.0)
+
+
+#: The script, counting what its Redis commands return (the elements of every reply): the
+#: work of a call, exactly, where a scan of the log reads every claim of the window.
+_COUNTING = (
+    "local read = 0\n"
+    "local function counted_call(...)\n"
+    "  local reply = redis.call(...)\n"
+    "  if type(reply) == 'table' then read = read + #reply end\n"
+    "  return reply\n"
+    "end\n"
+    + _SCRIPT.replace("redis.call(", "counted_call(").replace(
+        "return reply", "redis.call('INCRBY', KEYS[1] .. ':read', read)\nreturn reply"
+    )
+)
+
+
+async def _production_calls(client: Any, claims: int, *, measured: int = 100) -> dict[str, Any]:
+    """A users window of *claims* a minute filled by single-recipient sends, each answered
+    as a web handler's is; then *measured* admissions at twice that rate (each waits), every
+    tenth a bulk claim of a tenth of the window that may shrink, and one refusal. What the
+    measured calls cost Redis: elements read per call (``_COUNTING``), and the calls that
+    ran longer than a millisecond (``SLOWLOG``)."""
+    await client.flushdb()
+    clock = _TestTime()
+    per = 60.0
+    quota = RateLimits(users=Rate(claims, per=per), send_calls=None)
+    shared = RedisLimiter(
+        client, rate_limits=quota, app_key="org#cost", cold_start_wait=False, clock=clock
+    )
+    shared._script = client.register_script(_COUNTING)
+
+    async def admit(step: float, units: int = 1, *, bulk: bool = False) -> None:
+        permit = await shared.acquire(
+            [("users", units)],
+            min_units=1 if bulk else None,
+            priority="bulk" if bulk else "interactive",
+        )
+        started = clock.t
+        permit.sending()
+        clock.t += 0.002
+        permit.settle(ServerTiming(1.7e9 + started + 0.0015, 0.0005, sent=started))
+        clock.t = started + step
+
+    for _ in range(claims + claims // 10):  # full, and turning over
+        await admit((per + 0.01) / claims)
+    await client.config_set("slowlog-log-slower-than", 1000)
+    await client.slowlog_reset()
+    await client.set("agora-chat:{org#cost}:seen:read", 0)
+    calls = shared.round_trips
+    for index in range(measured):
+        if index == measured // 2:
+            shared.penalize([("users", 1)])
+        if index % 10 == 5:
+            await admit(0.0, claims // 10, bulk=True)
+        else:
+            await admit(per / claims / 2)
+    read = int(await client.get("agora-chat:{org#cost}:seen:read"))
+    slow = [e for e in await client.slowlog_get(128) if b"EVALSHA" in e["command"]]
+    await client.config_set("slowlog-log-slower-than", 10000)
+    return {"read per call": read / (shared.round_trips - calls), "slow": slow}
+
+
+async def test_a_call_reads_as_much_whatever_the_window_holds(redis_client):
+    """The script's work per call does not grow with the claims in the window: what its
+    commands return, 300 claims against 3,000 (a scan of the log reads 10 times more)."""
+    small = await _production_calls(redis_client, 300)
+    large = await _production_calls(redis_client, 3000)
+    assert large["read per call"] <= 1.25 * small["read per call"], (small, large)
+
+
+async def test_no_call_runs_longer_than_a_millisecond(redis_client):
+    """SLOWLOG, threshold 1 ms, at 6,000 single-recipient claims in the window (the
+    documented users quota full) with bulk claims and a refusal among them. A machine's
+    hiccup may make any call slow once: a slow call fails the test only if every one of
+    five runs has one (every call of a script that scans the window takes 5 ms there)."""
+    runs = [await _production_calls(redis_client, 6000)]
+    while runs[-1]["slow"] and len(runs) < 5:
+        runs.append(await _production_calls(redis_client, 6000))
+    assert not runs[-1]["slow"], [[entry["duration"] for entry in run["slow"]] for run in runs]

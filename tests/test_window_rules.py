@@ -183,11 +183,26 @@ OPERATIONS = st.lists(
 )
 
 
+#: The script as shipped; with every search of the log a binary search over its ranks
+#: (``reach`` reads no claim one by one); and moving one claim that left the window out of
+#: the log a call (the others stay, out of every window): all must decide as memory does.
+VARIANTS = {
+    "shipped": _SCRIPT,
+    "binary search": _SCRIPT.replace("local CHUNK = 16", "local CHUNK = 0"),
+    "one stale claim a call": _SCRIPT.replace("local STALE = 16", "local STALE = 1"),
+}
+
+
+def test_each_variant_differs_from_the_shipped_script():
+    assert len({*VARIANTS.values()}) == len(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(operations=OPERATIONS)
-def test_both_runtimes_decide_alike(redis_server, operations):
+def test_both_runtimes_decide_alike(redis_server, variant, operations):
     """The same admissions, answers, refusals and clock steps, in memory and in Redis:
     the same waits, the same units granted, the same effective limits."""
 
@@ -199,6 +214,7 @@ def test_both_runtimes_decide_alike(redis_server, operations):
         shared = RedisLimiter(
             client, rate_limits=LIMITS, app_key="org#app", cold_start_wait=False, clock=redis_clock
         )
+        shared._script = client.register_script(VARIANTS[variant])
         permits: list[tuple[Permit, Permit, int, float]] = []
         for step, operation in enumerate(operations):
             kind = operation[0]
@@ -621,3 +637,55 @@ def test_a_queued_claim_starts_when_the_moved_anchors_leave_in_memory(request):
 
 def test_a_queued_claim_starts_when_the_moved_anchors_leave_in_redis(request):
     assert asyncio.run(_first_queued_start("redis", request)) == pytest.approx(1.0145)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_claims_that_left_the_window_count_for_nothing_before_they_are_moved(redis_server, variant):
+    """Twenty single claims, half interactive, half bulk, leave the window at once (half of
+    them answered after that); the script moves at most STALE of them out of the log a call
+    (one, in a variant), and the rest count for nothing meanwhile: every kind of claim
+    decides as in memory, call after call, until the log holds only what is in the window."""
+
+    async def decisions(runtime: str) -> list[tuple[int, float]]:
+        clock = MockClock(start=0.0)
+        limits = RateLimits(users=Rate(20, per=1), margin=2 * TICK, bulk_headroom=0.1)
+        limiter: SlidingWindowLimiter | RedisLimiter = SlidingWindowLimiter(limits, clock=clock)
+        client = None
+        if runtime == "redis":
+            client = redis.asyncio.from_url(redis_server.url)
+            await client.flushdb()
+            limiter = RedisLimiter(
+                client, rate_limits=limits, app_key="org#app", cold_start_wait=False, clock=clock
+            )
+            limiter._script = client.register_script(VARIANTS[variant])
+        permits = []
+        for index in range(20):
+            priority: Priority = "bulk" if index % 2 else "interactive"
+            permits.append(await limiter.acquire([("users", 1)], priority=priority))
+            clock.advance(TICK / 4)
+        clock.advance(2.0)  # every one of them left the window
+        for permit in permits[:10]:
+            permit.settle()  # answered now, after it left: it stays out
+        got = []
+        for units, priority, shrink in [
+            (10, "bulk", False),  # at once
+            (5, "interactive", False),  # beside them, at once
+            (10, "bulk", True),  # 3 fit (bulk leaves 2 of 20): it waits for all of it
+            (20, "interactive", False),
+            (1, "bulk", False),
+        ] * 2:
+            start = clock.now()
+            permit = await limiter.acquire(
+                [("users", units)], priority=priority, min_units=1 if shrink else None
+            )
+            got.append((permit.units, round(clock.now() - start, 6)))
+        if client is not None:
+            if "local STALE = 16" in VARIANTS[variant]:  # ten calls moved all twenty
+                edge = round((clock.now() - 1 - 2 * TICK) * 1_000_000)
+                assert await client.zcount("agora-chat:{org#app}:users:log", "-inf", edge) == 0
+            await client.aclose()
+        return got
+
+    memory = asyncio.run(decisions("memory"))
+    assert asyncio.run(decisions("redis")) == memory
+    assert memory[:2] == [(10, 0.0), (5, 0.0)]
