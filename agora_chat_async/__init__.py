@@ -31,6 +31,7 @@ from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ForbiddenError as ForbiddenError
 from ._exceptions import JobLeaseError as JobLeaseError
+from ._exceptions import LimiterStoreError as LimiterStoreError
 from ._exceptions import LimiterUnavailableError as LimiterUnavailableError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
@@ -127,6 +128,7 @@ __all__ = [
     "JobProgress",
     "LimitName",
     "Limiter",
+    "LimiterStoreError",
     "LimiterUnavailableError",
     "LimiterWait",
     "LocationBody",

@@ -7,6 +7,7 @@ everything this library raises on purpose::
     ├── ValidationError            a bad argument; raised before any request is made
     ├── ClientClosedError          the client was closed; nothing more is sent
     ├── LimiterUnavailableError    a shared limiter's store (Redis) could not be reached
+    ├── LimiterStoreError          its store refused it for good (permission, password, type)
     ├── JobLeaseError              another worker runs this durable job
     ├── TransportError             no usable HTTP response arrived
     │   └── ConnectError           the connection was never established: nothing was sent
@@ -127,7 +128,17 @@ class ClientClosedError(AgoraChatError):
 class LimiterUnavailableError(AgoraChatError):
     """The shared limiter's store (Redis) stayed unreachable; nothing was sent.
 
-    Raised instead of sending without a limit. Retry later, or configure a fallback.
+    Raised instead of sending without a limit, after retrying for ``unavailable_timeout``
+    seconds: a lost connection, a timeout, a Redis loading its data, busy with a long
+    script, read-only after a failover, or a cluster re-sharding. Retry later, or configure
+    a fallback.
+    """
+
+
+class LimiterStoreError(AgoraChatError):
+    """The shared limiter's store (Redis) refused it for a reason waiting will not mend
+    (a user without a permission, wrong credentials, a key of another type under the
+    limiter's names); nothing was sent. The message names the fix.
     """
 
 

@@ -246,6 +246,21 @@ class SlidingWindowLimiter(Limiter):
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({self._rate_limits!r})"
 
+    def live_claims(self) -> list[tuple[LimitName, int, bool, float, bool]]:
+        """Every claim still counted (in its window, or held there unanswered): its limit,
+        units, whether it is interactive, its anchor (this limiter's clock) and whether its
+        answer came (or it never left). A :class:`RedisLimiter` coming back from its
+        fallback hands them to Redis."""
+        now = self._clock.now()
+        claims = []
+        for window in self._windows.values():
+            window.expire(now)
+            for entry in (*window.log, *window.held):
+                claims.append(
+                    (window.name, entry.units, entry.interactive, entry.started, entry.answered)
+                )
+        return claims
+
     def _window(self, name: LimitName) -> Window | None:
         window = self._windows.get(name)
         if window is None:
@@ -382,8 +397,9 @@ class SlidingWindowLimiter(Limiter):
                     window.replace(answer.replace, spread)
 
         def sending() -> None:
+            now = self._clock.now()
             for window, entry in entries:
-                window.sending(entry)
+                window.sending(entry, now)
 
         return Permit(
             refund,

@@ -27,13 +27,16 @@
 -- ARGV: now_override | "", n_limits, cold_start (1/0), seen_ttl_ms, bulk_headroom,
 --       bulk_min_share, answered_ago (microseconds since the caller's latest answer, or -1),
 --       n_limits x (limit, per_us, span_us),
---       n_flying, n_flying x (limit index, id): claims whose requests are on their way,
+--       n_flying, n_flying x (limit index, id, microseconds since): claims whose requests
+--       are on their way, and since when,
 --       n_observations, n_observations x (forward offset (us), microseconds since),
 --       n_reports, n_reports x (limit index, id, new anchor (microseconds, this clock), or
 --       0: answered, the anchor stays; 1 if the anchor may move earlier (the first floor's
 --       move, _window_rules.moved_anchor), else 0),
 --       n_refunds, n_refunds x (limit index, id),
 --       n_penalties, n_penalties x (limit index, units, microseconds since the refusal),
+--       n_handed, n_handed x (limit index, id, units, microseconds since its anchor): the
+--       claims of an in-memory fallback still in their windows (_redis_fallback.py),
 --       n_claims, again (1/0), bulk (1/0), n_claims x (limit index, units, id, need)
 -- Interactive and bulk claims queue apart (`last`, `last_i`); bulk claims always leave
 -- bulk_headroom of every limit free; interactive ids start with "i".
@@ -281,13 +284,25 @@ local function load(l)
     l.last_i = now + l.span
   end
   -- Claims whose requests are on their way stay in their windows until their answers
-  -- (Permit.sending): marked before anything can expire them. A claim that had left its
-  -- window at the last call (its previous edge; it may be in the log yet) left for good.
+  -- (Permit.sending): marked before anything can expire them. One whose window ended
+  -- before its request left (at the last call: its previous edge; it may be in the log
+  -- yet, or in `recent`) is held until its answer, as in memory, if it left less than a
+  -- window ago (after that it is forgotten).
   local before = tonumber(fields[11]) or -math.huge
-  for _, id in ipairs(l.marks) do
-    local score = tonumber(redis.call('ZSCORE', l.log, id))
+  for _, mark in ipairs(l.marks) do
+    local id, sent = mark[1], mark[2]
+    local key = l.log
+    local score = tonumber(redis.call('ZSCORE', key, id))
+    if not score then
+      key = l.recent
+      score = tonumber(redis.call('ZSCORE', key, id))
+    end
     if score and score > before then
       redis.call('ZADD', l.flight, num(score), id)
+    elseif score and score > sent - 2 * l.span then
+      wrem(l, key, {{id, tonumber(redis.call('HGET', l.units, id)) or 0}})
+      redis.call('ZADD', l.held, num(score), id)
+      redis.call('ZADD', l.flight, '-inf', id)
     else
       redis.call('ZADD', l.flight, '-inf', id)
     end
@@ -407,8 +422,8 @@ do
   local n_flying = tonumber(ARGV[pos]); pos = pos + 1
   for _ = 1, n_flying do
     local l = limits[tonumber(ARGV[pos])]
-    l.marks[#l.marks + 1] = ARGV[pos + 1]
-    pos = pos + 2
+    l.marks[#l.marks + 1] = {ARGV[pos + 1], now - tonumber(ARGV[pos + 2])}
+    pos = pos + 3
   end
 end
 for i = 1, n_limits do
@@ -574,6 +589,30 @@ for _ = 1, n do
   l.effective = effective_at(l, now)
 end
 
+-- Record `units` of claim `id` at `at` in the log (counted from now on).
+local function enter(l, at, id, units)
+  local class = class_of(id)
+  for j = 0, l.digits - 1 do  -- the digits of `units` join the mask (wsum)
+    if digit(units, j) and not digit(l.mask[class], j) then
+      l.mask[class] = l.mask[class] + 2 ^ j
+    end
+  end
+  wadd(l, l.log, {{at, id, units}})
+  redis.call('HSET', l.units, id, num(units))
+  l.used = l.used + units
+end
+
+-- Claims a process admitted through its in-memory fallback while Redis was unavailable,
+-- still in their windows (_redis_fallback.py): recorded at their anchors, counted like any.
+n = tonumber(ARGV[pos]); pos = pos + 1
+for _ = 1, n do
+  local l = limits[tonumber(ARGV[pos])]
+  local id, units, at = ARGV[pos + 1], tonumber(ARGV[pos + 2]), now - tonumber(ARGV[pos + 3])
+  pos = pos + 4
+  load(l)
+  if at > l.edge then enter(l, at, id, units) end
+end
+
 -- The units the window may hold for this priority: bulk leaves the headroom
 -- (_rates.bulk_limit).
 local function limit_of(l)
@@ -676,15 +715,7 @@ local function record(claim, at, room, binding)
   local l = claim.l
   l.asked = nil
   local granted = math.min(claim.units, room)
-  local class = class_of(claim.id)
-  for j = 0, l.digits - 1 do  -- the digits of `granted` join the mask (wsum)
-    if digit(granted, j) and not digit(l.mask[class], j) then
-      l.mask[class] = l.mask[class] + 2 ^ j
-    end
-  end
-  wadd(l, l.log, {{at, claim.id, granted}})
-  redis.call('HSET', l.units, claim.id, num(granted))
-  l.used = l.used + granted
+  enter(l, at, claim.id, granted)
   if binding and bulk and at > l.last then l.last = at end
   if binding and not bulk and at > l.last_i then l.last_i = at end
   return granted

@@ -81,8 +81,8 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 
 from ._clock import Clock, SystemClock
-from ._exceptions import LimiterUnavailableError, ValidationError
-from ._limits import Limiter, SlidingWindowLimiter
+from ._exceptions import LimiterStoreError, LimiterUnavailableError, ValidationError
+from ._limits import Limiter
 from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
@@ -94,8 +94,9 @@ from ._rates import (
     check_claims,
     check_units,
     is_bulk,
-    scaled_limits,
 )
+from ._redis_errors import classify, fix_for
+from ._redis_fallback import Fallback
 from ._redis_script import (
     BUCKET_US,
     MICROS,
@@ -181,14 +182,11 @@ class RedisLimiter(Limiter):
         self._prefix = prefix
         self._app_key = app_key
         self._unavailable_timeout = unavailable_timeout
-        self._fallback_fraction = fallback
-        self._fallback: SlidingWindowLimiter | None = None
-        self._falling_back = False
-        self._fallback_until = -math.inf
         self._cold_start_wait = cold_start_wait
         #: With a test clock, its time replaces the Redis server's in the script.
         self._clock_override = clock is not None
         self._clock: Clock = clock or SystemClock()
+        self._fallback = Fallback(fallback, unavailable_timeout, self._clock)
         self._script = redis.register_script(SCRIPT)
         rates = ((name, self._rate_limits.rate(name)) for name in LIMIT_NAMES)
         self._limits = [(name, rate) for name, rate in rates if rate is not None]
@@ -315,9 +313,11 @@ class RedisLimiter(Limiter):
             need = min_units if shrinks and position == 0 and min_units is not None else units
             claim_id = ("b" if bulk else "i") + secrets.token_hex(8)  # the script reads the class
             pending.append(ScriptClaim(index, units, claim_id, need, first=position == 0))
-        if self._falling_back and self._clock.now() < self._fallback_until:
-            assert self._fallback is not None  # noqa: S101 - made when falling back
-            return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
+        if self._fallback.in_force:
+            assert self._fallback.limiter is not None  # noqa: S101 - made when falling back
+            return await self._fallback.limiter.acquire(
+                claims, min_units=min_units, priority=priority
+            )
         recorded = [(claim.index, claim.id) for claim in pending]
         try:
             answer = await self._decide(pending, bulk=bulk)
@@ -327,9 +327,11 @@ class RedisLimiter(Limiter):
                 await self._clock.sleep(answer.delay)
                 answer = await self._decide(pending, again=True, bulk=bulk)
             if answer is None:  # Redis unreachable, fallback on
-                assert self._fallback is not None  # noqa: S101 - _decide's contract
+                assert self._fallback.limiter is not None  # noqa: S101 - _decide's contract
                 self._carried.refunds.extend(recorded)  # a reservation made before, if any
-                return await self._fallback.acquire(claims, min_units=min_units, priority=priority)
+                return await self._fallback.limiter.acquire(
+                    claims, min_units=min_units, priority=priority
+                )
         except BaseException:
             # Cancelled or failed after Redis may have recorded the claims: give them back
             # with the next admission (removing a claim that was never recorded is harmless).
@@ -347,7 +349,8 @@ class RedisLimiter(Limiter):
         def sending() -> None:
             nonlocal flying
             flying = True
-            self._carried.flying.extend(recorded)
+            now = self._clock.now()
+            self._carried.flying.extend((index, id_, now) for index, id_ in recorded)
 
         def settle(timing: ServerTiming | None) -> None:
             self._settle(timing, recorded, started_us, sent, flying=flying)
@@ -407,14 +410,12 @@ class RedisLimiter(Limiter):
         bulk: bool = False,
         once: bool = False,
     ) -> Decision | None:
-        """One admission decision; ``None`` when Redis is unreachable and the fallback is on.
+        """One admission decision; ``None`` when Redis is unavailable and the fallback is on.
 
         With *once*, a single attempt that raises :class:`LimiterUnavailableError` if it
-        fails, whatever the fallback.
+        fails, whatever the fallback. A permanent failure raises :class:`LimiterStoreError`
+        at once (``_redis_errors``).
         """
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         carried = self._carried.take()
         now = self._clock.now()
         args: list[Any] = [
@@ -428,34 +429,43 @@ class RedisLimiter(Limiter):
             *self._limit_args,
             *carried.args(now),
         ]
-        args += [len(pending), 1 if again else 0, 1 if bulk else 0]
+        claim_args: list[Any] = [len(pending), 1 if again else 0, 1 if bulk else 0]
         for claim in pending:
-            args += [claim.index, claim.units, claim.id, claim.need]
+            claim_args += [claim.index, claim.units, claim.id, claim.need]
         keys = self._keys()
         started = now
         # While falling back, one failed attempt is enough to keep falling back.
-        patience = 0.0 if self._falling_back or once else self._unavailable_timeout
+        patience = 0.0 if self._fallback.active or once else self._unavailable_timeout
         backoff = 0.05
         while True:
             sent = self._clock.now()
             if self._clock_override:  # the time of this attempt, not of the first one
                 args[0] = str(round(sent * MICROS))
+            handed = self._fallback.handed_back(self._index)  # what it admitted meanwhile
             try:
                 self.round_trips += 1
-                reply = await self._script(keys=keys, args=args)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                reply = await self._script(keys=keys, args=[*args, *handed, *claim_args])
+            except Exception as exc:
+                kind = classify(exc)
+                if kind != "transient":
+                    self._carried.put_back(carried)  # harmless twice, if it was applied
+                    if kind is None:
+                        raise
+                    raise LimiterStoreError(
+                        f"{fix_for(exc, self._prefix)}; nothing was sent"
+                    ) from None
                 waited = self._clock.now() - started
                 # A microsecond of slack: on a float clock the last sleep may fall short.
                 if waited >= patience - 1e-6:
                     self._carried.put_back(carried)  # for the first call that works
-                    if self._fallback_fraction is None or once:
+                    if self._fallback.fraction is None or once:
                         raise LimiterUnavailableError(
-                            f"Redis has been unreachable for {waited:.1f} s "
-                            f"({type(exc).__name__}); nothing was sent. Check the Redis "
-                            "server, or give RedisLimiter(fallback=...) to keep sending "
-                            "at a fraction of the quota meanwhile"
+                            f"Redis has been unavailable for {waited:.1f} s "
+                            f"({type(exc).__name__}: {exc}); nothing was sent. Check the "
+                            "Redis server, or give RedisLimiter(fallback=...) to keep "
+                            "sending at a fraction of the quota meanwhile"
                         ) from None
-                    self._start_fallback(exc)
+                    self._fallback.start(self._rate_limits, exc)
                     return None
                 await self._clock.sleep(min(backoff, patience - waited))
                 backoff = min(backoff * 2, 1.0)
@@ -464,9 +474,7 @@ class RedisLimiter(Limiter):
                 # It may or may not have been applied: each is harmless twice.
                 self._carried.put_back(carried)
                 raise
-            if self._falling_back:
-                logger.warning("Redis is reachable again; the shared limiter is back in use")
-                self._falling_back = False
+            self._fallback.returned()
             return self._read_reply(reply, sent)
 
     def _read_reply(self, reply: list[Any], sent: float) -> Decision:
@@ -507,21 +515,6 @@ class RedisLimiter(Limiter):
         """Whether late answers, refunds or refusals wait to be carried to Redis."""
         return self._carried.urgent and self._app_key is not None
 
-    def _start_fallback(self, exc: BaseException) -> None:
-        assert self._fallback_fraction is not None  # noqa: S101 - checked by the caller
-        if self._fallback is None:
-            limits = scaled_limits(self._rate_limits, self._fallback_fraction)
-            self._fallback = SlidingWindowLimiter(limits, clock=self._clock)
-        self._falling_back = True
-        self._fallback_until = self._clock.now() + self._unavailable_timeout
-        logger.warning(
-            "Redis unreachable (%s); sending at %.0f%% of the quota with an in-memory "
-            "limiter, trying Redis again in %.0f s",
-            type(exc).__name__,
-            self._fallback_fraction * 100,
-            self._unavailable_timeout,
-        )
-
     def penalize(self, claims: Sequence[Claim]) -> None:
         """Lower the shared effective rate (applied with this process's next admission)."""
         now = self._clock.now()
@@ -529,22 +522,21 @@ class RedisLimiter(Limiter):
             index = self._index.get(name)
             if index is not None:
                 self._carried.penalties.append((index, units, now))
-        if self._fallback is not None:
-            self._fallback.penalize(claims)
+        if self._fallback.limiter is not None:
+            self._fallback.limiter.penalize(claims)
 
     async def flush(self) -> None:
         """Send queued late answers, refunds and refusals to Redis now, in one round trip.
 
-        One attempt: if Redis is unreachable they stay queued for the next admission.
+        One attempt: if Redis is unavailable, or refuses it, they stay queued for the next
+        admission (which raises what is wrong).
         """
-        from redis.exceptions import RedisError
-
-        if not self._queued or self._falling_back:
+        if not self._queued or self._fallback.active:
             return
         try:
             await self._decide([], once=True)
-        except (LimiterUnavailableError, RedisError):
-            logger.debug("Redis unreachable; late answers stay queued for the next admission")
+        except (LimiterUnavailableError, LimiterStoreError):
+            logger.debug("Redis unavailable; late answers stay queued for the next admission")
 
     async def effective_limit(self, name: LimitName) -> float | None:
         """The limit in force now for *name* across all processes (after refusals, lower).
@@ -552,10 +544,9 @@ class RedisLimiter(Limiter):
         Sends this process's queued refusals first. ``None`` when the limit is off.
 
         Raises:
-            LimiterUnavailableError: Redis is unreachable.
+            LimiterUnavailableError: Redis is unavailable.
+            LimiterStoreError: Redis refused it for a reason waiting will not mend.
         """
-        from redis.exceptions import RedisError
-
         index = self._index.get(name)
         if index is None:
             return None
@@ -564,10 +555,14 @@ class RedisLimiter(Limiter):
         state_key = self._keys()[6 * index - 5]
         try:
             eff, hold, now = await self._read_state(state_key)
-        except RedisError as exc:
-            raise LimiterUnavailableError(
-                f"could not read the shared state from Redis ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:
+            if classify(exc) == "transient":
+                raise LimiterUnavailableError(
+                    f"could not read the shared state from Redis ({type(exc).__name__})"
+                ) from None
+            if classify(exc) is None:
+                raise
+            raise LimiterStoreError(fix_for(exc, self._prefix)) from None
         if eff is None:
             return float(rate.limit)
         state = Adaptation(base=float(eff), hold_until=float(hold or 0))
@@ -590,7 +585,7 @@ class RedisLimiter(Limiter):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):
                     try:
                         await self._decide([])
-                    except LimiterUnavailableError:
+                    except (LimiterUnavailableError, LimiterStoreError):
                         logger.warning("could not return unused capacity to Redis before closing")
         finally:
             if self._owns_redis:

@@ -74,7 +74,7 @@ class Carried:
     """What a process tells the script with its next call (an admission, or a flush)."""
 
     #: Claims whose requests are on their way (held past their window until answered).
-    flying: list[tuple[int, str]] = attrs.field(factory=list)
+    flying: list[tuple[int, str, float]] = attrs.field(factory=list)
     #: Warm answers' forward offsets (Redis microseconds) and when they came (local).
     observations: list[tuple[float, float]] = attrs.field(factory=list)
     #: Moved anchors: limit index, claim id, new anchor in microseconds of Redis time, and
@@ -109,8 +109,8 @@ class Carried:
     def args(self, now: float) -> list[Any]:
         """The script's arguments for all of it, in its order, at local time *now*."""
         args: list[Any] = [len(self.flying)]
-        for flight in self.flying:
-            args += flight
+        for index, claim_id, marked in self.flying:
+            args += [index, claim_id, max(0, round((now - marked) * MICROS))]
         args.append(len(self.observations))
         for offset, observed in self.observations:
             args += [repr(offset), max(0, round((now - observed) * MICROS))]

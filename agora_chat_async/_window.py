@@ -88,7 +88,7 @@ class Window:
     def effective(self, now: float) -> float:
         return effective_limit(self.adaptation, self.rate.limit, self.rate.per, now)
 
-    def _expire(self, now: float) -> None:
+    def expire(self, now: float) -> None:
         log, expired, held = self.log, self.recently_expired, self.held
         while log and log[0].started <= now - self.span:
             entry = log.popleft()
@@ -121,12 +121,15 @@ class Window:
     def _kept(self, now: float, limit: int) -> int:
         """The units of *limit* kept back for the first floor (:func:`kept_for_a_floor`)."""
         service = self.service
+        # Compared on the script's grid of whole microseconds: in floating point an answer
+        # exactly a span ago can read a hair less than the span.
+        ago = now - service.answered_at  # inf when no answer came
         return kept_for_a_floor(
             limit,
             self.flying,
             floored=service.floored(now),
-            answered_ago=now - service.answered_at,
-            span=self.span,
+            answered_ago=ago if math.isinf(ago) else round(ago * 1e6),
+            span=round(self.span * 1e6),
         )
 
     def capacity(self, now: float, units: int, *, bulk: bool) -> int:
@@ -146,7 +149,7 @@ class Window:
         *capped*: bulk work is waiting, so interactive units may fill at most
         ``1 - min_share`` of the window.
         """
-        self._expire(now)
+        self.expire(now)
         limit = self._limit(now, bulk=bulk)
         kept = self._kept(now, limit)
         wait = self._wait(now, self.used + units - max(limit - kept, units), self.log)
@@ -175,6 +178,8 @@ class Window:
         freed = 0
         leaves = 0.0  # when the last of *entries* leaves (the script's walk, likewise)
         for entry in entries:
+            if not entry.units:  # refunded: the script took it out of its log
+                continue
             freed += entry.units
             if freed >= excess:
                 # At least a microsecond, so that rounding can never leave a waiter spinning.
@@ -192,11 +197,23 @@ class Window:
             self.used_interactive += units
         return entry
 
-    def sending(self, entry: Entry) -> None:
-        """*entry*'s request is leaving: it stays counted until its answer."""
+    def sending(self, entry: Entry, now: float) -> None:
+        """*entry*'s request is leaving: it stays counted until its answer, held if its
+        window ended before it left (less than a window ago: the script forgets after)."""
         if entry.answered and entry.units:
             entry.answered = False
             self.flying += 1
+            if not entry.live and entry.started > now - 2 * self.span:
+                if entry in self.recently_expired:  # held now, like any held claim
+                    self.recently_expired.remove(entry)
+                entry.live = entry.held = True
+                self.used += entry.units
+                if entry.interactive:
+                    self.used_interactive += entry.units
+                position = len(self.held)  # the held stay in start order
+                while position and self.held[position - 1].started > entry.started:
+                    position -= 1
+                self.held.insert(position, entry)
 
     def _answer(self, entry: Entry) -> None:
         if not entry.answered:
@@ -224,7 +241,7 @@ class Window:
         """*entry*'s answer came at *done*, and moves its anchor to *anchor* (if any);
         *key*: the service said when it had it (:meth:`replace` may move it again),
         *floorless*: it was charged the whole round trip for want of a floor."""
-        self._expire(done)
+        self.expire(done)
         if key is not None and entry.live and entry.units:
             entry.key, entry.origin, entry.done = key, entry.started, done
             entry.floorless = floorless
@@ -277,7 +294,7 @@ class Window:
         The refused request's permit has been refunded, so the claims anchored in the
         window are what the server accepted (plus requests still in flight).
         """
-        self._expire(now)
+        self.expire(now)
         # By start (anchor) time, as the Redis script counts: a window widened since
         # counts again what left the narrower one.
         accepted = recent = 0

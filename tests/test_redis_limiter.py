@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from agora_chat_async import (
     AgoraChatClient,
     Claim,
+    LimiterStoreError,
     LimiterUnavailableError,
     Rate,
     RateLimits,
@@ -830,3 +831,100 @@ async def test_no_call_runs_longer_than_a_millisecond(redis_client):
     while runs[-1]["slow"] and len(runs) < 5:
         runs.append(await _production_calls(redis_client, 6000))
     assert not runs[-1]["slow"], [[entry["duration"] for entry in run["slow"]] for run in runs]
+
+
+async def test_a_user_without_evalsha_is_told_the_fix_at_once(redis_server):
+    """A permanent failure (NOPERM under an ACL) is not retried: it names the grant."""
+    admin = redis.asyncio.from_url(redis_server.url)
+    await admin.execute_command(
+        "ACL", "SETUSER", "chat", "on", ">pa55-word-0123", "~agora-chat:*", "+@all", "-evalsha"
+    )
+    url = f"redis://chat:pa55-word-0123@127.0.0.1:{redis_server.port}/0"
+    user = redis.asyncio.from_url(url)
+    shared = limiter(user, MockClock(), unavailable_timeout=30)
+    with pytest.raises(LimiterStoreError) as raised:
+        await shared.acquire([("users", 1)])
+    message = str(raised.value)
+    assert "evalsha" in message.lower()
+    assert "~agora-chat:* and +evalsha +eval +script|load +hmget +time" in message
+    assert "nothing was sent" in message
+    assert "pa55-word" not in message
+    assert shared.round_trips == 1  # not retried
+    await user.aclose()
+    await admin.aclose()
+
+
+async def test_a_key_of_another_type_under_the_limiters_names_is_named(redis_client):
+    await redis_client.flushdb()
+    await redis_client.set("agora-chat:{org#app}:users:log", "someone else's")
+    shared = limiter(redis_client, MockClock())
+    with pytest.raises(LimiterStoreError, match=r"give RedisLimiter\(prefix=\.\.\.\)"):
+        await shared.acquire([("users", 1)])
+
+
+async def test_wrong_credentials_are_named_without_the_password(redis_server):
+    admin = redis.asyncio.from_url(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "chat", "on", ">right-0123", "~*", "+@all")
+    user = redis.asyncio.from_url(f"redis://chat:wrong-0123@127.0.0.1:{redis_server.port}/0")
+    shared = limiter(user, MockClock())
+    with pytest.raises(LimiterStoreError, match="check the user name and password") as raised:
+        await shared.acquire([("users", 1)])
+    assert "wrong-0123" not in str(raised.value)
+    await user.aclose()
+    await admin.aclose()
+
+
+async def test_a_read_only_replica_is_waited_for_then_falls_back(redis_server):
+    """After a failover the client may still talk to the old primary, now a replica:
+    READONLY passes once it is promoted, so it is retried, then falls back like an
+    unreachable Redis, never raised raw."""
+    with RedisServer() as replica:
+        client = redis.asyncio.from_url(replica.url)
+        await client.execute_command("REPLICAOF", "127.0.0.1", str(redis_server.port))
+        strict = limiter(client, MockClock(), unavailable_timeout=0.5)
+        with pytest.raises(LimiterUnavailableError, match="ReadOnlyError"):
+            await strict.acquire([("users", 1)])
+        assert strict.round_trips > 1  # retried meanwhile
+        falling = limiter(client, MockClock(), unavailable_timeout=0.5, fallback=0.5)
+        permit = await falling.acquire([("users", 1)])  # through the in-memory fallback
+        assert permit.units == 1
+        await client.execute_command("REPLICAOF", "NO", "ONE")  # promoted
+        assert (await strict.acquire([("users", 1)])).units == 1
+        await client.aclose()
+
+
+async def test_a_redis_asleep_past_the_timeout_is_retried_until_it_answers():
+    """DEBUG SLEEP: every call times out while it sleeps, and is retried (transient)."""
+    with RedisServer(options=["--enable-debug-command", "yes"]) as server:
+        client = redis.asyncio.from_url(server.url, socket_timeout=0.1)
+        sleeper = redis.asyncio.from_url(server.url)
+        shared = limiter(client, None, unavailable_timeout=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper.execute_command, "DEBUG", "SLEEP", "0.6")
+            await anyio.sleep(0.05)
+            permit = await shared.acquire([("users", 1)])
+        assert permit.units == 1
+        assert shared.round_trips > 1
+        await client.aclose()
+        await sleeper.aclose()
+
+
+async def test_returning_from_the_fallback_hands_back_what_it_admitted(redis_server):
+    """Ten units admitted in memory while Redis was down are counted in Redis when it is
+    back: the next claim waits for them to leave, as it would have in memory."""
+    client = redis.asyncio.from_url(redis_server.url)
+    clock = MockClock()
+    quota = RateLimits(users=Rate(10, per=1), margin=0, bulk_headroom=0.0)
+    shared = limiter(client, clock, rate_limits=quota, fallback=1.0, unavailable_timeout=0.5)
+    redis_server.stop()
+    for _ in range(10):
+        (await shared.acquire([("users", 1)])).settle()
+    redis_server.start()  # back, empty (cold_start_wait=False: nothing else sent)
+    clock.advance(0.6)  # past unavailable_timeout: the next admission tries Redis
+    assert await waits(shared, clock, [("users", 1)]) == pytest.approx(1.0 - 0.6, abs=1e-3)
+    assert await redis_server_keys(client) > 0
+    await client.aclose()
+
+
+async def redis_server_keys(client: Any) -> int:
+    return len(await client.keys("agora-chat:*"))

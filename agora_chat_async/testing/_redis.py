@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self, final
 
@@ -31,16 +32,20 @@ class RedisServer:
     :meth:`restart` stops it and starts it again on the same port with no data,
     as a Redis without persistence comes back from a crash.
 
+    *options* are more of ``redis-server``'s command-line options, for example
+    ``["--enable-debug-command", "local"]`` for a test that runs ``DEBUG SLEEP``.
+
     Raises:
         FileNotFoundError: ``redis-server`` is not on ``PATH`` (the message says how
             to install it).
     """
 
-    def __init__(self, executable: str | None = None) -> None:
+    def __init__(self, executable: str | None = None, *, options: Sequence[str] = ()) -> None:
         found = executable or shutil.which("redis-server")
         if found is None:
             raise FileNotFoundError(INSTALL_HINT)
         self._executable = found
+        self._options = list(options)
         self._directory = tempfile.TemporaryDirectory(prefix="agora-chat-redis-")
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -84,6 +89,7 @@ class RedisServer:
                 self._directory.name,
                 "--loglevel",
                 "warning",
+                *self._options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
