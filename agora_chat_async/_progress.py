@@ -43,6 +43,12 @@ class JobProgress:
     #: saved before jobs were bound to their message (taken as this run's).
     message: str | None = None
 
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to send: every position delivered or uncertain, none in flight
+        (a failed recipient is sent again by the next run)."""
+        return not self.in_flight and len(self.done) + len(self.uncertain) >= self.count
+
     def to_json(self) -> dict[str, Any]:
         """The progress as a JSON object (the stores' format)."""
         return {
@@ -120,6 +126,15 @@ class ProgressStore(abc.ABC):
     async def release(self, job: str) -> None:  # noqa: B027 - optional
         """Let another worker take *job* at once (it ended, or this worker stops)."""
 
+    async def delete(self, job: str) -> None:
+        """Forget *job*: a run under its name starts over.
+
+        Raises:
+            NotImplementedError: this store cannot delete a job.
+            JobLeaseError: a shared store: another worker is running it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete a job")
+
 
 @final
 class FileProgressStore(ProgressStore):
@@ -161,6 +176,16 @@ class FileProgressStore(ProgressStore):
                 f"{job!r}; use another file for another job",
             )
         return JobProgress.from_json(data, repr(str(self.path)))
+
+    async def delete(self, job: str) -> None:
+        """Remove the file (nothing happens if there is none).
+
+        Raises:
+            ValidationError: the file holds another job's progress (it is kept).
+            OSError: the file cannot be removed.
+        """
+        await self.load(job)  # refuses another job's file
+        await anyio.to_thread.run_sync(lambda: self.path.unlink(missing_ok=True))
 
     async def save(self, job: str, progress: JobProgress) -> None:
         """Replace the file with *progress*, atomically; returns once it is on disk."""

@@ -42,6 +42,7 @@ from _harness import (
 from _network import cli_import_section, network_section
 from _redis_cost import redis_cost_section
 from _timeline import delivery_times, sustained_use
+from _web_load import web_load_section
 
 from agora_chat_async import (
     AgoraChatClient,
@@ -930,6 +931,7 @@ async def main(
         "network": lambda: network_report(runs, picture),
         "cli-import": lambda: cli_import_section(runs),
         "redis-cost": lambda: redis_cost_section(runs),
+        "web": lambda: web_load_section(runs),
     }
     if only in sections:
         return (await sections[only]()).rstrip("\n") + "\n"
@@ -1008,6 +1010,7 @@ if __name__ == "__main__":
             "network",
             "cli-import",
             "redis-cost",
+            "web",
         ),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )

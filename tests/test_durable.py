@@ -243,3 +243,26 @@ async def test_a_job_resumed_within_a_window_of_its_last_send_waits_that_window_
     async with emulator.client(rate_limits=LIMITS) as client:
         async with client.durable_fan_out(IDS, BODY, job="sale", store=FileProgressStore(path)):
             assert clock.now() == resumed  # no window to wait out
+
+
+async def test_a_file_store_deletes_its_job_and_refuses_another(tmp_path):
+    store = FileProgressStore(tmp_path / "sale.progress")
+    await store.save("sale", JobProgress(count=2, sha256="x"))
+    with pytest.raises(ValidationError, match="holds the progress of job 'sale'"):
+        await store.delete("other")
+    assert store.path.exists()
+    await store.delete("sale")
+    assert not store.path.exists()
+    await store.delete("sale")  # nothing left: nothing to do
+
+
+async def test_a_store_that_cannot_delete_says_so():
+    class Minimal(ProgressStore):
+        async def load(self, job: str) -> JobProgress | None:
+            return None
+
+        async def save(self, job: str, progress: JobProgress) -> None:
+            pass
+
+    with pytest.raises(NotImplementedError, match="Minimal cannot delete a job"):
+        await Minimal().delete("job")

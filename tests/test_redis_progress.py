@@ -98,3 +98,52 @@ async def test_a_worker_killed_mid_job_is_taken_over_once_its_lease_expires(redi
     assert max(times.values()) == 1  # nobody twice
     assert set(users) - set(times) <= uncertain  # lost only whom B names uncertain
     assert len(uncertain) <= 2 * 7  # at most A's requests in flight (two workers of seven)
+
+
+async def test_keys_begin_with_the_prefix_and_a_finished_job_expires(redis_server):
+    client = redis.asyncio.from_url(redis_server.url)
+    try:
+        await client.flushdb()
+        store = RedisProgressStore(client, worker="a", keep=60)
+        await store.acquire("welcome")
+        progress = JobProgress(count=2, sha256="x")
+        progress.done.add(0)
+        await store.save("welcome", progress)
+        keys = sorted(key.decode() for key in await client.keys("*"))
+        assert keys == ["agora-chat:job:{welcome}:lease", "agora-chat:job:{welcome}:progress"]
+        assert await client.pttl("agora-chat:job:{welcome}:progress") == -1  # not finished
+        progress.done.add(1)
+        await store.save("welcome", progress)
+        assert 0 < await client.pttl("agora-chat:job:{welcome}:progress") <= 60_000
+        await store.release("welcome")
+        forever = RedisProgressStore(client, worker="a", keep=None)
+        await forever.acquire("welcome")
+        await forever.save("welcome", progress)
+        assert await client.pttl("agora-chat:job:{welcome}:progress") == -1
+    finally:
+        await client.aclose()
+
+
+async def test_a_job_is_deleted_unless_another_worker_runs_it(redis_server, tmp_path):
+    client = redis.asyncio.from_url(redis_server.url)
+    try:
+        await client.flushdb()
+        first = RedisProgressStore(client, worker="a")
+        second = RedisProgressStore(client, worker="b")
+        await first.acquire("job")
+        await first.save("job", JobProgress(count=3, sha256="x"))
+        with pytest.raises(JobLeaseError, match="being run by another worker"):
+            await second.delete("job")
+        assert await first.load("job") is not None
+        await first.delete("job")  # its own job: gone, lease and all
+        assert await first.load("job") is None
+        assert await client.keys("*") == []
+        await second.acquire("job")  # free for anyone
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("keep", [0, -1.0, True, "7"])
+def test_keep_must_be_a_positive_number_of_seconds(keep):
+    with pytest.raises(ValidationError, match="keep"):
+        RedisProgressStore(redis.asyncio.Redis(), keep=keep)
