@@ -36,7 +36,11 @@ async def main(
     margin: float,
 ) -> dict[str, int]:
     limits = RateLimits(users=Rate(limit, per=per), margin=margin)
-    client = redis.asyncio.from_url(redis_url)
+    client = (  # "cluster+redis://...": a node of a Redis Cluster
+        redis.asyncio.RedisCluster.from_url(redis_url.removeprefix("cluster+"))
+        if redis_url.startswith("cluster+")
+        else redis.asyncio.from_url(redis_url)
+    )
     limiter = RedisLimiter(client, rate_limits=limits, cold_start_wait=False)
     counts = {"delivered": 0, "failed": 0, "unknown": 0}
     try:

@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 from agora_chat_async import (
     AgoraChatClient,
     Claim,
+    JobProgress,
     LimiterStoreError,
     LimiterUnavailableError,
     Rate,
     RateLimits,
     RedisLimiter,
+    RedisProgressStore,
     ServerTiming,
     SlidingWindowLimiter,
     StaticToken,
@@ -928,3 +930,73 @@ async def test_returning_from_the_fallback_hands_back_what_it_admitted(redis_ser
 
 async def redis_server_keys(client: Any) -> int:
     return len(await client.keys("agora-chat:*"))
+
+
+@pytest.fixture
+def redis_cluster():
+    """A real three-master Redis Cluster on local ports."""
+    from tests.cluster import RedisCluster
+    from tests.conftest import require_redis_server
+
+    require_redis_server()
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+async def test_the_limiter_and_the_progress_store_work_on_a_cluster(redis_cluster):
+    """Every key of one app, and of one job, is in one hash slot: the script and the
+    store's scripts run on the node that serves it, found by the cluster client."""
+    client = redis.asyncio.RedisCluster.from_url(redis_cluster.url)
+    try:
+        clock = MockClock()
+        shared = limiter(client, clock)
+        assert await waits(shared, clock, [("users", 6), ("groups", 1)]) == 0
+        assert await waits(shared, clock, [("users", 5)]) == pytest.approx(1.0, abs=1e-6)
+        keys = [key async for key in client.scan_iter(match="agora-chat:*")]
+        assert keys, "the limiter wrote nothing"
+        slots = {await client.cluster_keyslot(key) for key in keys}
+        assert slots == {await client.cluster_keyslot("{org#app}")}
+        store = RedisProgressStore(client, worker="a")
+        await store.acquire("welcome")
+        progress = JobProgress(count=1, sha256="x")
+        progress.done.add(0)
+        await store.save("welcome", progress)
+        assert (await store.load("welcome")).finished  # type: ignore[union-attr]
+        await store.delete("welcome")
+        assert await store.load("welcome") is None
+    finally:
+        await client.aclose()
+
+
+def test_worker_processes_share_one_quota_through_a_cluster(redis_cluster):
+    """Three processes, one app key, one Redis Cluster: no 429 from a strict window."""
+    limits = RateLimits(users=Rate(60, per=0.5), margin=0.1)
+    emulator = Emulator(rate_limits=limits, policy="sliding")
+    with EmulatorServer(emulator) as server:
+        workers = [
+            subprocess.Popen(  # noqa: S603 - our interpreter and our test module
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.redis_worker",
+                    server.url,
+                    "cluster+" + redis_cluster.url,
+                    f"w{index}",
+                    "60",
+                    "10",
+                    "60",
+                    "0.5",
+                    "0.1",
+                ],
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).parent.parent,
+            )
+            for index in range(3)
+        ]
+        outputs = [json.loads(worker.communicate(timeout=60)[0]) for worker in workers]
+        stats = emulator.stats()
+    assert all(worker.returncode == 0 for worker in workers)
+    assert sum(out["delivered"] for out in outputs) == 180
+    assert stats["deliveries"] == 180
+    assert stats["duplicates"] == 0
+    assert sum(stats["refused"].values()) == 0
