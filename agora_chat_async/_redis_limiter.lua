@@ -146,6 +146,19 @@ end
 -- far for the class (kept in the state), so that a sum reads only the sets that may hold
 -- something.
 
+-- The class and digit sets of `key` that hold `id` of `units` units (written now).
+local function sets_of(l, key, id, units)
+  local names, class = {}, class_of(id)
+  for j = 0, l.digits - 1 do
+    if digit(units, j) then
+      local name = key .. ':' .. class .. j
+      names[#names + 1] = name
+      l.touched[name] = true
+    end
+  end
+  return names
+end
+
 -- Add (or move: ZADD replaces a score) `entries`, a list of {score, id, units}.
 local function wadd(l, key, entries)
   local all, sets = {}, {}
@@ -153,15 +166,10 @@ local function wadd(l, key, entries)
     local score = num(e[1])
     all[#all + 1] = score
     all[#all + 1] = e[2]
-    local class = class_of(e[2])
-    for j = 0, l.digits - 1 do
-      if digit(e[3], j) then
-        local name = key .. ':' .. class .. j
-        local args = sets[name]
-        if not args then args = {}; sets[name] = args; l.touched[name] = true end
-        args[#args + 1] = score
-        args[#args + 1] = e[2]
-      end
+    for _, name in ipairs(sets_of(l, key, e[2], e[3])) do
+      sets[name] = sets[name] or {}
+      table.insert(sets[name], score)
+      table.insert(sets[name], e[2])
     end
   end
   batched('ZADD', key, all, 2)
@@ -174,14 +182,9 @@ local function wrem(l, key, entries)
   local all, sets = {}, {}
   for _, e in ipairs(entries) do
     all[#all + 1] = e[1]
-    local class = class_of(e[1])
-    for j = 0, l.digits - 1 do
-      if digit(e[2], j) then
-        local name = key .. ':' .. class .. j
-        local ids = sets[name]
-        if not ids then ids = {}; sets[name] = ids; l.touched[name] = true end
-        ids[#ids + 1] = e[1]
-      end
+    for _, name in ipairs(sets_of(l, key, e[1], e[2])) do
+      sets[name] = sets[name] or {}
+      table.insert(sets[name], e[1])
     end
   end
   batched('ZREM', key, all, 1)

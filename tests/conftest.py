@@ -112,6 +112,16 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def redis_cluster() -> Iterator[Any]:
+    """A real three-master Redis Cluster on local ports, stopped after the test."""
+    from tests.cluster import RedisCluster
+
+    require_redis_server()
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
 async def redis_client(redis_server: Any) -> AsyncIterator[Any]:
     """A ``redis.asyncio`` client of ``redis_server``."""
     import redis.asyncio

@@ -481,8 +481,13 @@ def test_every_limit_of_a_request_holds_at_once(redis_server, arrivals):
     asyncio.run(scenario())
 
 
-def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
-    """Three processes, one app key, one Redis: no 429 from a strict sliding window."""
+@pytest.mark.parametrize("store", ["redis_server", "redis_cluster"])
+def test_worker_processes_share_one_quota_against_the_emulator(store, request):
+    """Three processes, one app key, one Redis (a server, or a three-master Cluster): no
+    429 from a strict sliding window."""
+    url = request.getfixturevalue(store).url
+    if store == "redis_cluster":
+        url = "cluster+" + url
     limits = RateLimits(users=Rate(60, per=0.5), margin=0.1)
     emulator = Emulator(rate_limits=limits, policy="sliding")
     with EmulatorServer(emulator) as server:
@@ -493,7 +498,7 @@ def test_worker_processes_share_one_quota_against_the_emulator(redis_server):
                     "-m",
                     "tests.redis_worker",
                     server.url,
-                    redis_server.url,
+                    url,
                     f"w{index}",
                     "60",
                     "10",
@@ -742,19 +747,6 @@ async def test_a_reservation_due_after_a_restart_waits_the_cold_start_window(red
     assert started[0] >= 2.0
 
 
-class _TestTime:
-    """A clock the workload moves; a reservation's sleep moves it to its end."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(seconds, 0.0)
-
-
 #: The script, counting what its Redis commands return (the elements of every reply): the
 #: work of a call, exactly, where a scan of the log reads every claim of the window.
 _COUNTING = (
@@ -777,7 +769,7 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
     measured calls cost Redis: elements read per call (``_COUNTING``), and the calls that
     ran longer than a millisecond (``SLOWLOG``)."""
     await client.flushdb()
-    clock = _TestTime()
+    clock = InstantClock()
     per = 60.0
     quota = RateLimits(users=Rate(claims, per=per), send_calls=None)
     shared = RedisLimiter(
@@ -791,11 +783,11 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
             min_units=1 if bulk else None,
             priority="bulk" if bulk else "interactive",
         )
-        started = clock.t
+        started = clock.now()
         permit.sending()
-        clock.t += 0.002
+        clock.advance(0.002)
         permit.settle(ServerTiming(1.7e9 + started + 0.0015, 0.0005, sent=started))
-        clock.t = started + step
+        clock.advance(started + step - clock.now())
 
     for _ in range(claims + claims // 10):  # full, and turning over
         await admit((per + 0.01) / claims)
@@ -932,17 +924,6 @@ async def redis_server_keys(client: Any) -> int:
     return len(await client.keys("agora-chat:*"))
 
 
-@pytest.fixture
-def redis_cluster():
-    """A real three-master Redis Cluster on local ports."""
-    from tests.cluster import RedisCluster
-    from tests.conftest import require_redis_server
-
-    require_redis_server()
-    with RedisCluster() as cluster:
-        yield cluster
-
-
 async def test_the_limiter_and_the_progress_store_work_on_a_cluster(redis_cluster):
     """Every key of one app, and of one job, is in one hash slot: the script and the
     store's scripts run on the node that serves it, found by the cluster client."""
@@ -966,37 +947,3 @@ async def test_the_limiter_and_the_progress_store_work_on_a_cluster(redis_cluste
         assert await store.load("welcome") is None
     finally:
         await client.aclose()
-
-
-def test_worker_processes_share_one_quota_through_a_cluster(redis_cluster):
-    """Three processes, one app key, one Redis Cluster: no 429 from a strict window."""
-    limits = RateLimits(users=Rate(60, per=0.5), margin=0.1)
-    emulator = Emulator(rate_limits=limits, policy="sliding")
-    with EmulatorServer(emulator) as server:
-        workers = [
-            subprocess.Popen(  # noqa: S603 - our interpreter and our test module
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.redis_worker",
-                    server.url,
-                    "cluster+" + redis_cluster.url,
-                    f"w{index}",
-                    "60",
-                    "10",
-                    "60",
-                    "0.5",
-                    "0.1",
-                ],
-                stdout=subprocess.PIPE,
-                cwd=Path(__file__).parent.parent,
-            )
-            for index in range(3)
-        ]
-        outputs = [json.loads(worker.communicate(timeout=60)[0]) for worker in workers]
-        stats = emulator.stats()
-    assert all(worker.returncode == 0 for worker in workers)
-    assert sum(out["delivered"] for out in outputs) == 180
-    assert stats["deliveries"] == 180
-    assert stats["duplicates"] == 0
-    assert sum(stats["refused"].values()) == 0
