@@ -72,6 +72,7 @@ async def request_token(
     request = Request(
         method="POST",
         path="/token",
+        idempotent=True,  # a second token is as good as the first; neither is revoked
         authenticated=False,
         json=TokenRequest(
             grant_type="client_credentials",

@@ -12,8 +12,10 @@ pipeline, the fan-out, the files, the converter), so each method stays thin.
 
 from __future__ import annotations
 
+import enum
 import mimetypes
 import os
+import random
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -56,7 +58,7 @@ from ._exceptions import (
 from ._fanout import FanOut, MessageOptions, Sender, packed
 from ._files import FileSource, open_upload, save
 from ._flight import MAX_IN_FLIGHT, InFlight
-from ._history import HistoryStream
+from ._history import MAX_LINE_BYTES, HistoryStream
 from ._limits import Limiter, SlidingWindowLimiter
 from ._models import (
     Body,
@@ -84,6 +86,17 @@ __all__ = ["DEFAULT_TIMEOUT", "AgoraChatClient"]
 
 #: Connect within 5 s; every other phase (read, write, pool) within 30 s.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+
+
+class _Default(enum.Enum):
+    """The default of a keyword whose absence differs from every value it can be given."""
+
+    TIMEOUT = "DEFAULT_TIMEOUT"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
 #: The documented maximum size of an uploaded file (10 MB, read as 10,000,000 bytes).
 USER_AGENT: Final = f"agora-chat-async/{__version__} httpx/{httpx.__version__}"
 
@@ -118,18 +131,23 @@ class AgoraChatClient:
         auth: a :class:`StaticToken`, :class:`ClientCredentials` or :class:`AgoraAppToken`.
         rate_limits: the quotas to stay within; the documented ones by default.
         limiter: a custom :class:`Limiter` (for example one shared between
-            processes); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
+            processes), which you close yourself (:meth:`aclose` closes only what the
+            client made); by default a :class:`SlidingWindowLimiter` over ``rate_limits``.
         http_client: your own ``httpx.AsyncClient``; you then close it yourself. Give
             it ``transport=pooled_transport()`` for a pool that reuses its connections
             under bursts (httpx's own opens new ones: a handshake each).
         timeout: request timeouts for the client this one creates (refused with
             ``http_client``: set them on it).
-        clock: where the limiter, the token providers and the retry backoff read time.
+        clock: where the token providers, the retry backoff and the limiter the client
+            makes read time (by default the event loop's, or the given limiter's). A
+            ``limiter=`` on another clock is refused: give both the same one.
         on_event: called with every :class:`Event` (requests, waits, refusals,
             retries, splits), for metrics.
         retry: how requests that were certainly not processed (429, 503, refused
             connections) are retried; ``RetryPolicy(attempts=0, rate_limit_budget=0)``
             switches it off.
+        rng: the random source of the retries' jitter; give a seeded
+            ``random.Random(seed)`` for reproducible tests.
 
     Use it as an async context manager, or call :meth:`aclose` when done::
 
@@ -141,7 +159,8 @@ class AgoraChatClient:
 
     Raises:
         ValidationError: an argument is malformed, both ``rate_limits`` and
-            ``limiter`` were given, or ``timeout`` with ``http_client``.
+            ``limiter`` were given, ``timeout`` with ``http_client``, ``clock`` with a
+            limiter on another clock, or the limiter counts another app's quota.
     """
 
     def __init__(
@@ -154,10 +173,11 @@ class AgoraChatClient:
         rate_limits: RateLimits | None = None,
         limiter: Limiter | None = None,
         http_client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | _Default | None = _Default.TIMEOUT,
         clock: Clock | None = None,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         on_event: EventHook | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not isinstance(auth, Auth):
             raise ValidationError(
@@ -165,7 +185,7 @@ class AgoraChatClient:
             )
         if limiter is not None and rate_limits is not None:
             raise ValidationError("rate_limits", "give either rate_limits or a limiter, not both")
-        if http_client is not None and timeout is not DEFAULT_TIMEOUT:
+        if http_client is not None and timeout is not _Default.TIMEOUT:
             raise ValidationError(
                 "timeout",
                 "applies only to the httpx client this one creates; with http_client=, "
@@ -174,14 +194,23 @@ class AgoraChatClient:
         self._base_url = _check_base_url(base_url)
         self._org_name = _check_name("org_name", org_name)
         self._app_name = _check_name("app_name", app_name)
-        clock = clock or SystemClock()
+        if clock is not None and limiter is not None and limiter.clock not in (None, clock):
+            raise ValidationError(
+                "clock",
+                f"the limiter given waits on its own clock ({limiter.clock!r}), not this one: "
+                "give both the same clock (SlidingWindowLimiter(..., clock=clock)), or "
+                "leave clock= out",
+            )
+        if clock is None:
+            clock = (limiter.clock if limiter is not None else None) or SystemClock()
         self._limiter = limiter or SlidingWindowLimiter(rate_limits, clock=clock)
+        self._owns_limiter = limiter is None
         self._limiter.bind_app(self._org_name, self._app_name)
         owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
                 transport=pooled_transport(),
-                timeout=timeout,
+                timeout=DEFAULT_TIMEOUT if timeout is _Default.TIMEOUT else timeout,
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
             )
@@ -198,6 +227,7 @@ class AgoraChatClient:
             clock=clock,
             retry=retry,
             on_event=on_event,
+            rng=rng,
         )
         self._on_event = on_event
         self._closed = False
@@ -225,14 +255,16 @@ class AgoraChatClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client (if this client created it) and the limiter. Idempotent."""
+        """Close what this client made: its HTTP client and its limiter. What it was given
+        (``http_client=``, ``limiter=``) stays open: its owner closes it. Idempotent."""
         if self._closed:
             return
         self._closed = True
         try:
             await self._pipeline.aclose()
         finally:
-            await self._limiter.aclose()
+            if self._owns_limiter:
+                await self._limiter.aclose()
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -547,6 +579,9 @@ class AgoraChatClient:
                 Request(
                     method="POST",
                     path="/chatfiles",
+                    # Each upload stores a new file: after an ambiguous failure, one may be
+                    # stored already (docs/reliability.md, "Uploads"): never repeated here.
+                    idempotent=False,
                     files={"file": (name, stream, content_type)},
                     data=data,
                     headers=headers,
@@ -590,7 +625,12 @@ class AgoraChatClient:
             headers["share-secret"] = share_secret
         if thumbnail:
             headers["thumbnail"] = "true"
-        request = Request(method="GET", path=f"/chatfiles/{quote(uuid, safe='')}", headers=headers)
+        request = Request(
+            method="GET",
+            path=f"/chatfiles/{quote(uuid, safe='')}",
+            idempotent=True,  # a read
+            headers=headers,
+        )
         async with self._pipeline.stream(request) as body:
             return await save(body, destination, progress)
 
@@ -608,18 +648,21 @@ class AgoraChatClient:
             UnexpectedResponseError: the answer carries no URL.
         """
         answer = await self._pipeline.request_as(
-            Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}"),
+            Request(method="GET", path=f"/chatmessages/{_history_hour(hour)}", idempotent=True),
             HistoryLinkResponse,
         )
         url = answer.url
         return HistoryFile.from_url(url)
 
-    def iter_history(self, hour: datetime | str) -> HistoryStream:
+    def iter_history(
+        self, hour: datetime | str, *, max_line_bytes: int = MAX_LINE_BYTES
+    ) -> HistoryStream:
         """Stream the records of one hour of history, one :class:`HistoryRecord` at a time.
 
         The file is fetched with :meth:`get_history_file`, downloaded as a
-        stream, gunzipped when its first bytes say gzip and decoded line by
-        line, so memory does not grow with the file::
+        stream, gunzipped when its first bytes say gzip (a piece at a time, whatever
+        its compression ratio) and decoded line by line, so memory does not grow with
+        the file: it is bounded by *max_line_bytes* (16 MiB), the longest record read::
 
             async with client.iter_history("2026112410") as records:
                 async for record in records:
@@ -628,17 +671,24 @@ class AgoraChatClient:
         Raises (while iterating):
             ValidationError: a malformed ``hour``.
             APIError, TransportError: the link or the download failed.
-            UnexpectedResponseError: a line is not a valid record (its number is given).
+            UnexpectedResponseError: a line is not a valid record (its number is given),
+                or is longer than *max_line_bytes*; the gzip data is corrupt.
         """
         hour_text = _history_hour(hour)
-        return HistoryStream(lambda: self._history_download(hour_text))
+        if type(max_line_bytes) is not int or max_line_bytes <= 0:
+            raise ValidationError(
+                "max_line_bytes", f"must be a positive int, got {max_line_bytes!r}"
+            )
+        return HistoryStream(
+            lambda: self._history_download(hour_text), max_line_bytes=max_line_bytes
+        )
 
     @asynccontextmanager
     async def _history_download(self, hour: str) -> AsyncIterator[ResponseBody]:
         link = await self.get_history_file(hour)
         # The signed link points at the storage service: no token, no limiter (Request.url).
         async with self._pipeline.stream(
-            Request(method="GET", url=link.url, headers={"Accept": "*/*"})
+            Request(method="GET", url=link.url, idempotent=True, headers={"Accept": "*/*"})
         ) as body:
             yield body
 
@@ -720,7 +770,9 @@ class AgoraChatClient:
         )
         path = f"/users/{quote(check_id('username', username), safe='')}/user_channel"
         await self._pipeline.request_as(
-            Request(method="DELETE", path=path, json=request), DeleteConversationResponse
+            # Deleting what is deleted changes nothing: a repeat is safe.
+            Request(method="DELETE", path=path, json=request, idempotent=True),
+            DeleteConversationResponse,
         )
 
     async def import_user_message(

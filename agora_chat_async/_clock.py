@@ -42,3 +42,9 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SystemClock)  # one event loop clock, however many objects
+
+    def __hash__(self) -> int:
+        return hash(SystemClock)

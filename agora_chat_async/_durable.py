@@ -40,6 +40,7 @@ from ._flight import InFlight
 from ._models import SendResult
 from ._progress import JobProgress, ProgressStore
 from ._screen import Screen
+from ._tasks import task_group
 from ._validate import check_id
 
 __all__ = ["DurableFanOut"]
@@ -224,7 +225,7 @@ class DurableFanOut:
         await store.acquire(name)
         stack.push_async_callback(self._release)
         if store.heartbeat is not None:
-            beats = await stack.enter_async_context(anyio.create_task_group())
+            beats = await stack.enter_async_context(task_group())
             stack.callback(beats.cancel_scope.cancel)  # runs first: before the release
             beats.start_soon(self._beat, store.heartbeat)
         message = self._sender.message_sha256

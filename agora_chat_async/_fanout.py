@@ -54,6 +54,7 @@ from ._pipeline import Pipeline
 from ._rates import Claim, LimitName, Priority, RateLimits, bulk_limit, is_bulk
 from ._request import Request
 from ._screen import Screen
+from ._tasks import task_group
 from ._validate import check_id, check_mapping, to_millis
 
 __all__ = [
@@ -375,7 +376,7 @@ class FanOut:
         self._sender, self._batches = sender, batches
         self._in_flight, self._progress = in_flight, progress
         self._stack: AsyncExitStack | None = None
-        self._results: ObjectReceiveStream[SendResult | AgoraChatError] | None = None
+        self._results: ObjectReceiveStream[SendResult | Exception] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -384,14 +385,14 @@ class FanOut:
         stack = self._stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._task_group = await stack.enter_async_context(task_group())
             batches_in, batches_out = anyio.create_memory_object_stream[list[str]](0)
             workers = self._in_flight.cap
             if isinstance(self._batches, Sized):  # a known list: no more workers than batches
                 workers = max(1, min(workers, len(self._batches)))
-            results_in, results_out = anyio.create_memory_object_stream[
-                SendResult | AgoraChatError
-            ](workers)
+            results_in, results_out = anyio.create_memory_object_stream[SendResult | Exception](
+                workers
+            )
             self._results = results_out
             stack.push_async_callback(results_out.aclose)
             async with batches_in, batches_out, results_in:
@@ -428,7 +429,7 @@ class FanOut:
             item = await self._results.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
-        if isinstance(item, AgoraChatError):
+        if isinstance(item, Exception):
             raise item
         if self._progress is not None:
             self._progress(item)
@@ -437,7 +438,7 @@ class FanOut:
     async def _produce(
         self,
         batches: ObjectSendStream[list[str]],
-        results: ObjectSendStream[SendResult | AgoraChatError],
+        results: ObjectSendStream[SendResult | Exception],
     ) -> None:
         async with batches, results:
             try:
@@ -450,7 +451,7 @@ class FanOut:
                 else:
                     for batch in self._batches:
                         await batches.send(batch)
-            except AgoraChatError as error:  # the input's own failure
+            except Exception as error:  # the input's own failure: to the caller
                 await results.send(error)
             finally:
                 aclose = getattr(self._batches, "aclose", None)
@@ -461,7 +462,7 @@ class FanOut:
     async def _work(
         self,
         batches: ObjectReceiveStream[list[str]],
-        results: ObjectSendStream[SendResult | AgoraChatError],
+        results: ObjectSendStream[SendResult | Exception],
     ) -> None:
         async with batches, results:
             while True:
@@ -472,9 +473,9 @@ class FanOut:
                     except anyio.EndOfStream:
                         return
                     try:
-                        result: SendResult | AgoraChatError = await self._sender.send(batch)
-                    except AgoraChatError as error:
+                        result: SendResult | Exception = await self._sender.send(batch)
+                    except Exception as error:  # raised to the caller, in order
                         result = error
                 await results.send(result)
-                if isinstance(result, AgoraChatError):
+                if isinstance(result, Exception):
                     return

@@ -28,51 +28,76 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 
 
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+#: The most bytes one decompression step makes: a small compressed chunk can expand a
+#: thousandfold, so its output is taken a piece at a time (``max_length``).
+INFLATE_STEP: Final = 256 * 1024
+
+
+async def iter_lines(
+    chunks: AsyncIterator[bytes], *, max_line_bytes: int = MAX_LINE_BYTES
+) -> AsyncIterator[bytes]:
     """Split a byte stream, gzip or plain, into lines without their newline.
 
     Like ``bytes.split(b"\\n")`` on the whole (decompressed) stream, less a final
-    empty piece: ``b"a\\nb\\n"`` gives ``a`` and ``b``.
+    empty piece: ``b"a\\nb\\n"`` gives ``a`` and ``b``. Memory is bounded by
+    *max_line_bytes* plus :data:`INFLATE_STEP`, whatever the compression ratio; time is
+    linear in the stream, however long its lines.
 
     Raises:
-        UnexpectedResponseError: the gzip data is corrupt or truncated, or a line is too long.
+        UnexpectedResponseError: the gzip data is corrupt or truncated, or a line is
+            longer than *max_line_bytes*.
     """
     gunzip: zlib._Decompress | None = None
-    sniffed = False
-    head = b""
-    pending = b""
+    head: bytes | None = b""  # the first bytes, until there are enough to recognise gzip
+    line = bytearray()
+
+    def split(data: bytes) -> list[bytes]:
+        lines, start = [], 0
+        while (newline := data.find(b"\n", start)) >= 0:
+            line.extend(memoryview(data)[start:newline])
+            lines.append(bytes(line))
+            line.clear()
+            start = newline + 1
+        line.extend(memoryview(data)[start:])
+        if len(line) > max_line_bytes:
+            raise UnexpectedResponseError(
+                f"a history line is longer than {max_line_bytes} bytes; if the file is right, "
+                "read it with a larger max_line_bytes",
+                status_code=200,
+            )
+        return lines
+
+    def inflate(data: bytes) -> list[bytes]:
+        assert gunzip is not None  # noqa: S101 - called for gzip data only
+        lines = []
+        try:
+            while data:
+                lines += split(gunzip.decompress(data, INFLATE_STEP))
+                data = gunzip.unconsumed_tail
+        except zlib.error as exc:
+            raise UnexpectedResponseError(
+                f"the history file is not valid gzip: {exc}", status_code=200
+            ) from None
+        return lines
+
     async for received in chunks:
         data = received
-        if not sniffed:
+        if head is not None:
             head += received
             if len(head) < len(GZIP_MAGIC):
                 continue
-            sniffed = True
             if head.startswith(GZIP_MAGIC):
                 gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            data, head = head, b""
-        if gunzip is not None:
-            try:
-                data = gunzip.decompress(data)
-            except zlib.error as exc:
-                raise UnexpectedResponseError(
-                    f"the history file is not valid gzip: {exc}", status_code=200
-                ) from None
-        *lines, pending = (pending + data).split(b"\n")
-        for line in lines:
-            yield line
-        if len(pending) > MAX_LINE_BYTES:
-            raise UnexpectedResponseError(
-                f"a history line is longer than {MAX_LINE_BYTES} bytes", status_code=200
-            )
+            data, head = head, None
+        for piece in inflate(data) if gunzip is not None else split(data):
+            yield piece
     if gunzip is not None and not gunzip.eof:
         raise UnexpectedResponseError("the history file's gzip data is truncated", status_code=200)
     # A file shorter than the magic is plain text; what follows the last newline is a line too.
-    *lines, pending = (pending + head).split(b"\n")
-    for line in lines:
-        yield line
-    if pending:
-        yield pending
+    for piece in split(head or b""):
+        yield piece
+    if line:
+        yield bytes(line)
 
 
 @final
@@ -84,12 +109,16 @@ class HistoryStream:
     ``async for`` also works and closes the download when the file ends or fails.
     """
 
-    __slots__ = ("_closed", "_iterator", "_open", "_stack")
+    __slots__ = ("_closed", "_iterator", "_max_line_bytes", "_open", "_stack")
 
     def __init__(
-        self, open_stream: Callable[[], AbstractAsyncContextManager[ResponseBody]]
+        self,
+        open_stream: Callable[[], AbstractAsyncContextManager[ResponseBody]],
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self._open = open_stream
+        self._max_line_bytes = max_line_bytes
         self._stack = AsyncExitStack()
         self._iterator: AsyncGenerator[HistoryRecord] | None = None
         self._closed = False
@@ -123,7 +152,7 @@ class HistoryStream:
             raise StopAsyncIteration
         if self._iterator is None:
             body = await self._stack.enter_async_context(self._open())
-            self._iterator = self._records(body)
+            self._iterator = self._records(body, self._max_line_bytes)
         try:
             return await anext(self._iterator)
         except BaseException:
@@ -131,9 +160,9 @@ class HistoryStream:
             raise
 
     @staticmethod
-    async def _records(body: ResponseBody) -> AsyncGenerator[HistoryRecord]:
+    async def _records(body: ResponseBody, max_line_bytes: int) -> AsyncGenerator[HistoryRecord]:
         number = 0
-        async for line in iter_lines(aiter(body)):
+        async for line in iter_lines(aiter(body), max_line_bytes=max_line_bytes):
             number += 1
             if not line.strip():
                 continue

@@ -122,6 +122,7 @@ from typing import final
 import anyio
 
 from ._clock import Clock, SystemClock
+from ._exceptions import ValidationError
 from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
@@ -140,7 +141,24 @@ from ._window_rules import SHRINK_WAIT
 __all__ = [
     "Limiter",
     "SlidingWindowLimiter",
+    "bind_once",
 ]
+
+
+def bind_once(bound: str | None, app: str) -> str:
+    """The app a limiter counts after a client of *app* is given it (``org#app``): the
+    first one; a client of another app is refused at once, before it sends anything.
+
+    Raises:
+        ValidationError: *bound* is another app.
+    """
+    if bound is not None and bound != app:
+        raise ValidationError(
+            "limiter",
+            f"counts the quota of app {bound!r}; a client of {app!r} needs a limiter of "
+            "its own (each app has its own quotas)",
+        )
+    return app
 
 
 class Limiter(abc.ABC):
@@ -197,10 +215,25 @@ class Limiter(abc.ABC):
         queued.
         """
 
+    @property
+    def clock(self) -> Clock | None:
+        """The clock this limiter waits on, if it is one a client could share (``None``
+        for a limiter without one). A client given both ``clock=`` and ``limiter=``
+        refuses a limiter on another clock."""
+        return None
+
+    async def effective_limit(self, name: LimitName) -> float | None:
+        """The limit in force now for *name*: the configured one, or lower after refusals
+        (``penalize``); ``None`` when *name* is not limited. The base class knows only the
+        configured one."""
+        rate = self.rate_limits.rate(name)
+        return None if rate is None else float(rate.limit)
+
     def bind_app(self, org_name: str, app_name: str) -> None:  # noqa: B027 - optional
         """Called by :class:`AgoraChatClient` with its app, whose quota the limiter counts.
 
-        A limiter shared between processes names its shared state after the app.
+        A limiter counts one app's quota: a shared one names its shared state after the
+        app, and either refuses, at once, a client of another app.
 
         Raises:
             ValidationError: the limiter already counts another app's quota.
@@ -219,7 +252,7 @@ class SlidingWindowLimiter(Limiter):
         clock: where time comes from; defaults to the event loop's clock.
     """
 
-    __slots__ = ("_clock", "_rate_limits", "_service", "_windows")
+    __slots__ = ("_app", "_clock", "_rate_limits", "_service", "_windows")
 
     def __init__(
         self, rate_limits: RateLimits | None = None, *, clock: Clock | None = None
@@ -229,13 +262,27 @@ class SlidingWindowLimiter(Limiter):
         self._windows: dict[str, Window] = {}
         #: The floor of forward offsets and the clock check (``_service_clock``).
         self._service = ServiceClock(self._rate_limits.margin)
+        self._app: str | None = None
 
     @property
     def rate_limits(self) -> RateLimits:
         """The rates this limiter enforces."""
         return self._rate_limits
 
-    def effective_limit(self, name: LimitName) -> float | None:
+    @property
+    def clock(self) -> Clock:
+        """The clock this limiter reads and waits on."""
+        return self._clock
+
+    def bind_app(self, org_name: str, app_name: str) -> None:
+        """Count the quota of the client's app; refuse a client of another app.
+
+        Raises:
+            ValidationError: the limiter already counts another app's quota.
+        """
+        self._app = bind_once(self._app, f"{org_name}#{app_name}")
+
+    async def effective_limit(self, name: LimitName) -> float | None:
         """The limit in force now for *name*: the configured one, or lower after refusals."""
         window = self._windows.get(name)
         if window is not None:

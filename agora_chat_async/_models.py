@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from ._exceptions import AgoraChatError, OutcomeUnknownError, SendFailedError, ValidationError
+from ._validate import check_text
 
 __all__ = [
     "AudioBody",
@@ -110,6 +111,7 @@ def _required_size(instance: object, attribute: attrs.Attribute[Any], value: obj
 def _string(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise ValidationError(attribute.name, f"must be a string, got {value!r}")
+    check_text(attribute.name, value)
 
 
 @final

@@ -162,6 +162,7 @@ class Pipeline:
         clock: Clock,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         on_event: EventHook | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._transport = transport
         self._auth = auth
@@ -169,7 +170,7 @@ class Pipeline:
         self._clock = clock
         self._retry = retry
         self._on_event = on_event
-        self._rng = random.Random()  # noqa: S311 - backoff jitter, not security
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not security
         #: The round trips of this client's requests, for what bulk paths keep in flight.
         self.round_trips = RoundTrips()
         install_redaction()

@@ -82,7 +82,7 @@ import anyio
 
 from ._clock import Clock, SystemClock
 from ._exceptions import LimiterStoreError, LimiterUnavailableError, ValidationError
-from ._limits import Limiter
+from ._limits import Limiter, bind_once
 from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
@@ -152,11 +152,14 @@ class RedisLimiter(Limiter):
             while Redis is unreachable; by default there is no fallback.
         cold_start_wait: when Redis has no record of this app key (first use,
             restart without persistence), let nothing start for one window.
-        clock: only for tests: a clock whose time replaces the Redis server's, and on
-            which the limiter waits (reservations, retries of an unreachable Redis).
+        clock: only for tests (a :class:`~agora_chat_async.testing.MockClock` or
+            ``ScaledClock``): a clock whose time replaces the Redis server's, and on which
+            the limiter waits. Left out, time is the Redis server's ``TIME``, the one
+            clock every process sharing the quota reads alike; ``SystemClock()`` is
+            refused, since each host's own clock would make their windows disagree.
 
     Raises:
-        ValidationError: an argument is out of range.
+        ValidationError: an argument is out of range, or ``clock`` is a ``SystemClock``.
     """
 
     def __init__(
@@ -177,10 +180,17 @@ class RedisLimiter(Limiter):
             )
         if fallback is not None and not 0 < fallback <= 1:
             raise ValidationError("fallback", f"must be in (0, 1], got {fallback!r}")
+        if isinstance(clock, SystemClock):
+            raise ValidationError(
+                "clock",
+                "replaces the Redis server's clock, for tests only (MockClock, ScaledClock); "
+                "leave it out: the processes sharing a quota must all read Redis's TIME",
+            )
         self._redis = redis
         self._rate_limits = rate_limits or DEFAULT_RATE_LIMITS
         self._prefix = prefix
         self._app_key = app_key
+        self._bound: str | None = None  # the app of the clients given it (``bind_once``)
         self._unavailable_timeout = unavailable_timeout
         self._cold_start_wait = cold_start_wait
         #: With a test clock, its time replaces the Redis server's in the script.
@@ -214,8 +224,8 @@ class RedisLimiter(Limiter):
         #: When this process's latest answer came (local clock): a window without a floor
         #: keeps a unit back until one comes (``_window_rules.kept_for_a_floor``).
         self._answered_at: float | None = None
-        #: Round trips to Redis so far (admissions, including retries), for benchmarks.
-        self.round_trips = 0
+        #: Round trips to Redis so far (admissions, retries too), read by the benchmarks.
+        self._round_trips = 0
         self._owns_redis = False
 
     @classmethod
@@ -248,23 +258,20 @@ class RedisLimiter(Limiter):
         return self._rate_limits
 
     def bind_app(self, org_name: str, app_name: str) -> None:
-        """Name the quota after the client's app, unless ``app_key`` was given.
+        """Count the quota of the client's app (named ``app_key`` in the keys if given).
 
         Raises:
             ValidationError: the limiter is already bound to another app.
         """
-        key = f"{org_name}#{app_name}"
+        self._bound = bind_once(self._bound, f"{org_name}#{app_name}")
         if self._app_key is None:
-            self._app_key = key
+            self._app_key = self._bound
             self._key_list = None
-        elif self._app_key != key and self._keys_used:
-            raise ValidationError(
-                "limiter", f"this RedisLimiter counts the quota of {self._app_key!r}, not {key!r}"
-            )
 
     @property
-    def _keys_used(self) -> bool:
-        return self.round_trips > 0
+    def clock(self) -> Clock:
+        """The clock it waits on (its time is Redis's ``TIME`` unless a test gave one)."""
+        return self._clock
 
     def _keys(self) -> list[str]:
         if self._key_list is None:
@@ -443,7 +450,7 @@ class RedisLimiter(Limiter):
                 args[0] = str(round(sent * MICROS))
             handed = self._fallback.handed_back(self._index)  # what it admitted meanwhile
             try:
-                self.round_trips += 1
+                self._round_trips += 1
                 reply = await self._script(keys=keys, args=[*args, *handed, *claim_args])
             except Exception as exc:
                 kind = classify(exc)
@@ -539,9 +546,8 @@ class RedisLimiter(Limiter):
             logger.debug("Redis unavailable; late answers stay queued for the next admission")
 
     async def effective_limit(self, name: LimitName) -> float | None:
-        """The limit in force now for *name* across all processes (after refusals, lower).
-
-        Sends this process's queued refusals first. ``None`` when the limit is off.
+        """The limit in force now for *name* across all processes (lower after refusals,
+        this process's queued ones sent first); ``None`` when the limit is off.
 
         Raises:
             LimiterUnavailableError: Redis is unavailable.

@@ -24,12 +24,17 @@ class Request:
     ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
     an absolute address (history files), which gets neither the limiter nor the
     ``Authorization`` header; ``authenticated=False`` (the token endpoint) keeps the
-    limiter but sends no token. ``idempotent`` is False for requests that change
-    state: their ambiguous failures become :class:`OutcomeUnknownError`, retried
-    only when ``retry_unknown`` is set.
+    limiter but sends no token.
+
+    ``idempotent`` has no default: each endpoint declares it, its reason beside it
+    (docs/reliability.md). True when a repeat changes nothing (a read, a delete, a
+    token): every transient failure is retried. False for a request that changes state:
+    its ambiguous failures (a read timeout after sending, a dropped connection, a
+    500/502/504) become :class:`OutcomeUnknownError`, retried only with ``retry_unknown``.
     """
 
     method: str
+    idempotent: bool
     path: str = ""
     url: str | None = None
     claims: tuple[Claim, ...] = (("other", 1),)
@@ -38,7 +43,6 @@ class Request:
     files: Mapping[str, Any] | None = None
     data: Mapping[str, str] | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
-    idempotent: bool = True
     retry_unknown: bool = False
     authenticated: bool = True
     priority: Priority = "interactive"

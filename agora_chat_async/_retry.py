@@ -44,7 +44,7 @@ from ._exceptions import (
     RateLimitedError,
     ServerError,
 )
-from ._validate import non_negative
+from ._validate import non_negative, non_negative_int
 
 __all__ = ["DEFAULT_RETRY_POLICY", "RetryPolicy", "is_retryable"]
 
@@ -60,10 +60,10 @@ class RetryPolicy:
     ``RetryPolicy(attempts=0, quota_attempts=0, rate_limit_budget=0)`` switches retries off.
     """
 
-    attempts: int = attrs.field(default=5, validator=non_negative)
+    attempts: int = attrs.field(default=5, validator=non_negative_int)
     base: float = attrs.field(default=0.5, validator=non_negative)
     max_backoff: float = attrs.field(default=30.0, validator=non_negative)
-    quota_attempts: int = attrs.field(default=2, validator=non_negative)
+    quota_attempts: int = attrs.field(default=2, validator=non_negative_int)
     """Retries after 429 ``resource_limited`` (the plan's quota), each after ``max_backoff``."""
     rate_limit_budget: float = attrs.field(default=300.0, validator=non_negative)
     """Seconds, from a request's first rate-limit refusal, during which it keeps being

@@ -18,8 +18,10 @@ __all__ = [
     "check_id",
     "check_mapping",
     "check_seconds",
+    "check_text",
     "fraction",
     "non_negative",
+    "non_negative_int",
     "positive",
     "positive_int",
     "recipients",
@@ -47,9 +49,15 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
 
 
 def non_negative(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """An attrs validator: a number, zero or more."""
-    if not _is_number(value) or value < 0:  # type: ignore[operator]
+    """An attrs validator: a number, zero or more (not NaN)."""
+    if not _is_number(value) or not value >= 0:  # type: ignore[operator]
         raise ValidationError(attribute.name, f"must be a number >= 0, got {value!r}")
+
+
+def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: an int, zero or more."""
+    if type(value) is not int or value < 0:
+        raise ValidationError(attribute.name, f"must be an int >= 0, got {value!r}")
 
 
 def fraction(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -74,11 +82,25 @@ def check_aware(field: str, value: datetime) -> datetime:
     return value
 
 
+def check_text(field: str, value: str) -> str:
+    """A string the service can receive: UTF-8 has no lone surrogate (``'\\ud800'``, what
+    a broken decoder or ``surrogateescape`` leaves behind)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            field,
+            f"holds {value[exc.start : exc.end]!r} at {exc.start}, a lone surrogate that "
+            "UTF-8 cannot carry; decode the text it came from correctly",
+        ) from None
+    return value
+
+
 def check_id(field: str, value: object) -> str:
-    """A user, group, room or message id: a non-empty string."""
+    """A user, group, room or message id: a non-empty string that UTF-8 can carry."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, f"must be a non-empty string, got {value!r}")
-    return value
+    return check_text(field, value)
 
 
 def check_choice(field: str, value: T, choices: Collection[T]) -> T:
@@ -100,10 +122,11 @@ def check_mapping(field: str, value: object) -> Mapping[str, Any]:
 
 def check_finite(field: str, value: object) -> None:
     """Refuse ``NaN`` and the infinities anywhere in *value* (JSON has no such numbers:
-    Python's ``json`` would write ``NaN``, which the service cannot parse).
+    Python's ``json`` would write ``NaN``, which the service cannot parse), and strings
+    (keys too) that UTF-8 cannot carry (:func:`check_text`).
 
     Raises:
-        ValidationError: naming the first such number's place, e.g. ``ext['score']``.
+        ValidationError: naming the first such value's place, e.g. ``ext['score']``.
     """
     stack: list[tuple[str, object]] = [(field, value)]
     while stack:
@@ -112,7 +135,12 @@ def check_finite(field: str, value: object) -> None:
             raise ValidationError(
                 where, f"is {item!r}, which JSON cannot carry; send a finite number or a string"
             )
-        if isinstance(item, Mapping):
+        if isinstance(item, str):
+            check_text(where, item)
+        elif isinstance(item, Mapping):
+            for key in item:
+                if isinstance(key, str):
+                    check_text(f"{where} key {key!r}", key)
             stack.extend((f"{where}[{key!r}]", child) for key, child in item.items())
         elif isinstance(item, list | tuple):
             stack.extend((f"{where}[{index}]", child) for index, child in enumerate(item))

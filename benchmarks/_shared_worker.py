@@ -70,7 +70,7 @@ async def main(argv: list[str]) -> dict[str, Any]:
                     out["unknown"] += len(result.unknown)
             out["last"] = time.time()
     finally:
-        out["round_trips"] = getattr(limiter, "round_trips", 0)
+        out["round_trips"] = getattr(limiter, "_round_trips", 0)
         await store.aclose()
     return out
 

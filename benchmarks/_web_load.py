@@ -55,7 +55,7 @@ async def worker(url: str, redis_url: str, seconds: float, tasks: int) -> dict[s
             for task in range(tasks):
                 tg.start_soon(handler, f"web-{task}")
     await store.aclose()
-    return {"sent": sent, "failed": failed, "round_trips": limiter.round_trips}
+    return {"sent": sent, "failed": failed, "round_trips": limiter._round_trips}
 
 
 async def web_load_run(url: str, redis_url: str, seconds: float) -> dict[str, Any]:

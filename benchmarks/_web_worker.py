@@ -62,7 +62,7 @@ async def main(argv: list[str]) -> dict[str, Any]:
                 tg.cancel_scope.cancel()
     finally:
         await store.aclose()
-    return {"waits": waits, "failed": failed, "first": first, "round_trips": limiter.round_trips}
+    return {"waits": waits, "failed": failed, "first": first, "round_trips": limiter._round_trips}
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ async def main(
                 counts["failed"] += len(result.failed)
                 counts["unknown"] += len(result.unknown)
     finally:
-        counts["round_trips"] = limiter.round_trips
+        counts["round_trips"] = limiter._round_trips
         await client.aclose()
     return counts
 

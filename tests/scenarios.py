@@ -113,10 +113,3 @@ def most_in_any_window(starts: Sequence[Start], per: float) -> int:
         (sum(u for _, s, u, _ in starts if begin <= s < begin + per) for _, begin, _, _ in starts),
         default=0,
     )
-
-
-def died_of(raised: BaseException, kind: type[BaseException]) -> bool:
-    """Whether *raised* is *kind*, alone or in a task group's exception group."""
-    if isinstance(raised, BaseExceptionGroup):
-        return raised.subgroup(kind) is not None
-    return isinstance(raised, kind)

@@ -4,7 +4,12 @@ import pytest
 
 from agora_chat_async.cli import main
 
-from .scenarios import died_of
+
+class Killed(BaseException):
+    """The process is killed: nothing after this runs. Not ``KeyboardInterrupt``, which
+    asyncio treats apart when a task raises it (the loop stops before the task's done
+    callbacks run, so anyio's idle worker threads outlive the test); a real Ctrl-C
+    cancels the main task instead."""
 
 
 def test_demo_prints_a_summary(capsys):
@@ -298,15 +303,14 @@ def test_an_import_stopped_anywhere_resumes_exactly_once(
             if where == "before the request":
                 original(self, line)  # recorded in flight, then died before sending
             # "after the answer": imported, then died before recording it done
-            raise KeyboardInterrupt  # Ctrl-C, or a kill: nothing after this runs
+            raise Killed  # a kill: nothing after this runs
         calls["n"] += 1
         return original(self, line, **kwargs)
 
     monkeypatch.setattr(Checkpoint, method.__name__, dying)
     argv = ["import", "users", str(path), "--concurrency", "1", "--no-progress"]
-    with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
+    with pytest.raises(Killed):  # alone, never in an exception group
         main(argv, env=env)
-    assert died_of(stopped.value, KeyboardInterrupt)
     monkeypatch.undo()
     capsys.readouterr()
 
@@ -480,12 +484,11 @@ def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
         calls["n"] += 1
         await original(self, job, progress)
         if calls["n"] == 4:  # the first request done, the second recorded in flight
-            raise KeyboardInterrupt
+            raise Killed
 
     monkeypatch.setattr(FileProgressStore, "save", dying)
-    with pytest.raises(BaseException) as stopped:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
+    with pytest.raises(Killed):  # alone, never in an exception group
         main(argv, env=env)
-    assert died_of(stopped.value, KeyboardInterrupt)
     monkeypatch.undo()
     capsys.readouterr()
     assert main(argv, env=env) == 1  # seven recipients are uncertain

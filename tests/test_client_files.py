@@ -15,8 +15,8 @@ from agora_chat_async import (
     AuthenticationError,
     ImageSize,
     NotFoundError,
+    OutcomeUnknownError,
     TransportError,
-    UnexpectedResponseError,
     ValidationError,
 )
 
@@ -106,9 +106,24 @@ async def test_upload_refuses_oversize_and_non_regular_files_before_sending(
 
 
 async def test_upload_with_a_malformed_answer(client, api):
+    """The file may be stored (the service said 200), its uuid unknown: an unknown outcome."""
     api.post("/chatfiles").mock(return_value=httpx.Response(200, json={"entities": []}))
-    with pytest.raises(UnexpectedResponseError, match="entities"):
+    with pytest.raises(OutcomeUnknownError, match="entities"):
         await client.upload_file(b"x")
+
+
+@pytest.mark.parametrize("failure", ["500", "read timeout"])
+async def test_an_upload_is_never_repeated_after_an_ambiguous_failure(client, api, failure):
+    """It was retried after a read timeout or a 500 (a second stored file each time), and
+    reported as a transport error rather than an unknown outcome."""
+    route = api.post("/chatfiles")
+    if failure == "500":
+        route.mock(return_value=httpx.Response(500, json={"error": "internal"}))
+    else:
+        route.mock(side_effect=httpx.ReadTimeout("read timeout"))
+    with pytest.raises(OutcomeUnknownError):
+        await client.upload_file(b"x")
+    assert route.call_count == 1
 
 
 async def test_download_to_a_path_writes_atomically(client, api, tmp_path: Path):

@@ -252,7 +252,7 @@ async def test_a_refusal_late_in_a_window_sets_the_limit_to_what_was_accepted(
     refused = await limiter.acquire([("rooms", 10)])
     refused.refund()  # the transport refunds a refused request before penalizing
     limiter.penalize([("rooms", 10)])
-    assert limiter.effective_limit("rooms") == pytest.approx(76)  # 95% of the 80 accepted
+    assert await limiter.effective_limit("rooms") == pytest.approx(76)  # 95% of the 80 accepted
 
 
 async def test_a_refusal_of_a_full_window_widens_the_window_instead(clock: VirtualClock):
@@ -261,7 +261,7 @@ async def test_a_refusal_of_a_full_window_widens_the_window_instead(clock: Virtu
     refused = await limiter.acquire([("rooms", 10)])
     refused.refund()
     limiter.penalize([("rooms", 10)])  # it filled the window exactly: a timing artifact
-    assert limiter.effective_limit("rooms") == 100
+    assert await limiter.effective_limit("rooms") == 100
     start = clock.now()
     await limiter.acquire([("rooms", 11)])  # waits for the first 90 to leave the window
     assert clock.now() == pytest.approx(start + 1.01)  # one window plus 1% of it
@@ -271,36 +271,36 @@ async def test_early_refusals_cut_by_thirty_percent_once_a_window(clock: Virtual
     limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
     await limiter.acquire([("rooms", 1)])
     limiter.penalize([("rooms", 1)])
-    assert limiter.effective_limit("rooms") == pytest.approx(70)
+    assert await limiter.effective_limit("rooms") == pytest.approx(70)
     limiter.penalize([("rooms", 1)])  # the same window: no second cut
-    assert limiter.effective_limit("rooms") == pytest.approx(70)
+    assert await limiter.effective_limit("rooms") == pytest.approx(70)
     clock.advance(1.0)
     limiter.penalize([("rooms", 1)])
-    assert limiter.effective_limit("rooms") == pytest.approx(49)
+    assert await limiter.effective_limit("rooms") == pytest.approx(49)
     for _ in range(20):
         clock.advance(1.0)
         limiter.penalize([("rooms", 1)])
-    assert limiter.effective_limit("rooms") == 10  # never below 10% of the configured limit
+    assert await limiter.effective_limit("rooms") == 10  # never below 10% of the configured limit
 
 
 async def test_the_limit_holds_then_probes_upwards_and_backs_off_further(clock: VirtualClock):
     limiter = SlidingWindowLimiter(RateLimits(rooms=Rate(100, per=1), margin=0), clock=clock)
     await limiter.acquire([("rooms", 80)])
     limiter.penalize([("rooms", 5)])
-    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    assert await limiter.effective_limit("rooms") == pytest.approx(76)
     clock.advance(8.0)  # held for 8 windows
-    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    assert await limiter.effective_limit("rooms") == pytest.approx(76)
     clock.advance(2.0)  # then probing: +5 a window
-    assert limiter.effective_limit("rooms") == pytest.approx(86)
+    assert await limiter.effective_limit("rooms") == pytest.approx(86)
     # A refusal while probing above 76, even one that filled the window: back below what
     # was accepted, and a 16-window hold.
     await limiter.acquire([("rooms", 80)])
     limiter.penalize([("rooms", 6)])
-    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    assert await limiter.effective_limit("rooms") == pytest.approx(76)
     clock.advance(16.0)
-    assert limiter.effective_limit("rooms") == pytest.approx(76)
+    assert await limiter.effective_limit("rooms") == pytest.approx(76)
     clock.advance(100.0)
-    assert limiter.effective_limit("rooms") == 100  # back to the configured limit
+    assert await limiter.effective_limit("rooms") == 100  # back to the configured limit
 
 
 async def test_a_lowered_rate_admits_fewer_units_per_window(clock: VirtualClock):
@@ -320,7 +320,7 @@ async def test_a_claim_on_a_switched_off_limit_is_free(clock: VirtualClock):
     for _ in range(500):
         await limiter.acquire([("send_calls", 1)])
     assert clock.sleeps == []
-    assert limiter.effective_limit("send_calls") is None
+    assert await limiter.effective_limit("send_calls") is None
 
 
 async def test_a_refusal_just_after_the_window_slid_is_jitter_not_a_lower_limit(
@@ -332,7 +332,7 @@ async def test_a_refusal_just_after_the_window_slid_is_jitter_not_a_lower_limit(
     refused = await limiter.acquire([("rooms", 10)])
     refused.refund()
     limiter.penalize([("rooms", 10)])  # the server still counted the old 100: jitter
-    assert limiter.effective_limit("rooms") == 100
+    assert await limiter.effective_limit("rooms") == 100
 
 
 async def test_a_late_answer_keeps_its_claim_in_the_window_until_a_window_after_it(

@@ -261,7 +261,7 @@ async def test_a_refused_request_is_refunded_and_its_limit_adapts(make_client, a
     assert result.ok
     # Refused with only 3 of 20 units used (the refused 3 were refunded): too early in the
     # window to trust as an estimate, so the limit is cut by 30%.
-    assert client.limiter.effective_limit("groups") == 14
+    assert await client.limiter.effective_limit("groups") == 14
 
 
 async def test_reads_retry_every_transient_failure(client, api):

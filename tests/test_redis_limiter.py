@@ -111,7 +111,7 @@ async def test_claims_fit_until_the_window_is_full_then_wait_for_exact_expiry(re
     # The 6 units of t=0 leave the window at t=1.0: 0.75 s from now.
     assert await waits(shared, clock, [("users", 5)]) == pytest.approx(0.75, abs=1e-6)
     # One round trip to start at once; a reservation is decided again when it is due.
-    assert shared.round_trips == 4
+    assert shared._round_trips == 4
 
 
 async def test_margin_widens_every_window(redis_client):
@@ -175,7 +175,7 @@ async def test_claims_larger_than_the_limit_are_refused_at_once(redis_client):
     shared = limiter(redis_client, MockClock())
     with pytest.raises(ValidationError, match="can never start"):
         await shared.acquire([("users", 11)])
-    assert shared.round_trips == 0
+    assert shared._round_trips == 0
 
 
 async def test_refunds_ride_on_the_next_admission(redis_client):
@@ -187,7 +187,7 @@ async def test_refunds_ride_on_the_next_admission(redis_client):
     # The refund is carried by first's next decision, in the same round trip.
     assert await waits(first, clock, [("users", 4)]) == 0
     assert await waits(second, clock, [("users", 6)]) == 0
-    assert first.round_trips == 2
+    assert first._round_trips == 2
 
 
 async def test_a_cancelled_wait_returns_its_reservation(redis_client):
@@ -257,7 +257,7 @@ async def test_unreachable_redis_raises_after_the_timeout_and_sends_nothing(capl
         await shared.acquire([("users", 1)])
     # It retried with backoff for exactly unavailable_timeout on its clock, then gave up.
     assert sum(clock.sleeps) == pytest.approx(0.3)
-    assert shared.round_trips == len(clock.sleeps) + 1
+    assert shared._round_trips == len(clock.sleeps) + 1
     await client.aclose()
 
 
@@ -794,7 +794,7 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
     await client.config_set("slowlog-log-slower-than", 1000)
     await client.slowlog_reset()
     await client.set("agora-chat:{org#cost}:seen:read", 0)
-    calls = shared.round_trips
+    calls = shared._round_trips
     for index in range(measured):
         if index == measured // 2:
             shared.penalize([("users", 1)])
@@ -805,7 +805,7 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
     read = int(await client.get("agora-chat:{org#cost}:seen:read"))
     slow = [e for e in await client.slowlog_get(128) if b"EVALSHA" in e["command"]]
     await client.config_set("slowlog-log-slower-than", 10000)
-    return {"read per call": read / (shared.round_trips - calls), "slow": slow}
+    return {"read per call": read / (shared._round_trips - calls), "slow": slow}
 
 
 async def test_a_call_reads_as_much_whatever_the_window_holds(redis_client):
@@ -843,7 +843,7 @@ async def test_a_user_without_evalsha_is_told_the_fix_at_once(redis_server):
     assert "~agora-chat:* and +evalsha +eval +script|load +hmget +time" in message
     assert "nothing was sent" in message
     assert "pa55-word" not in message
-    assert shared.round_trips == 1  # not retried
+    assert shared._round_trips == 1  # not retried
     await user.aclose()
     await admin.aclose()
 
@@ -878,7 +878,7 @@ async def test_a_read_only_replica_is_waited_for_then_falls_back(redis_server):
         strict = limiter(client, MockClock(), unavailable_timeout=0.5)
         with pytest.raises(LimiterUnavailableError, match="ReadOnlyError"):
             await strict.acquire([("users", 1)])
-        assert strict.round_trips > 1  # retried meanwhile
+        assert strict._round_trips > 1  # retried meanwhile
         falling = limiter(client, MockClock(), unavailable_timeout=0.5, fallback=0.5)
         permit = await falling.acquire([("users", 1)])  # through the in-memory fallback
         assert permit.units == 1
@@ -898,7 +898,7 @@ async def test_a_redis_asleep_past_the_timeout_is_retried_until_it_answers():
             await anyio.sleep(0.05)
             permit = await shared.acquire([("users", 1)])
         assert permit.units == 1
-        assert shared.round_trips > 1
+        assert shared._round_trips > 1
         await client.aclose()
         await sleeper.aclose()
 

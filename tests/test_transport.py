@@ -76,7 +76,7 @@ async def send(url: str, request: Request) -> tuple[Readings, float | None, bool
 
 async def test_a_request_left_when_its_body_began_to_leave(server: str) -> None:
     readings, sent, streamed = await send(
-        server, Request(method="POST", path="/messages", json={"a": 1})
+        server, Request(method="POST", path="/messages", idempotent=False, json={"a": 1})
     )
     assert readings.readings == ["http11.send_request_body.started"]
     assert sent == 1.0
@@ -89,7 +89,9 @@ async def test_a_request_left_when_its_body_began_to_leave(server: str) -> None:
 
 async def test_an_upload_says_nothing_of_the_network(server: str) -> None:
     files = {"file": ("a.bin", b"x" * 100_000, "application/octet-stream")}
-    _, sent, streamed = await send(server, Request(method="POST", path="/chatfiles", files=files))
+    _, sent, streamed = await send(
+        server, Request(method="POST", path="/chatfiles", idempotent=False, files=files)
+    )
     assert sent is not None
     assert streamed
     assert not ServerTiming(1.0, 0.0, sent=sent, streamed=True).tells_floor

@@ -267,7 +267,7 @@ def test_both_runtimes_decide_alike(redis_server, variant, operations):
                     two.refund()
             assert redis_clock.now() == pytest.approx(memory_clock.now(), abs=1e-5), (step, kind)
             redis_clock._now = memory_clock.now()  # no drift of float against microseconds
-            expected = memory.effective_limit("users")
+            expected = await memory.effective_limit("users")
             assert expected is not None
             got = await shared.effective_limit("users")
             assert got == pytest.approx(expected, rel=1e-9), (step, operation)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio import AsyncFile
 
@@ -22,6 +23,7 @@ from .._converter import converter
 from .._exceptions import AgoraChatError, OutcomeUnknownError
 from .._models import Body, SendResult, TextBody
 from .._progress import FileProgressStore
+from .._tasks import task_group
 from ._inputs import json_object, message_body, open_for_writing, read_text, recipients
 from ._progress import Bars, Counter, Update, progress_bars
 from ._reasons import Reasons
@@ -144,9 +146,8 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resumable = args.file is not None and not args.recipients
     results = _Results(Path(args.results) if args.results else None, keep=resumable)
     await results.open()
-    client = make_client(args, env, on_event=counter)
     try:
-        async with client:
+        async with make_client(args, env, on_event=counter) as client:
             with progress_bars(
                 enabled=not args.no_progress, counter=counter, outcomes=True
             ) as bars:
@@ -330,9 +331,10 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     pending = _pending(args.file, lines, checkpoint)
     failures: list[str] = []
     counter = Counter()
-    client = make_client(args, env, on_event=counter)
-    importer = client.import_user_message if args.target == "users" else client.import_group_message
-    async with client:
+    async with make_client(args, env, on_event=counter) as client:
+        importer = (
+            client.import_user_message if args.target == "users" else client.import_group_message
+        )
         with progress_bars(enabled=not args.no_progress, counter=counter, outcomes=True) as bars:
             show = bars.add(f"import {args.target}", len(pending))
             done = failed = unknown = 0
@@ -345,6 +347,8 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 index, (sender, to, body, options) = line
                 where = f"{args.file}:{index + 1}"
                 try:
+                    # Started after the run was stopped (a line failed the group): not begun.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
                     checkpoint.start(index)
                     try:
                         await importer(sender, to, body, **options)
@@ -363,7 +367,7 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 finally:
                     gate.release()
 
-            async with anyio.create_task_group() as tasks:
+            async with task_group() as tasks:
                 for line in pending:
                     await gate.acquire()
                     tasks.start_soon(import_line, line)

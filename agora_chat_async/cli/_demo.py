@@ -14,6 +14,7 @@ import anyio
 from .._exceptions import AgoraChatError, OutcomeUnknownError
 from .._models import SendResult, TextBody
 from .._rates import RateLimits
+from .._tasks import task_group
 from ._progress import Update, progress_bars
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ async def _demo(counts: dict[str, int], scale: float) -> int:
         limits = RateLimits(margin=_MARGIN)
         async with (
             emulator.client(rate_limits=limits) as client,
-            anyio.create_task_group() as tasks,
+            task_group() as tasks,
         ):
             for kind in _KINDS:
                 update = bars.add(kind, counts[kind])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .._auth import AgoraAppToken, Auth, ClientCredentials, StaticToken
@@ -118,10 +119,12 @@ def _cold_start_wait(text: str | None) -> bool:
     raise CliError(f"--cold-start-wait / AGORA_CHAT_COLD_START_WAIT: {text!r} is not on or off")
 
 
-def make_client(
+@asynccontextmanager
+async def make_client(
     args: argparse.Namespace, env: Mapping[str, str], *, on_event: EventHook | None = None
-) -> AgoraChatClient:
-    """The client the flags and environment describe.
+) -> AsyncIterator[AgoraChatClient]:
+    """The client the flags and environment describe, open; closed at the block's end with
+    the Redis limiter made for it (a client closes what it made, never what it was given).
 
     Raises:
         CliError: a setting is missing.
@@ -166,12 +169,17 @@ def make_client(
         except ValidationError as exc:
             raise CliError(f"--redis-url / AGORA_CHAT_REDIS_URL: {exc}") from None
         limits = None
-    return AgoraChatClient(
-        str(value("base_url")),
-        str(value("org")),
-        str(value("app")),
-        auth=auth,
-        on_event=on_event,
-        rate_limits=limits,
-        limiter=limiter,
-    )
+    try:
+        async with AgoraChatClient(
+            str(value("base_url")),
+            str(value("org")),
+            str(value("app")),
+            auth=auth,
+            on_event=on_event,
+            rate_limits=limits,
+            limiter=limiter,
+        ) as client:
+            yield client
+    finally:
+        if limiter is not None:
+            await limiter.aclose()

@@ -270,6 +270,7 @@ class Emulator:
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         on_event: EventHook | None = None,
+        rng: random.Random | None = None,
     ) -> AgoraChatClient:
         """An :class:`AgoraChatClient` talking to this emulator in-process (no socket).
 
@@ -291,12 +292,14 @@ class Emulator:
             self.org_name,
             self.app_name,
             auth=auth,
-            clock=clock or self.clock,
+            # The given limiter's clock, else the emulator's: both count time alike.
+            clock=clock or (limiter.clock if limiter is not None else None) or self.clock,
             rate_limits=rate_limits,
             limiter=limiter,
             http_client=http,
             retry=retry,
             on_event=on_event,
+            rng=rng,
         )
 
     # -- ASGI -------------------------------------------------------------------------------------
