@@ -30,6 +30,8 @@ from types import TracebackType
 from typing import IO, Final, Literal, Self, Unpack, final
 from urllib.parse import quote
 
+import anyio
+import anyio.to_thread
 import attrs
 import httpx
 
@@ -142,7 +144,8 @@ class AgoraChatClient:
             makes read time (by default the event loop's, or the given limiter's). A
             ``limiter=`` on another clock is refused: give both the same one.
         on_event: called with every :class:`Event` (requests, waits, refusals,
-            retries, splits), for metrics.
+            retries, splits), for metrics. An exception it raises is logged (logger
+            ``agora_chat_async``, with its traceback) and changes nothing else.
         retry: how requests that were certainly not processed (429, 503, refused
             connections) are retried; ``RetryPolicy(attempts=0, rate_limit_budget=0)``
             switches it off.
@@ -229,7 +232,6 @@ class AgoraChatClient:
             on_event=on_event,
             rng=rng,
         )
-        self._on_event = on_event
         self._closed = False
 
     def __repr__(self) -> str:
@@ -425,7 +427,7 @@ class AgoraChatClient:
         *,
         job: str,
         store: ProgressStore,
-        resend_uncertain: bool = False,
+        resend_unknown: bool = False,
         target: Literal["users", "groups", "rooms"] = "users",
         level: RoomMessageLevel | None = None,
         concurrency: int | None = None,
@@ -437,10 +439,10 @@ class AgoraChatClient:
 
         *store* (a :class:`FileProgressStore`, ...) keeps the progress of *job* over *to*,
         a replayable sequence of ids: every request's recipients are recorded in flight
-        before it is sent, then delivered or uncertain. Started again with the same job
+        before it is sent, then delivered or unknown. Started again with the same job
         and input (after a crash, a kill, a redeploy), it skips what was delivered, sends
         again what certainly was not, and names what was in flight at the crash in
-        :attr:`DurableFanOut.uncertain`, unsent unless ``resend_uncertain=True``.
+        :attr:`DurableFanOut.unknown`, unsent unless ``resend_unknown=True``.
         *record*, if given, is awaited with each result before the store records it: the
         place to write a per-recipient log that must never lag the store. A job resumed
         within a window of its last send first waits for that window to pass (the server
@@ -452,7 +454,7 @@ class AgoraChatClient:
 
             store = FileProgressStore("spring-sale.progress")
             async with client.durable_fan_out(ids, body, job="spring-sale", store=store) as results:
-                for position, user in results.uncertain.items():
+                for position, user in results.unknown.items():
                     print("may or may not have received it:", user)
                 async for result in results:
                     record(result)
@@ -474,7 +476,7 @@ class AgoraChatClient:
             to,
             store=store,
             job=job,
-            resend_uncertain=resend_uncertain,
+            resend_unknown=resend_unknown,
             in_flight=self.in_flight(kind, units=packer.cap, concurrency=concurrency),
             progress=progress,
             record=record,
@@ -501,7 +503,6 @@ class AgoraChatClient:
             options,
             level=level,
             priority=priority,
-            on_event=self._on_event,
         )
 
     async def _send(
@@ -573,8 +574,10 @@ class AgoraChatClient:
                 "thumbnail-height": str(thumbnail_size.height),
             }
         headers = {"restrict-access": "true"} if restrict_access else {}
-        with open_upload(file, filename) as (name, stream):
-            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        async with open_upload(file, filename) as (name, stream):
+            # The first guess reads the system's mime.types files: off the loop.
+            guessed, _ = await anyio.to_thread.run_sync(mimetypes.guess_type, name)
+            content_type = guessed or "application/octet-stream"
             answer = await self._pipeline.request_as(
                 Request(
                     method="POST",

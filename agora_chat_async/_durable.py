@@ -5,15 +5,15 @@ SHA-256 of its ids. Every position of it is, in the store:
 
 - *in flight* from just before its request is sent (the record is on disk, or in Redis,
   before the request leaves) until its answer has been recorded;
-- then *done* (delivered) or *uncertain* (the request may or may not have been
+- then *done* (delivered) or *unknown* (the request may or may not have been
   processed); a failed position is simply no longer in flight: it was certainly not
   delivered.
 
 Started again with the same job and input, the fan-out skips what is done, sends again
 what was never sent or failed, and reports what was in flight when the last run stopped
-as uncertain, with what earlier runs left uncertain: never resent, unless the caller
-asks (``resend_uncertain=True``) after checking. So no recipient is delivered twice by the
-library, and none is lost that is not named uncertain. The window of uncertainty is the
+as unknown, with what earlier runs left unknown: never resent, unless the caller
+asks (``resend_unknown=True``) after checking. So no recipient is delivered twice by the
+library, and none is lost that is not named unknown. The window of uncertainty is the
 requests in flight at the crash: at most ``concurrency`` requests' recipients (without it, what
 the quota kept in flight: ``InFlight``).
 """
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self, final
+from typing import Literal, Self, final
 
 import anyio
 import anyio.lowlevel
@@ -43,7 +43,7 @@ from ._screen import Screen
 from ._tasks import task_group
 from ._validate import check_id
 
-__all__ = ["DurableFanOut"]
+__all__ = ["DurableFanOut", "Job"]
 
 
 def _fingerprint(ids: Sequence[object]) -> tuple[int, str]:
@@ -66,24 +66,51 @@ class _Batch(list[str]):
 
 
 @final
-class _Job:
-    """The job's progress, and its one writer: every change is saved before it counts."""
+class Job:
+    """A job's progress, and its one writer: every change is saved before it counts.
+
+    Saves are serialized, and coalesced: a change made while another save runs is written
+    by the next one, which also writes every change made until it starts (a store takes
+    its snapshot before it awaits). Used by :class:`DurableFanOut` and ``agora-chat
+    import`` alike.
+    """
 
     def __init__(
         self,
         store: ProgressStore,
         job: str,
         progress: JobProgress,
-        record: Callable[[SendResult], Awaitable[object]] | None,
+        record: Callable[[SendResult], Awaitable[object]] | None = None,
     ) -> None:
         self.store, self.job, self.progress, self.record = store, job, progress, record
         self._lock = anyio.Lock()
+        self._changes = self._written = 0
 
     async def save(self, *, sending: bool = True) -> None:
+        """Return once every change made before this call is in the store.
+
+        Raises:
+            OSError, JobLeaseError: as the store's ``save`` raises.
+        """
+        self._changes += 1
+        change = self._changes
         async with self._lock:
+            if self._written >= change:
+                return  # written by a save that started after this change
             if sending:
                 self.progress.saved_at = time.time()
+            latest = self._changes
             await self.store.save(self.job, self.progress)
+            self._written = latest
+
+    async def settle(self, position: int, outcome: Literal["done", "failed", "unknown"]) -> None:
+        """One position answered: done, failed (sent again by the next run) or unknown."""
+        self.progress.in_flight.discard(position)
+        if outcome == "done":
+            self.progress.done.add(position)
+        elif outcome == "unknown":
+            self.progress.unknown.add(position)
+        await self.save()
 
     async def start(self, positions: Sequence[int]) -> None:
         self.progress.in_flight.update(positions)
@@ -98,7 +125,7 @@ class _Job:
             if recipient in result.message_ids:
                 progress.done.add(position)
             elif recipient in result.unknown:
-                progress.uncertain.add(position)
+                progress.unknown.add(position)
         await self.save()
 
 
@@ -108,7 +135,7 @@ class _Recording:
 
     __slots__ = ("_job", "_positions")
 
-    def __init__(self, job: _Job, positions: list[int]) -> None:
+    def __init__(self, job: Job, positions: list[int]) -> None:
         self._job, self._positions = job, positions
 
     async def before(self, offset: int, part: list[str]) -> None:
@@ -124,7 +151,7 @@ class _RecordingSender:
 
     __slots__ = ("_job", "_sender")
 
-    def __init__(self, sender: Sender, job: _Job) -> None:
+    def __init__(self, sender: Sender, job: Job) -> None:
         self._sender, self._job = sender, job
 
     async def send(self, batch: list[str]) -> SendResult:
@@ -137,8 +164,8 @@ class DurableFanOut:
     """A resumable fan-out's results, one :class:`SendResult` per request, in completion order.
 
     Use it as ``async with client.durable_fan_out(...) as results: async for result in
-    results``. After entering, :attr:`uncertain` names the recipients that earlier runs
-    left uncertain (and, with ``resend_uncertain=True``, that this run sends again).
+    results``. After entering, :attr:`unknown` names the recipients that earlier runs
+    left unknown (and, with ``resend_unknown=True``, that this run sends again).
 
     A result is yielded after the store has recorded it, so a per-recipient log written
     from the ``async for`` can lag the store by the results a crash interrupts: give the
@@ -164,7 +191,7 @@ class DurableFanOut:
         "_window",
         "delivered_before",
         "remaining",
-        "uncertain",
+        "unknown",
     )
 
     def __init__(
@@ -175,7 +202,7 @@ class DurableFanOut:
         *,
         store: ProgressStore,
         job: str,
-        resend_uncertain: bool = False,
+        resend_unknown: bool = False,
         in_flight: InFlight,
         progress: Callable[[SendResult], object] | None = None,
         record: Callable[[SendResult], Awaitable[object]] | None = None,
@@ -192,15 +219,15 @@ class DurableFanOut:
             raise ValidationError("store", "must be a ProgressStore (FileProgressStore, ...)")
         self._sender, self._packer, self._ids = sender, packer, ids
         self._store, self._name = store, check_id("job", job)
-        self._resend, self._in_flight, self._progress = resend_uncertain, in_flight, progress
+        self._resend, self._in_flight, self._progress = resend_unknown, in_flight, progress
         self._record = record
         self._clock: Clock = clock or SystemClock()
         self._window = window
-        self._job: _Job | None = None
+        self._job: Job | None = None
         self._fan_out: FanOut | None = None
         self._stack: AsyncExitStack | None = None
-        #: Input positions earlier runs left uncertain, with their ids.
-        self.uncertain: dict[int, str] = {}
+        #: Input positions earlier runs left unknown, with their ids.
+        self.unknown: dict[int, str] = {}
         #: How many recipients earlier runs delivered (skipped by this one).
         self.delivered_before = 0
         #: How many input positions this run has to send (after entering): ``0`` when the
@@ -248,15 +275,15 @@ class DurableFanOut:
             )
         progress.message = message
         # What was in flight when the last run stopped may or may not have been delivered.
-        progress.uncertain.update(progress.in_flight)
+        progress.unknown.update(progress.in_flight)
         progress.in_flight.clear()
-        self.uncertain = {position: self._ids[position] for position in progress.uncertain}
+        self.unknown = {position: self._ids[position] for position in progress.unknown}
         self.delivered_before = len(progress.done)
         if self._resend:
-            progress.uncertain.clear()
-        job = self._job = _Job(store, name, progress, self._record)
+            progress.unknown.clear()
+        job = self._job = Job(store, name, progress, self._record)
         await job.save(sending=False)
-        self.remaining = count - len(progress.done) - len(progress.uncertain)
+        self.remaining = count - len(progress.done) - len(progress.unknown)
         if progress.saved_at is not None and self.remaining:
             # The last worker sent until saved_at: the server still counts that window, which
             # a new limiter knows nothing of. Wait it out instead of meeting refusals.
@@ -315,11 +342,11 @@ class DurableFanOut:
         (``_screen.py``: every position is screened, those done before too, so that a
         later occurrence of an id delivered by an earlier run is still a duplicate)."""
         packer, pending = self._packer, deque[int]()
-        done, uncertain = progress.done, progress.uncertain
+        done, unknown = progress.done, progress.unknown
         screen = Screen()
         for position, recipient in enumerate(self._ids):
             checked = screen.check(recipient, position)
-            if checked is not None and position not in done and position not in uncertain:
+            if checked is not None and position not in done and position not in unknown:
                 try:
                     batches = packer.add(checked, position)
                 except ValidationError as error:  # too long to fit any request

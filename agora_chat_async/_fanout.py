@@ -35,7 +35,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ._batching import RECIPIENT_CAPS, Packer, SendEncoding
 from ._converter import SendMessageRequest, body_type
-from ._events import BatchSplit, EventHook
+from ._events import BatchSplit
 from ._exceptions import (
     AgoraChatError,
     AuthenticationError,
@@ -124,7 +124,6 @@ class Sender:
     __slots__ = (
         "_encoding",
         "_fatal",
-        "_on_event",
         "_pipeline",
         "_priority",
         "_retry_unknown",
@@ -138,11 +137,10 @@ class Sender:
         template: SendMessageRequest,
         *,
         retry_unknown: bool = False,
-        on_event: EventHook | None = None,
         priority: Priority = "interactive",
     ) -> None:
         self._pipeline, self.kind, self._priority = pipeline, kind, priority
-        self._retry_unknown, self._on_event = retry_unknown, on_event
+        self._retry_unknown = retry_unknown
         self._fatal: AgoraChatError | None = None
         self._encoding = SendEncoding(template)
 
@@ -156,7 +154,6 @@ class Sender:
         *,
         level: str | None = None,
         priority: Priority = "interactive",
-        on_event: EventHook | None = None,
     ) -> Sender:
         """The sender of *body* with *options* to recipients of *kind*.
 
@@ -187,7 +184,6 @@ class Sender:
             kind,
             template,
             retry_unknown=bool(options.get("retry_unknown", False)),
-            on_event=on_event,
             priority=priority,
         )
 
@@ -269,8 +265,7 @@ class Sender:
         except PayloadTooLargeError as exc:
             if len(batch) == 1:
                 return SendResult(failed={batch[0]: exc})
-            if self._on_event is not None:
-                self._on_event(BatchSplit(path=SEND_PATHS[self.kind], size=len(batch)))
+            self._pipeline.emit(BatchSplit(path=SEND_PATHS[self.kind], size=len(batch)))
             half = len(batch) // 2
             first = await self._send(batch[:half])
             return first.merge(await self._send(batch[half:]))

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Final, TypeAlias, cast
 
 import anyio
+import anyio.to_thread
 
 from ._exceptions import ValidationError
 
@@ -50,8 +51,7 @@ async def save(
                 progress(written, total)
         return written
     target = Path(destination)
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
+    partial = await anyio.to_thread.run_sync(_temporary_beside, target)
     try:
         async with await anyio.open_file(partial, "wb") as out:
             async for chunk in body:
@@ -59,28 +59,43 @@ async def save(
                 written += len(chunk)
                 if progress is not None:
                     progress(written, total)
-        os.replace(partial, target)
+        await anyio.to_thread.run_sync(os.replace, partial, target)
     except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(partial)
+        with anyio.CancelScope(shield=True), suppress(FileNotFoundError):
+            await anyio.to_thread.run_sync(os.unlink, partial)
         raise
     return written
 
 
-@contextmanager
-def open_upload(file: FileSource, filename: str | None) -> Iterator[tuple[str, IO[bytes]]]:
-    """Yield the name and a binary stream of *file*, checking its size before anything is sent."""
+def _temporary_beside(target: Path) -> str:
+    """An empty temporary file in *target*'s directory (a rename there is atomic)."""
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    return partial
+
+
+@asynccontextmanager
+async def open_upload(
+    file: FileSource, filename: str | None
+) -> AsyncIterator[tuple[str, IO[bytes]]]:
+    """Yield the name and a binary stream of *file*, checking its size before anything is
+    sent. The file work (``stat``, ``open``, spooling a stream that cannot seek) runs in a
+    worker thread, never on the event loop; httpx then reads the stream a chunk at a time."""
     if isinstance(file, str | os.PathLike):
         path = Path(file)
         try:
-            info = path.stat()
+            info = await anyio.to_thread.run_sync(path.stat)
+            if stat.S_ISREG(info.st_mode):
+                check_upload_size(info.st_size)
+                stream = await anyio.to_thread.run_sync(path.open, "rb")
         except OSError as exc:
             raise ValidationError("file", f"cannot read {str(path)!r}: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise ValidationError("file", f"{str(path)!r} is not a regular file")
-        check_upload_size(info.st_size)
-        with path.open("rb") as stream:
+        try:
             yield filename or path.name, stream
+        finally:
+            stream.close()
         return
     if isinstance(file, bytes | bytearray | memoryview):
         check_upload_size(len(file))
@@ -97,12 +112,24 @@ def open_upload(file: FileSource, filename: str | None) -> Iterator[tuple[str, I
         yield name, file
         return
     # Not seekable: copy to a spooled file (memory up to 1 MB, then disk), at most the limit.
-    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+    spool = await anyio.to_thread.run_sync(_spool, file)
+    try:
+        yield name, cast(IO[bytes], spool)
+    finally:
+        spool.close()
+
+
+def _spool(file: IO[bytes]) -> tempfile.SpooledTemporaryFile[bytes]:
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - returned open
+    try:
         while chunk := file.read(64 * 1024):
             spool.write(chunk)
             check_upload_size(spool.tell())
         spool.seek(0)
-        yield name, cast(IO[bytes], spool)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def check_upload_size(size: int) -> None:

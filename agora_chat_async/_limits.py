@@ -126,6 +126,7 @@ from ._exceptions import ValidationError
 from ._permit import Permit, ServerTiming
 from ._rates import (
     DEFAULT_RATE_LIMITS,
+    LIMIT_NAMES,
     Claim,
     LimitName,
     Priority,
@@ -345,11 +346,13 @@ class SlidingWindowLimiter(Limiter):
         bulk = is_bulk(priority)
         shrink_to = min_units if check_claims(claims, min_units) else None
         windows: list[tuple[Window, int]] = []
+        ranks: list[int] = []  # each window's place in the one global order of locks
         for index, (name, units) in enumerate(claims):
             window = self._window(name)
             if window is not None:
                 check_units(name, units, window.rate)
                 windows.append((window, units))
+                ranks.append(LIMIT_NAMES.index(name))
             elif index == 0:
                 shrink_to = None  # no limit on the first claim: it is granted whole
         # What each window must fit before the request may start: the first claim's
@@ -394,14 +397,21 @@ class SlidingWindowLimiter(Limiter):
             if wait(now, first_needs(now)) <= 0:
                 return self._record(now, windows, shrink_to, whole, bulk=bulk)
         async with AsyncExitStack() as stack:
-            for index, (window, _) in enumerate(windows):
-                await stack.enter_async_context(queue(window))
-                current = first_needs(self._clock.now()) if index == 0 else needs
+            # Locks are taken in one global order (LIMIT_NAMES: the recipient limits, then
+            # the call rates), whatever the order of the claims: two requests claiming
+            # the same limits in different orders cannot each hold what the other awaits.
+            held: list[int] = []
+            for index in sorted(range(len(windows)), key=ranks.__getitem__):
+                await stack.enter_async_context(queue(windows[index][0]))
+                held.append(index)
                 # Wait for this window while holding it; earlier ones only gain capacity.
-                while (delay := wait(self._clock.now(), current[: index + 1])) > 0:
+                while True:
                     now = self._clock.now()
+                    every = first_needs(now) if index == 0 else needs
+                    delay = wait(now, [every[i] for i in held])
+                    if delay <= 0:
+                        break
                     await self._clock.sleep(min(w.nap(now, delay) for w, _ in windows))
-                    current = first_needs(self._clock.now()) if index == 0 else needs
             return self._record(self._clock.now(), windows, shrink_to, whole, bulk=bulk)
 
     def _record(

@@ -336,7 +336,7 @@ class Pipeline:
         self, request: Request, error: AgoraChatError, attempt: int, delay: float, detail: str
     ) -> None:
         """Tell of retry number *attempt* of *request*, and wait *delay* seconds for it."""
-        self._emit(
+        self.emit(
             Retrying(
                 method=request.method,
                 path=request.where,
@@ -461,7 +461,7 @@ class Pipeline:
         permit = await self._limiter.acquire(claims, min_units=min_units, priority=priority)
         waited = self._clock.now() - started
         if waited > 0:
-            self._emit(LimiterWait(path=where, claims=claims, waited=waited))
+            self.emit(LimiterWait(path=where, claims=claims, waited=waited))
             logger.debug("%s waited %.3f s for %s", where, waited, claims)
         return permit
 
@@ -471,7 +471,7 @@ class Pipeline:
         exceeded = _exceeded(request.claims, None if permit is None else permit.binding)
         self._limiter.penalize(exceeded)
         names = tuple(name for name, _ in exceeded)
-        self._emit(
+        self.emit(
             RateLimited(
                 method=request.method,
                 path=request.where,
@@ -490,9 +490,15 @@ class Pipeline:
             names,
         )
 
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
+        """Call the hook; an exception of the hook's own is logged, never raised: a metrics
+        hook cannot leave a response open, a permit unsettled, or a delivered message
+        reported failed (trio treats a failing instrument alike)."""
         if self._on_event is not None:
-            self._on_event(event)
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("the on_event hook raised on %s; the event is dropped", event)
 
     def _sent(
         self, request: Request, response: httpx.Response, elapsed: float, attempt: int
@@ -504,7 +510,7 @@ class Pipeline:
             response.status_code,
             elapsed * 1000,
         )
-        self._emit(
+        self.emit(
             RequestSent(
                 method=request.method,
                 path=request.where,

@@ -1,7 +1,7 @@
 """Where a durable fan-out keeps its progress, so that a job outlives the worker running it.
 
 A job's progress is three sets of input positions (:class:`~agora_chat_async._ranges.Ranges`):
-*done* (delivered), *in flight* (sent, no answer yet) and *uncertain* (may or may not have
+*done* (delivered), *in flight* (sent, no answer yet) and *unknown* (may or may not have
 been delivered), and the fingerprint of its input. Positions, not ids, so a store stays
 small however large the fan-out. Failed positions are not kept: they were certainly not
 delivered, and a resumed job sends them again.
@@ -35,7 +35,7 @@ class JobProgress:
     sha256: str
     done: Ranges = attrs.field(factory=Ranges)
     in_flight: Ranges = attrs.field(factory=Ranges)
-    uncertain: Ranges = attrs.field(factory=Ranges)
+    unknown: Ranges = attrs.field(factory=Ranges)
     #: When a worker last recorded a send (Unix seconds): a worker resuming the job within a
     #: window of it waits for that window, which the server still counts.
     saved_at: float | None = None
@@ -45,9 +45,9 @@ class JobProgress:
 
     @property
     def finished(self) -> bool:
-        """Nothing is left to send: every position delivered or uncertain, none in flight
+        """Nothing is left to send: every position delivered or unknown, none in flight
         (a failed recipient is sent again by the next run)."""
-        return not self.in_flight and len(self.done) + len(self.uncertain) >= self.count
+        return not self.in_flight and len(self.done) + len(self.unknown) >= self.count
 
     def to_json(self) -> dict[str, Any]:
         """The progress as a JSON object (the stores' format)."""
@@ -56,7 +56,7 @@ class JobProgress:
             "input": {"count": self.count, "sha256": self.sha256},
             "done": self.done.pairs(),
             "in_flight": self.in_flight.pairs(),
-            "uncertain": self.uncertain.pairs(),
+            "unknown": self.unknown.pairs(),
             "saved_at": self.saved_at,
             "message": self.message,
         }
@@ -77,7 +77,11 @@ class JobProgress:
                 sha256=str(source["sha256"]),
                 done=Ranges((int(a), int(b)) for a, b in data["done"]),
                 in_flight=Ranges((int(a), int(b)) for a, b in data["in_flight"]),
-                uncertain=Ranges((int(a), int(b)) for a, b in data["uncertain"]),
+                # "uncertain" in progress saved before 0.2: the same positions.
+                unknown=Ranges(
+                    (int(a), int(b))
+                    for a, b in data["unknown" if "unknown" in data else "uncertain"]
+                ),
                 saved_at=None if data.get("saved_at") is None else float(data["saved_at"]),
                 message=None if data.get("message") is None else str(data["message"]),
             )

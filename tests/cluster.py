@@ -9,7 +9,8 @@ import time
 from types import TracebackType
 from typing import Self
 
-from agora_chat_async.testing import RedisServer, free_port
+from agora_chat_async.testing import RedisServer
+from agora_chat_async.testing._server import free_port
 
 #: redis-cli, installed beside redis-server (Debian's redis-tools, a dependency of it).
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"

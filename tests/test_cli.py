@@ -48,7 +48,7 @@ def test_python_m_testing_serves_until_stopped():
 
     import httpx
 
-    from agora_chat_async.testing import free_port
+    from agora_chat_async.testing._server import free_port
 
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -87,7 +87,7 @@ def test_python_m_testing_serves_until_stopped():
 import json as _json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from agora_chat_async._checkpoint import Checkpoint  # noqa: E402
+from agora_chat_async import FileProgressStore  # noqa: E402
 from agora_chat_async.testing import Emulator, EmulatorServer  # noqa: E402
 
 
@@ -294,39 +294,40 @@ def test_an_import_stopped_anywhere_resumes_exactly_once(
     line exactly once, and names the one line that was in flight."""
     emulator, env = served
     path = messages_file(tmp_path, 20)
+    # Saves: the first, then two a line (in flight, then its outcome), one line at a time.
+    die_at = 1 + 2 * stop_after + (0 if where == "before the request" else 1)
     calls = {"n": 0}
-    method = Checkpoint.start if where == "before the request" else Checkpoint.finish
-    original = method
+    original = FileProgressStore.save
 
-    def dying(self, line, **kwargs):
-        if calls["n"] == stop_after:
+    async def dying(self, job, progress):
+        if calls["n"] == die_at:
             if where == "before the request":
-                original(self, line)  # recorded in flight, then died before sending
+                await original(self, job, progress)  # recorded in flight, then died
             # "after the answer": imported, then died before recording it done
             raise Killed  # a kill: nothing after this runs
         calls["n"] += 1
-        return original(self, line, **kwargs)
+        await original(self, job, progress)
 
-    monkeypatch.setattr(Checkpoint, method.__name__, dying)
+    monkeypatch.setattr(FileProgressStore, "save", dying)
     argv = ["import", "users", str(path), "--concurrency", "1", "--no-progress"]
     with pytest.raises(Killed):  # alone, never in an exception group
         main(argv, env=env)
     monkeypatch.undo()
     capsys.readouterr()
 
-    assert main(argv, env=env) == 1  # one line is uncertain
+    assert main(argv, env=env) == 1  # one line is unknown
     err = capsys.readouterr().err
     assert f"lines {stop_after + 1} were being imported" in err
     imported = imported_lines(emulator)
     assert len(imported) == len(set(imported)), "no line imported twice"
     expected = set(range(20))
     if where == "before the request":
-        expected -= {stop_after}  # it never left: not imported, and reported uncertain
+        expected -= {stop_after}  # it never left: not imported, and reported unknown
     assert set(imported) == expected
 
-    # The operator checks the service, and resends the uncertain line if it is missing.
+    # The operator checks the service, and resends the unknown line if it is missing.
     if where == "before the request":
-        assert main([*argv, "--resend-uncertain"], env=env) == 0
+        assert main([*argv, "--resend-unknown"], env=env) == 0
         assert imported_lines(emulator) == list(range(20))
 
 
@@ -354,6 +355,21 @@ def test_a_checkpoint_is_never_applied_to_another_file(served, tmp_path, capsys)
     path.write_text(path.read_text() + path.read_text())
     assert main(["import", "users", str(path), "--checkpoint", str(checkpoint)], env=env) == 2
     assert "records another input file" in capsys.readouterr().err
+
+
+def test_a_checkpoint_knows_its_whole_input_not_only_its_first_64_kb(served, tmp_path, capsys):
+    """The checkpoint fingerprinted the size and the first 64 KB: a file changed further on,
+    at the same size, was taken for the same input."""
+    emulator, env = served
+    path = messages_file(tmp_path, 1000)
+    assert path.stat().st_size > 64 * 1024
+    argv = ["import", "users", str(path), "--no-progress"]
+    assert main(argv, env=env) == 0
+    text = path.read_text()
+    path.write_text(text.replace("message 999", "message 998"))  # the last line, same size
+    assert main(argv, env=env) == 2
+    assert "records another input file" in capsys.readouterr().err
+    assert len(emulator.imports) == 1000
 
 
 def test_upload_download_recall_history_and_delete(served, tmp_path, capsys):
@@ -467,7 +483,7 @@ def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
 ):
     """The process dies at its fourth checkpoint write (the second request recorded in
     flight, never sent); the same command again sends the rest, names the request's
-    recipients uncertain, and leaves one final results line per recipient."""
+    recipients unknown, and leaves one final results line per recipient."""
     from agora_chat_async import FileProgressStore
 
     emulator, env = served
@@ -491,7 +507,7 @@ def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
         main(argv, env=env)
     monkeypatch.undo()
     capsys.readouterr()
-    assert main(argv, env=env) == 1  # seven recipients are uncertain
+    assert main(argv, env=env) == 1  # seven recipients are unknown
     captured = capsys.readouterr()
     assert "7 recipients were being sent to when an earlier run stopped" in captured.err
     assert "23 delivered (7 in earlier runs), 0 failed, 7 unknown" in captured.out
@@ -502,7 +518,7 @@ def test_a_send_from_a_file_killed_anywhere_resumes_with_the_same_command(
     unknown = {line["recipient"] for line in lines if line["status"] == "unknown"}
     assert unknown == set(users[7:14]) == set(users) - set(delivered)
     # Checked by hand: they did not get it. Send them, and only them.
-    assert main([*argv, "--resend-uncertain"], env=env) == 0
+    assert main([*argv, "--resend-unknown"], env=env) == 0
     assert "30 delivered (23 in earlier runs)" in capsys.readouterr().out
     assert sorted(d.recipient for d in emulator.deliveries) == users
     lines = [_json.loads(line) for line in results.read_text().splitlines()]
@@ -526,7 +542,7 @@ def test_a_checkpoint_of_another_message_is_refused(served, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "records a send of this file with another message" in err
     assert "give it its own --checkpoint FILE" in err
-    assert main(["send", "users", "a", "--text", "x", "--resend-uncertain"], env=env) == 2
+    assert main(["send", "users", "a", "--text", "x", "--resend-unknown"], env=env) == 2
 
 
 def test_the_progress_rate_and_time_left_count_this_runs_answers_only():

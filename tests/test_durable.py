@@ -72,22 +72,22 @@ class CrashingStore(ProgressStore):
 
 
 async def run(emulator: Emulator, store: ProgressStore, ids: list[str], **kwargs: object):
-    """One worker's run of the job; its results, and the uncertain it found."""
+    """One worker's run of the job; its results, and the unknown it found."""
     delivered: list[str] = []
     async with emulator.client(rate_limits=LIMITS) as client:
         async with client.durable_fan_out(ids, BODY, job="sale", store=store, **kwargs) as results:
-            uncertain = dict(results.uncertain)
+            unknown = dict(results.unknown)
             async for result in results:
                 delivered += result.message_ids
-    return delivered, uncertain
+    return delivered, unknown
 
 
 async def test_a_job_sends_everything_once_and_a_finished_job_sends_nothing(tmp_path):
     emulator = Emulator(clock=MockClock(start=0.0))
     store = FileProgressStore(tmp_path / "sale.progress")
-    delivered, uncertain = await run(emulator, store, IDS)
+    delivered, unknown = await run(emulator, store, IDS)
     assert sorted(delivered) == IDS
-    assert uncertain == {}
+    assert unknown == {}
     assert emulator.requests["users"] == 8  # 50 users, 7 a request
     again, _ = await run(emulator, store, IDS)
     assert again == []
@@ -171,7 +171,7 @@ async def test_a_job_screens_its_input_like_any_fan_out(tmp_path):
     concurrency=st.sampled_from([1, 4]),
     kind=st.sampled_from(["file", "redis"]),
 )
-def test_a_crash_anywhere_never_duplicates_and_loses_only_what_it_names_uncertain(
+def test_a_crash_anywhere_never_duplicates_and_loses_only_what_it_names_unknown(
     tmp_path_factory, redis_server, crash_at, after_write, concurrency, kind
 ):
     """Kill points chosen by hypothesis, in the file store and in Redis alike."""
@@ -193,30 +193,30 @@ def test_a_crash_anywhere_never_duplicates_and_loses_only_what_it_names_uncertai
                 await run(emulator, crashing, IDS, concurrency=concurrency)
                 raise Crash  # the job finished before the crash point: a crash after it
             # Another worker takes the job over from the same store.
-            _, uncertain = await run(emulator, store(), IDS, concurrency=concurrency)
+            _, unknown = await run(emulator, store(), IDS, concurrency=concurrency)
         finally:
             await client.aclose()
         times = Counter(d.recipient for d in emulator.deliveries)
         assert emulator.duplicates == 0
         assert max(times.values(), default=0) <= 1  # nobody twice
         missing = set(IDS) - set(times)
-        assert missing <= set(uncertain.values())  # lost only what was named uncertain
-        assert len(uncertain) <= 7 * concurrency  # at most the requests in flight at the crash
+        assert missing <= set(unknown.values())  # lost only what was named unknown
+        assert len(unknown) <= 7 * concurrency  # at most the requests in flight at the crash
 
     anyio.run(scenario)
 
 
-async def test_uncertain_recipients_are_resent_only_when_asked(tmp_path):
+async def test_unknown_recipients_are_resent_only_when_asked(tmp_path):
     path = tmp_path / "sale.progress"
     emulator = Emulator(clock=MockClock(start=0.0))
     with pytest.raises(BaseException):  # noqa: PT011, B017 - the crash, maybe grouped
         await run(emulator, CrashingStore(path, 2, after_write=True), IDS, concurrency=1)
     # The first request was recorded in flight, then the worker died before sending it.
-    _, uncertain = await run(emulator, FileProgressStore(path), IDS)
-    assert list(uncertain.values()) == IDS[:7]
+    _, unknown = await run(emulator, FileProgressStore(path), IDS)
+    assert list(unknown.values()) == IDS[:7]
     assert sorted(d.recipient for d in emulator.deliveries) == IDS[7:]
-    delivered, again = await run(emulator, FileProgressStore(path), IDS, resend_uncertain=True)
-    assert again == uncertain  # still named, and this time sent
+    delivered, again = await run(emulator, FileProgressStore(path), IDS, resend_unknown=True)
+    assert again == unknown  # still named, and this time sent
     assert sorted(delivered) == IDS[:7]
     assert emulator.duplicates == 0
 

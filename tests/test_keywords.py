@@ -149,3 +149,30 @@ def test_the_retries_jitter_comes_from_the_random_source_given() -> None:
     again = [policy.delay(attempt, None, random.Random(7)) for attempt in range(5)]
     assert first == again
     assert client(rng=random.Random(7)) is not None
+
+
+def test_every_request_declares_whether_a_repeat_is_harmless() -> None:
+    """``Request`` defaulted to idempotent: a new POST endpoint that forgot the flag was
+    retried after an ambiguous failure."""
+    from agora_chat_async._request import Request
+
+    with pytest.raises(TypeError, match="idempotent"):
+        Request(method="POST", path="/messages/new")  # type: ignore[call-arg]
+
+
+async def test_the_client_closes_what_it_made_and_never_what_it_was_given(
+    redis_server: Any,
+) -> None:
+    """``aclose()`` closed a limiter the caller passed in (but not an ``http_client``)."""
+    limiter = RedisLimiter.from_url(redis_server.url)
+    http = httpx.AsyncClient()
+    try:
+        async with client(limiter=limiter, http_client=http):
+            pass
+        assert not http.is_closed
+        # The limiter's own Redis connection is still open: it admits.
+        permit = await limiter.acquire([("other", 1)])
+        permit.settle()
+    finally:
+        await limiter.aclose()
+        await http.aclose()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agora_chat_async import (
     DEFAULT_RATE_LIMITS,
+    Claim,
     Priority,
     Rate,
     RateLimits,
@@ -521,3 +522,24 @@ def test_every_limit_must_be_a_rate(field, value):
 def test_the_margin_is_a_number_of_seconds(margin):
     with pytest.raises(ValidationError, match=r"^margin: "):
         RateLimits(margin=margin)
+
+
+async def test_two_requests_claiming_the_same_limits_in_other_orders_never_deadlock(clock):
+    """Locks were taken in the order claims were given: one request holding ``users`` and
+    waiting for ``send_calls`` while another held ``send_calls`` and waited for ``users``
+    waited forever. They are taken in one global order now."""
+    limits = RateLimits(users=Rate(1, per=1), send_calls=Rate(1, per=1), margin=0)
+    limiter = SlidingWindowLimiter(limits, clock=clock)
+    await limiter.acquire([("users", 1), ("send_calls", 1)])  # both windows full
+    admitted: list[str] = []
+
+    async def take(name: str, claims: list[Claim]) -> None:
+        await limiter.acquire(claims)
+        admitted.append(name)
+
+    with anyio.fail_after(10):  # real seconds: a deadlock never ends by itself
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take, "users first", [("users", 1), ("send_calls", 1)])
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(take, "calls first", [("send_calls", 1), ("users", 1)])
+    assert admitted == ["users first", "calls first"]

@@ -295,3 +295,27 @@ async def test_a_permit_taken_for_a_request_that_never_left_is_refunded(make_cli
     # The unit went back: a second client-side claim starts at once.
     await client.limiter.acquire([("users", 1)])
     assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("size", [1, 1500])
+async def test_a_hook_that_raises_changes_nothing_but_a_log_line(caplog, size):
+    """A hook's exception was raised from the middle of a request: the response was never
+    closed, its permit never settled, and a delivered message was reported failed."""
+    from agora_chat_async import TextBody
+    from agora_chat_async.testing import Emulator
+
+    def broken(event: object) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    emulator = Emulator()
+    ids = [f"user-{index}" for index in range(size)]
+    with caplog.at_level(logging.ERROR, logger="agora_chat_async"):
+        async with emulator.client(on_event=broken) as client:
+            result = await client.send_user_message(ids, TextBody(msg="hi"))
+            assert result.ok
+            assert len(result.message_ids) == size
+            # The permits were settled: the next send fits as if nothing had happened.
+            assert (await client.send_user_message("late", TextBody(msg="hi"))).ok
+    assert "the on_event hook raised" in caplog.text
+    assert "the metrics backend is down" in caplog.text
+    assert len(emulator.deliveries) == size + 1

@@ -36,7 +36,8 @@ from agora_chat_async import (
     ValidationError,
 )
 from agora_chat_async._redis_script import SCRIPT as _SCRIPT
-from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer, free_port
+from agora_chat_async.testing import Emulator, EmulatorServer, MockClock, RedisServer
+from agora_chat_async.testing._server import free_port
 
 from .clocks import InstantClock, SteppedClock
 from .scenarios import Start, admit_all, arrivals, most_in_any_window, saturate

@@ -86,7 +86,7 @@ async def test_a_worker_killed_mid_job_is_taken_over_once_its_lease_expires(redi
                             async with chat.durable_fan_out(
                                 users, TextBody(msg="durable"), job="sale", store=store
                             ) as results:
-                                uncertain = set(results.uncertain.values())
+                                uncertain = set(results.unknown.values())
                                 async for _ in results:
                                     pass
                             break

@@ -18,11 +18,11 @@ import anyio.to_thread
 from anyio import AsyncFile
 
 from .._atomic import write_atomically
-from .._checkpoint import Checkpoint
 from .._converter import converter
-from .._exceptions import AgoraChatError, OutcomeUnknownError
+from .._durable import Job
+from .._exceptions import AgoraChatError, OutcomeUnknownError, ValidationError
 from .._models import Body, SendResult, TextBody
-from .._progress import FileProgressStore
+from .._progress import FileProgressStore, JobProgress
 from .._tasks import task_group
 from ._inputs import json_object, message_body, open_for_writing, read_text, recipients
 from ._progress import Bars, Counter, Update, progress_bars
@@ -137,9 +137,9 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     With ``--file`` the send is resumable (``_durable.py``): progress in a checkpoint, and
     the results file keeps one final line per recipient across runs.
     """
-    if (args.checkpoint or args.resend_uncertain) and not args.file:
-        raise CliError("--checkpoint and --resend-uncertain need --file (stdin is not resumable)")
-    ids = recipients(args)
+    if (args.checkpoint or args.resend_unknown) and not args.file:
+        raise CliError("--checkpoint and --resend-unknown need --file (stdin is not resumable)")
+    ids = await anyio.to_thread.run_sync(recipients, args)  # a file, or stdin: off the loop
     body, ext = _message(args)
     counter = Counter()
     tally = _Tally()
@@ -153,7 +153,9 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             ) as bars:
                 if resumable:
                     checkpoint = args.checkpoint or f"{args.file}.checkpoint"
-                    _check_job(checkpoint, _job_name(args, body, ext))
+                    await anyio.to_thread.run_sync(
+                        _check_job, checkpoint, _job_name(args, body, ext)
+                    )
 
                     async def record(result: SendResult) -> None:
                         await results.write(_outcomes(result), sync=True)
@@ -164,7 +166,7 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         body,
                         job=_job_name(args, body, ext),
                         store=FileProgressStore(checkpoint),
-                        resend_uncertain=args.resend_uncertain,
+                        resend_unknown=args.resend_unknown,
                         target=args.target,
                         record=record,
                         sender=args.sender,
@@ -175,9 +177,9 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         ids, body, target=args.target, sender=args.sender, ext=ext
                     )
                 async with fan_out as batches:
-                    before = dict(getattr(batches, "uncertain", {}))
+                    before = dict(getattr(batches, "unknown", {}))
                     tally.earlier = getattr(batches, "delivered_before", 0)
-                    left = len(before) if not args.resend_uncertain else 0
+                    left = len(before) if not args.resend_unknown else 0
                     if left:
                         tally.totals["unknown"] += left
                         await results.write(
@@ -191,11 +193,11 @@ async def send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                             await results.write(_outcomes(result))
     finally:
         await results.close()
-    if resumable and before and not args.resend_uncertain:
+    if resumable and before and not args.resend_unknown:
         sys.stderr.write(
             f"{len(before)} recipients were being sent to when an earlier run stopped and "
             "may or may not have received the message; they were not sent again (check "
-            "them, then rerun with --resend-uncertain to send them)\n"
+            "them, then rerun with --resend-unknown to send them)\n"
         )
     tally.summary()
     return 0 if tally.ok else 1
@@ -238,7 +240,7 @@ class _Results:
 def _compact(path: Path) -> None:
     """Keep the last line of each recipient, in the order recipients were last written;
     but a ``delivered`` line is never replaced by an ``unknown`` one (a run that stopped
-    between the log and the checkpoint left it uncertain there, delivered here)."""
+    between the log and the checkpoint left it unknown there, delivered here)."""
     last: dict[str, tuple[str, str]] = {}
     with path.open(encoding="utf-8") as lines:
         for line in lines:
@@ -282,16 +284,16 @@ def _import_args(data: Mapping[str, Any], where: str) -> tuple[str, str, Body, d
 _Line = tuple[int, tuple[str, str, Body, dict[str, Any]]]
 
 
-def _pending(name: str, lines: list[str], checkpoint: Checkpoint) -> list[_Line]:
-    """The lines still to send, each checked before any is sent (a typo on line 900,000
-    stops the run before it starts, not in the middle).
+def _pending(name: str, lines: list[str], progress: JobProgress) -> list[_Line]:
+    """The lines still to send (not blank, not done, not unknown), each checked before any
+    is sent (a typo on line 900,000 stops the run before it starts, not in the middle).
 
     Raises:
         CliError: a line is not a JSON import request body.
     """
     pending: list[_Line] = []
     for index, text in enumerate(lines):
-        if not text.strip() or checkpoint.finished(index):
+        if not text.strip() or index in progress.done or index in progress.unknown:
             continue
         where = f"{name}:{index + 1}"
         pending.append((index, _import_args(json_object(text, where), where)))
@@ -299,36 +301,76 @@ def _pending(name: str, lines: list[str], checkpoint: Checkpoint) -> list[_Line]
 
 
 def _report_import(
-    pending: int, failures: list[str], uncertain_before: list[int], checkpoint: Checkpoint
+    pending: int, failures: list[str], unknown_before: list[int], job: Job, path: Path
 ) -> int:
     for failure in failures:
         sys.stderr.write(failure + "\n")
-    if uncertain_before:
+    if unknown_before:
         sys.stderr.write(
-            f"lines {', '.join(str(i + 1) for i in uncertain_before)} were being imported when "
+            f"lines {', '.join(str(i + 1) for i in unknown_before)} were being imported when "
             "an earlier run stopped and may or may not be imported; they were not sent again "
-            "(check them, then rerun with --resend-uncertain to import them)\n"
+            "(check them, then rerun with --resend-unknown to import them)\n"
         )
-    uncertain = len(checkpoint.uncertain)
+    unknown = len(job.progress.unknown)
     sys.stdout.write(
-        f"{pending - len(failures)} imported, {len(failures)} not imported or uncertain; "
-        f"{uncertain} uncertain in all; progress in {str(checkpoint.path)!r}\n"
+        f"{pending - len(failures)} imported, {len(failures)} not imported or unknown; "
+        f"{unknown} unknown in all; progress in {str(path)!r}\n"
     )
-    return 0 if not failures and not uncertain else 1
+    return 0 if not failures and not unknown else 1
+
+
+def _read_input(path: str) -> tuple[list[str], str]:
+    """The lines of the messages file, and the SHA-256 of the whole of it."""
+    text = read_text(path, "the messages file")
+    return text.splitlines(), hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def _import_job(args: argparse.Namespace, count: int, sha256: str) -> tuple[Job, Path]:
+    """The import's progress (a :class:`FileProgressStore` beside the file by default):
+    what an earlier run left in flight becomes unknown, resent only if asked.
+
+    Raises:
+        CliError: the progress file is unreadable, or records another input.
+    """
+    path = Path(args.checkpoint or f"{args.file}.checkpoint")
+    store, name = FileProgressStore(path), f"import {args.target}"
+    try:
+        progress = await store.load(name)
+    except ValidationError as exc:
+        raise CliError(
+            f"--checkpoint {str(path)!r}: {exc}; give this import a file of its own"
+        ) from None
+    if progress is None:
+        progress = JobProgress(count=count, sha256=sha256)
+    elif (progress.count, progress.sha256) != (count, sha256):
+        raise CliError(
+            f"--checkpoint {str(path)!r} records another input file (it had {progress.count} "
+            f"lines, this has {count}, or their contents differ): give this file a "
+            "--checkpoint of its own, or delete that one to import it from the start"
+        )
+    progress.unknown.update(progress.in_flight)
+    progress.in_flight.clear()
+    if args.resend_unknown:
+        progress.unknown.clear()
+    job = Job(store, name, progress)
+    await job.save(sending=False)
+    return job, path
 
 
 async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """``agora-chat import users|groups FILE``: resumable; exit 1 if any line is not imported."""
+    """``agora-chat import users|groups FILE``: resumable; exit 1 if any line is not imported.
+
+    Built on the durable fan-out's progress (``Job`` over a ``FileProgressStore``): a line
+    is recorded in flight before its request leaves, then done, failed or unknown, every
+    file write in a worker thread."""
     if args.concurrency is not None and args.concurrency < 1:
         raise CliError("--concurrency must be at least 1")
-    source = Path(args.file)
-    lines = read_text(args.file, "the messages file").splitlines()
-    checkpoint_path = Path(args.checkpoint or f"{args.file}.checkpoint")
-    checkpoint = Checkpoint.open(checkpoint_path, source)
-    if args.resend_uncertain:
-        checkpoint.resend_uncertain()
-    uncertain_before = sorted(checkpoint.uncertain)
-    pending = _pending(args.file, lines, checkpoint)
+    lines, sha256 = await anyio.to_thread.run_sync(_read_input, args.file)
+    job, path = await _import_job(args, len(lines), sha256)
+    unknown_before = [] if args.resend_unknown else list(job.progress.unknown)
+    # Every line is parsed and checked before any is sent: in a worker thread (a large
+    # file takes seconds).
+    pending = await anyio.to_thread.run_sync(_pending, args.file, lines, job.progress)
     failures: list[str] = []
     counter = Counter()
     async with make_client(args, env, on_event=counter) as client:
@@ -349,19 +391,20 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 try:
                     # Started after the run was stopped (a line failed the group): not begun.
                     await anyio.lowlevel.checkpoint_if_cancelled()
-                    checkpoint.start(index)
+                    job.progress.in_flight.add(index)
+                    await job.save()
                     try:
                         await importer(sender, to, body, **options)
                     except OutcomeUnknownError as exc:
-                        checkpoint.leave_uncertain(index)
+                        await job.settle(index, "unknown")
                         failures.append(f"{where}: may or may not be imported: {exc}")
                         unknown += 1
                     except AgoraChatError as exc:
-                        checkpoint.finish(index, ok=False)
+                        await job.settle(index, "failed")
                         failures.append(f"{where}: not imported: {exc}")
                         failed += 1
                     else:
-                        checkpoint.finish(index, ok=True)
+                        await job.settle(index, "done")
                     done += 1
                     show(done, failed=failed, unknown=unknown)
                 finally:
@@ -371,7 +414,7 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 for line in pending:
                     await gate.acquire()
                     tasks.start_soon(import_line, line)
-    return _report_import(len(pending), failures, uncertain_before, checkpoint)
+    return _report_import(len(pending), failures, unknown_before, job, path)
 
 
 # -- the rest ---------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def _add_service_commands(commands: Any) -> None:
         "--checkpoint", metavar="PATH", help="the progress file (default: FILE.checkpoint)"
     )
     send.add_argument(
-        "--resend-uncertain",
+        "--resend-unknown",
         action="store_true",
         help="send again the recipients an earlier run may or may not have reached",
     )
@@ -92,7 +92,7 @@ def _add_service_commands(commands: Any) -> None:
         "round trip measured)",
     )
     imports.add_argument(
-        "--resend-uncertain",
+        "--resend-unknown",
         action="store_true",
         help="import again the lines an earlier run may or may not have imported",
     )

@@ -37,7 +37,6 @@ from ._network import Network as Network
 from ._quota import Policy as Policy
 from ._redis import RedisServer as RedisServer
 from ._server import EmulatorServer as EmulatorServer
-from ._server import free_port as free_port
 
 __all__ = [
     "CALL_RATE_REFUSAL",
@@ -55,7 +54,6 @@ __all__ = [
     "RedisServer",
     "Refusal",
     "ScaledClock",
-    "free_port",
 ]
 
 for _name in __all__:

@@ -275,8 +275,10 @@ class Emulator:
         """An :class:`AgoraChatClient` talking to this emulator in-process (no socket).
 
         It uses the first static token unless *auth* is given, and the
-        emulator's clock unless *clock* is given, so both count quotas in the
-        same (possibly scaled or virtual) time. Close it (``async with``) when done.
+        emulator's clock unless *clock* (or a *limiter* on its own clock) is given, so
+        both count quotas in the same (possibly scaled or virtual) time; *rng* seeds the
+        retries' jitter. Close it (``async with``) when done; a *limiter* given is the
+        caller's to close.
 
         Raises:
             ValueError: no *auth* and the emulator has no static token.
