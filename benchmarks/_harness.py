@@ -15,7 +15,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 
 from agora_chat_async import Claim, Limiter, Permit, Priority, RateLimits
-from agora_chat_async.testing import free_port
+from agora_chat_async.testing._server import free_port
 
 
 def _pin(cpu: int) -> None:
