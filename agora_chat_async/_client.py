@@ -575,15 +575,15 @@ class AgoraChatClient:
             }
         headers = {"restrict-access": "true"} if restrict_access else {}
         async with open_upload(file, filename) as (name, stream):
-            # The first guess reads the system's mime.types files: off the loop.
-            guessed, _ = await anyio.to_thread.run_sync(mimetypes.guess_type, name)
-            content_type = guessed or "application/octet-stream"
+            if not mimetypes.inited:  # the first use reads the system's mime.types files
+                await anyio.to_thread.run_sync(mimetypes.init)
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             answer = await self._pipeline.request_as(
                 Request(
                     method="POST",
                     path="/chatfiles",
                     # Each upload stores a new file: after an ambiguous failure, one may be
-                    # stored already (docs/reliability.md, "Uploads"): never repeated here.
+                    # stored already (docs/reliability.md, "Files"): never repeated here.
                     idempotent=False,
                     files={"file": (name, stream, content_type)},
                     data=data,

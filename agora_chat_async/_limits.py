@@ -288,8 +288,7 @@ class SlidingWindowLimiter(Limiter):
         window = self._windows.get(name)
         if window is not None:
             return window.effective(self._clock.now())
-        rate = self._rate_limits.rate(name)
-        return None if rate is None else float(rate.limit)
+        return await super().effective_limit(name)
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({self._rate_limits!r})"

@@ -367,7 +367,7 @@ async def import_(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise CliError("--concurrency must be at least 1")
     lines, sha256 = await anyio.to_thread.run_sync(_read_input, args.file)
     job, path = await _import_job(args, len(lines), sha256)
-    unknown_before = [] if args.resend_unknown else list(job.progress.unknown)
+    unknown_before = list(job.progress.unknown)  # none when resent (_import_job cleared them)
     # Every line is parsed and checked before any is sent: in a worker thread (a large
     # file takes seconds).
     pending = await anyio.to_thread.run_sync(_pending, args.file, lines, job.progress)
