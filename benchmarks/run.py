@@ -39,6 +39,7 @@ from _harness import (
     reset,
     stats,
 )
+from _loop_steps import loop_step_rows
 from _network import cli_import_section, network_section
 from _redis_cost import redis_cost_section
 from _timeline import delivery_times, sustained_use
@@ -907,6 +908,18 @@ async def shared_quota_section(quick: bool) -> str:
     )
 
 
+async def loop_steps_section(runs: int) -> str:
+    """How long the library makes another task on the event loop wait, per bulk path."""
+    with emulator_process("--unlimited", "--no-record") as url:
+        rows = await loop_step_rows(url, runs)
+    columns = ["scenario", "longest wait (ms)", "99th percentile (ms)", "wake-ups"]
+    return (
+        "### The event loop: how long another task waits (a 1 ms watcher's lag)\n\n"
+        + spread_table(rows, columns, ["scenario"])
+        + "\n"
+    )
+
+
 async def network_report(runs: int, picture: Path | None) -> str:
     """The per-second quotas at 0-300 ms round trips; the picture of rooms against them."""
     report, rows = await network_section(runs)
@@ -932,6 +945,7 @@ async def main(
         "cli-import": lambda: cli_import_section(runs),
         "redis-cost": lambda: redis_cost_section(runs),
         "web": lambda: web_load_section(runs),
+        "loop-steps": lambda: loop_steps_section(runs),
     }
     if only in sections:
         return (await sections[only]()).rstrip("\n") + "\n"
@@ -1011,6 +1025,7 @@ if __name__ == "__main__":
             "cli-import",
             "redis-cost",
             "web",
+            "loop-steps",
         ),
         help="one quota scenario, the shared quota, or repeated cold starts",
     )

@@ -55,6 +55,10 @@ async def test_group_quota_refuses_the_21st_target_in_a_second(policy):
         assert "message send reach limit" in error.description
     assert emulator.refused["limit:groups"] == 1
     assert emulator.peak_units["groups"] == 20
+    # When each was counted or refused, on the emulator's clock (ms), with its units.
+    groups = [(units, when) for name, when, units in emulator.admissions if name == "groups"]
+    assert sum(units for units, _ in groups) == 20
+    assert emulator.limit_refusals == [("groups", emulator.wall_time() * 1000, 1)]
 
 
 async def test_sliding_and_fixed_windows_differ_at_the_boundary():

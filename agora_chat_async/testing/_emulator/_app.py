@@ -185,6 +185,9 @@ class Emulator:
         self.admissions: list[tuple[str, float, int]] = []
         """(limit, Unix time in ms on the emulator's clock, units) of every request a quota
         counted, in order (kept with ``record_deliveries``)."""
+        self.limit_refusals: list[tuple[str, float, int]] = []
+        """(limit, Unix time in ms on the emulator's clock, units) of every request a quota
+        refused, in order (kept with ``record_deliveries``)."""
         self.delivered_count = 0
         """How many deliveries were made (also when they are not recorded)."""
         self.imports: list[Imported] = []
@@ -506,6 +509,8 @@ class Emulator:
         if counter is None:
             return
         if not counter.try_acquire(self.clock.now(), units):
+            if self.record_deliveries:
+                self.limit_refusals.append((name, self.wall_time() * 1000, units))
             refusal = self.refusals[name]
             headers = {}
             if self.retry_after is not None:

@@ -58,8 +58,14 @@ async def stats(
 async def admissions(
     emulator: Emulator, request: HTTPRequest, params: Mapping[str, str], host: str
 ) -> HTTPResponse:
-    # What each quota counted, and when: [limit, Unix ms, units], in order.
-    return json_response(200, {"admissions": [list(row) for row in emulator.admissions]})
+    # What each quota counted and refused, and when: [limit, Unix ms, units], in order.
+    return json_response(
+        200,
+        {
+            "admissions": [list(row) for row in emulator.admissions],
+            "refusals": [list(row) for row in emulator.limit_refusals],
+        },
+    )
 
 
 async def deliveries(
