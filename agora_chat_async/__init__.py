@@ -28,11 +28,15 @@ from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
 from ._exceptions import ClientClosedError as ClientClosedError
+from ._exceptions import ConflictError as ConflictError
 from ._exceptions import ConnectError as ConnectError
+from ._exceptions import EditLimitError as EditLimitError
+from ._exceptions import FeatureNotEnabledError as FeatureNotEnabledError
 from ._exceptions import ForbiddenError as ForbiddenError
 from ._exceptions import JobLeaseError as JobLeaseError
 from ._exceptions import LimiterStoreError as LimiterStoreError
 from ._exceptions import LimiterUnavailableError as LimiterUnavailableError
+from ._exceptions import LimitReachedError as LimitReachedError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
@@ -51,10 +55,13 @@ from ._history import HistoryStream as HistoryStream
 from ._limits import Limiter as Limiter
 from ._limits import SlidingWindowLimiter as SlidingWindowLimiter
 from ._models import AudioBody as AudioBody
+from ._models import BatchRecallResult as BatchRecallResult
 from ._models import Body as Body
+from ._models import Broadcast as Broadcast
 from ._models import ChatType as ChatType
 from ._models import CmdBody as CmdBody
 from ._models import CustomBody as CustomBody
+from ._models import EditableType as EditableType
 from ._models import FileBody as FileBody
 from ._models import HistoryFile as HistoryFile
 from ._models import HistoryRecord as HistoryRecord
@@ -62,6 +69,8 @@ from ._models import ImageBody as ImageBody
 from ._models import ImageSize as ImageSize
 from ._models import ImportedMessage as ImportedMessage
 from ._models import LocationBody as LocationBody
+from ._models import OfflineStatus as OfflineStatus
+from ._models import Recall as Recall
 from ._models import RecallResult as RecallResult
 from ._models import RoomMessageLevel as RoomMessageLevel
 from ._models import SendResult as SendResult
@@ -76,7 +85,10 @@ from ._progress import FileProgressStore as FileProgressStore
 from ._progress import JobProgress as JobProgress
 from ._progress import ProgressStore as ProgressStore
 from ._rates import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
+from ._rates import BroadcastKind as BroadcastKind
+from ._rates import BroadcastLimits as BroadcastLimits
 from ._rates import Claim as Claim
+from ._rates import DailyLimit as DailyLimit
 from ._rates import LimitName as LimitName
 from ._rates import Priority as Priority
 from ._rates import Rate as Rate
@@ -100,20 +112,29 @@ __all__ = [
     "Auth",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRecallResult",
     "BatchSplit",
     "Body",
+    "Broadcast",
+    "BroadcastKind",
+    "BroadcastLimits",
     "ChatType",
     "Claim",
     "ClientClosedError",
     "ClientCredentials",
     "Clock",
     "CmdBody",
+    "ConflictError",
     "ConnectError",
     "CustomBody",
+    "DailyLimit",
     "DurableFanOut",
+    "EditLimitError",
+    "EditableType",
     "Event",
     "EventHook",
     "FanOut",
+    "FeatureNotEnabledError",
     "FileBody",
     "FileProgressStore",
     "ForbiddenError",
@@ -127,6 +148,7 @@ __all__ = [
     "JobLeaseError",
     "JobProgress",
     "LimitName",
+    "LimitReachedError",
     "Limiter",
     "LimiterStoreError",
     "LimiterUnavailableError",
@@ -134,6 +156,7 @@ __all__ = [
     "LocationBody",
     "MessageOptions",
     "NotFoundError",
+    "OfflineStatus",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "Permit",
@@ -144,6 +167,7 @@ __all__ = [
     "RateLimited",
     "RateLimitedError",
     "RateLimits",
+    "Recall",
     "RecallResult",
     "RedisLimiter",
     "RedisProgressStore",

@@ -37,6 +37,7 @@ import httpx
 
 from ._auth import Auth
 from ._batching import check_content_size, pack_recipients
+from ._broadcasts import Broadcasts
 from ._clock import Clock, SystemClock
 from ._converter import (
     DeleteConversationRequest,
@@ -62,6 +63,8 @@ from ._files import FileSource, open_upload, save
 from ._flight import MAX_IN_FLIGHT, InFlight
 from ._history import MAX_LINE_BYTES, HistoryStream
 from ._limits import Limiter, SlidingWindowLimiter
+from ._manage import MessageManagement
+from ._members import MemberSends
 from ._models import (
     Body,
     ChatType,
@@ -123,8 +126,12 @@ def _check_name(field: str, value: str) -> str:
 
 
 @final
-class AgoraChatClient:
+class AgoraChatClient(Broadcasts, MemberSends, MessageManagement):
     """An async client for the Agora Chat message REST API of one app.
+
+    The sends, fan-outs, files, history, recall, deletion and imports are defined here;
+    broadcasts in ``_broadcasts.py``, messages to selected members in ``_members.py``,
+    edits, batch recalls, roaming deletions and offline status in ``_manage.py``.
 
     Args:
         base_url: the REST host with its scheme, for example ``"https://a1.easemob.com"``.

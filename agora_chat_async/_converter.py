@@ -41,14 +41,28 @@ from ._models import (
 
 __all__ = [
     "BODY_TYPES",
+    "BatchRecallEntry",
+    "BatchRecallRequest",
+    "BatchRecallResponse",
+    "BroadcastMessage",
+    "BroadcastRequest",
+    "BroadcastResponse",
     "DeleteConversationRequest",
     "DeleteConversationResponse",
     "HistoryLinkResponse",
     "ImportMessageRequest",
     "ImportResponse",
+    "MembersMessageRequest",
+    "MessageIdsResponse",
+    "NewMessage",
+    "OfflineCountResponse",
+    "OfflineStatusResponse",
     "RecallData",
     "RecallRequest",
     "RecallResponse",
+    "RewriteRequest",
+    "RewriteResponse",
+    "RoamingResponse",
     "SendMessageRequest",
     "TokenRequest",
     "TokenResponse",
@@ -125,6 +139,80 @@ class ImportMessageRequest:
     is_ack_read: bool | None = None
     msg_timestamp: int | None = None
     need_download: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MembersMessageRequest:
+    """``POST /messages/chatgroups/users`` and ``/messages/chatrooms/users``: one group or
+    room (``to`` holds one id), some of its members (``users``, at most 20)."""
+
+    to: list[str]
+    type: str
+    body: Body
+    users: list[str]
+    sender: str | None = None
+    ext: Mapping[str, Any] | None = None
+    chatroom_msg_level: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastMessage:
+    """A broadcast's ``msg``: its body's fields and its ``type``, side by side."""
+
+    body: Body
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastRequest:
+    """``POST /messages/broadcast``, ``/messages/users/broadcast`` and
+    ``/messages/chatrooms/broadcast``."""
+
+    msg: BroadcastMessage
+    target_type: str | None = None
+    sender: str | None = None
+    ext: Mapping[str, Any] | None = None
+    chatroom_msg_level: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NewMessage:
+    """``new_msg`` of an edit: a text's ``msg``, a custom message's event and exts, or
+    only the ``type`` (the other types change their ``ext`` alone)."""
+
+    type: str
+    msg: str | None = None
+    custom_event: str | None = None
+    custom_exts: Mapping[str, str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RewriteRequest:
+    """``PUT /messages/rewrite/{msg_id}``."""
+
+    new_msg: NewMessage
+    user: str | None = None
+    new_ext: Mapping[str, Any] | None = None
+    is_combine_ext: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecallEntry:
+    """One message of a batch recall."""
+
+    msg_id: str
+    to: str
+    chat_type: str
+    force: bool
+    sender: str | None = None
+    sync_device: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecallRequest:
+    """``POST /messages/batch_recall``: at most 30 messages."""
+
+    msgs: list[BatchRecallEntry]
+    extension_info: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -227,12 +315,74 @@ class RecallResponse:
         return next((e for e in self.entries if e.message_id == message_id), None)
 
 
+@attrs.frozen(kw_only=True)
+class MessageIdsResponse:
+    """``data`` of a send: target -> message id (the group or room of a members' send)."""
+
+    UNREADABLE: ClassVar[str] = "the answer has no data of target -> message id"
+    data: Mapping[str, str] = attrs.field(validator=attrs.validators.min_len(1))
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastResponse:
+    """A broadcast's answer: its ``data.id`` (a broadcast has no message id)."""
+
+    UNREADABLE: ClassVar[str] = "the broadcast answer has no data.id"
+    id: str
+
+
+@attrs.frozen(kw_only=True)
+class RewriteResponse:
+    """An edit's answer: ``data`` is ``"success"``."""
+
+    UNREADABLE: ClassVar[str] = "the service did not confirm the edit with data 'success'"
+    data: str = attrs.field(validator=attrs.validators.in_(("success",)))
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecallResponse:
+    """``POST /messages/batch_recall``: one outcome per message in ``data``."""
+
+    UNREADABLE: ClassVar[str] = "the batch recall answer has no list of outcomes in data"
+    data: tuple[RecallData, ...]
+
+
+@attrs.frozen(kw_only=True)
+class RoamingResponse:
+    """A roaming deletion's answer: ``requestStatusCode`` is ``"ok"``."""
+
+    UNREADABLE: ClassVar[str] = "the service did not confirm with requestStatusCode 'ok'"
+    status: str = attrs.field(validator=attrs.validators.in_(("ok",)))
+
+
+@attrs.frozen(kw_only=True)
+class OfflineCountResponse:
+    """``GET /users/{u}/offline_msg_count``: ``data`` is user -> count (a number or its text)."""
+
+    UNREADABLE: ClassVar[str] = "the answer has no data of user -> offline message count"
+    data: Mapping[str, int]
+
+
+@attrs.frozen(kw_only=True)
+class OfflineStatusResponse:
+    """``GET /users/{u}/offline_msg_status/{id}``: ``data`` is message id -> status."""
+
+    UNREADABLE: ClassVar[str] = "the answer has no data of message id -> delivery status"
+    data: Mapping[str, str]
+
+
 #: Python field name -> wire name, per class. The only renames in the library.
 _RENAMES: Final[Mapping[type, Mapping[str, str]]] = {
     CustomBody: {"custom_event": "customEvent", "custom_exts": "customExts"},
     SendMessageRequest: {"sender": "from"},
     RecallRequest: {"sender": "from"},
     ImportMessageRequest: {"sender": "from"},
+    MembersMessageRequest: {"sender": "from"},
+    BroadcastRequest: {"sender": "from"},
+    NewMessage: {"custom_event": "customEvent", "custom_exts": "customExts"},
+    BatchRecallEntry: {"sender": "from"},
+    BatchRecallRequest: {"extension_info": "recallMessageExtensionInfo"},
+    RoamingResponse: {"status": "requestStatusCode"},
     UploadEntity: {"share_secret": "share-secret"},
     RecallData: {"message_id": "msg_id", "sender": "from", "chat_type": "chattype"},
 }
@@ -252,6 +402,12 @@ def _make_converter() -> cattrs.Converter:
         DeleteConversationRequest,
         ImportMessageRequest,
         TokenRequest,
+        MembersMessageRequest,
+        BroadcastRequest,
+        NewMessage,
+        RewriteRequest,
+        BatchRecallEntry,
+        BatchRecallRequest,
     )
     read: tuple[type, ...] = (
         UploadEntity,
@@ -260,6 +416,15 @@ def _make_converter() -> cattrs.Converter:
         RecallData,
         DeletedConversation,
         DeleteConversationResponse,
+        MessageIdsResponse,
+        RewriteResponse,
+        RoamingResponse,
+        OfflineCountResponse,
+        OfflineStatusResponse,
+    )
+    # Before the requests' hooks are made: they look up this one as they are made.
+    conv.register_unstructure_hook(
+        BroadcastMessage, lambda msg: {"type": body_type(msg.body), **conv.unstructure(msg.body)}
     )
     for cls in both + written:
         conv.register_unstructure_hook(
@@ -271,7 +436,31 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(HistoryLinkResponse, lambda obj, _: _history_link(obj))
     conv.register_structure_hook(ImportResponse, lambda obj, _: _imported(obj))
     conv.register_structure_hook(RecallResponse, lambda obj, _: _recall(conv, obj))
+    conv.register_structure_hook(BroadcastResponse, lambda obj, _: _broadcast(obj))
+    conv.register_structure_hook(BatchRecallResponse, lambda obj, _: _batch_recall(conv, obj))
     return conv
+
+
+def _an_id(value: object, what: str) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise TypeError(f"{what} is not an id")
+    return str(value)
+
+
+def _broadcast(obj: Mapping[str, Any]) -> BroadcastResponse:
+    return BroadcastResponse(id=_an_id(obj["data"]["id"], "data.id"))
+
+
+def _batch_recall(conv: cattrs.Converter, obj: Mapping[str, Any]) -> BatchRecallResponse:
+    data = obj["data"]
+    if not isinstance(data, list):
+        raise TypeError("data is not a list")
+    return BatchRecallResponse(
+        data=tuple(
+            conv.structure({**entry, "msg_id": _an_id(entry["msg_id"], "msg_id")}, RecallData)
+            for entry in data
+        )
+    )
 
 
 def _history_link(obj: Mapping[str, Any]) -> HistoryLinkResponse:
@@ -285,10 +474,7 @@ def _history_link(obj: Mapping[str, Any]) -> HistoryLinkResponse:
 
 
 def _imported(obj: Mapping[str, Any]) -> ImportResponse:
-    message_id = obj["data"]["msg_id"]
-    if not isinstance(message_id, str | int) or isinstance(message_id, bool):
-        raise TypeError("data.msg_id is not an id")
-    return ImportResponse(message_id=str(message_id))
+    return ImportResponse(message_id=_an_id(obj["data"]["msg_id"], "data.msg_id"))
 
 
 def _recall(conv: cattrs.Converter, obj: Mapping[str, Any]) -> RecallResponse:

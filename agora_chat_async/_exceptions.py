@@ -9,6 +9,7 @@ everything this library raises on purpose::
     ├── LimiterUnavailableError    a shared limiter's store (Redis) could not be reached
     ├── LimiterStoreError          its store refused it for good (permission, password, type)
     ├── JobLeaseError              another worker runs this durable job
+    ├── LimitReachedError          a broadcast's half-hourly or daily quota has no room now
     ├── TransportError             no usable HTTP response arrived
     │   └── ConnectError           the connection was never established: nothing was sent
     ├── OutcomeUnknownError        the request may or may not have been processed
@@ -18,7 +19,10 @@ everything this library raises on purpose::
         ├── BadRequestError        400
         ├── AuthenticationError    401 (and a refused token request)
         ├── ForbiddenError         403
+        │   └── EditLimitError        a message was edited as often as the service allows
+        ├── FeatureNotEnabledError the app's plan lacks the feature (broadcasts, edits, ...)
         ├── NotFoundError          404
+        ├── ConflictError          409
         ├── PayloadTooLargeError   413
         ├── RateLimitedError       429 ``reach_limit``, or 403 "message send reach limit"
         │   └── QuotaExhaustedError   429 ``resource_limited``: the plan's quota is used up
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Final, Required, TypedDict, Unpack, final
 
 if TYPE_CHECKING:
@@ -53,9 +58,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "ConflictError",
     "ConnectError",
+    "EditLimitError",
+    "FeatureNotEnabledError",
     "ForbiddenError",
     "JobLeaseError",
+    "LimitReachedError",
     "LimiterUnavailableError",
     "NotFoundError",
     "OutcomeUnknownError",
@@ -148,6 +157,25 @@ class JobLeaseError(AgoraChatError):
     Two workers never run one job at once: run it when the other is done (or its lease has
     expired, if it died), or run another job.
     """
+
+
+@final
+class LimitReachedError(AgoraChatError):
+    """A quota counted over a long period (a broadcast's half hour or day) has no room for
+    this call now, nor within ``BroadcastLimits.max_wait``; nothing was sent.
+
+    ``available_at`` is when the call could be made (an aware UTC ``datetime``); ``limit``
+    describes the quota. Try again then, or raise the quota (``RateLimits.broadcasts``) if
+    the service raised it for your app.
+    """
+
+    def __init__(self, limit: str, available_at: datetime) -> None:
+        self.limit = limit
+        self.available_at = available_at
+        super().__init__(
+            f"{limit}: no call is left now; nothing was sent. The next one can be made at "
+            f"{available_at.isoformat(timespec='seconds')}"
+        )
 
 
 class TransportError(AgoraChatError):
@@ -282,14 +310,38 @@ class AuthenticationError(APIError):
         return "Check the org/app names and the credentials given to `auth=`."
 
 
-@final
 class ForbiddenError(APIError):
-    """403 for a reason other than a rate limit (for example a disabled feature)."""
+    """403 for a reason other than a rate limit."""
+
+
+@final
+class EditLimitError(ForbiddenError):
+    """403: the message was edited as many times as the service allows (10)."""
+
+    def _advice(self) -> str:
+        return "The message cannot be edited again; send a new one."
+
+
+@final
+class FeatureNotEnabledError(APIError):
+    """The app's plan does not include the feature, or it was not switched on: broadcasts,
+    message edits, roaming messages (403, or 400 for roaming, as the pages document)."""
+
+    def _advice(self) -> str:
+        return "Ask the service's sales team to enable the feature for this app."
 
 
 @final
 class NotFoundError(APIError):
     """404: the org, app, user, file or resource does not exist."""
+
+
+@final
+class ConflictError(APIError):
+    """409: another call changed the same thing at the same time (an edit of one message)."""
+
+    def _advice(self) -> str:
+        return "Read the current state and make the change again, one call at a time."
 
 
 @final
@@ -333,9 +385,15 @@ class RateLimitedError(APIError):
 
 @final
 class QuotaExhaustedError(RateLimitedError):
-    """429 ``resource_limited``: the plan's quota is used up; retrying soon will not help."""
+    """429 ``resource_limited``: the plan's quota is used up; or 403: a broadcast's daily
+    limit is (``broadcast message limit exceeded``, ...). Retrying soon will not help."""
 
     def _advice(self) -> str:
+        if "broadcast" in self.description.lower():
+            return (
+                "The day's broadcasts of this kind are used up: send the next one tomorrow, "
+                "or ask the service to raise the daily limit (and BroadcastLimits with it)."
+            )
         return "The app's plan quota is exhausted; raise it or wait for it to reset."
 
 
@@ -349,17 +407,32 @@ _BY_STATUS: Final[Mapping[int, type[APIError]]] = {
     401: AuthenticationError,
     403: ForbiddenError,
     404: NotFoundError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     429: RateLimitedError,
 }
+#: (statuses, words of the error or its description, the error class), first match wins.
+_BY_DESCRIPTION: Final[tuple[tuple[tuple[int, ...], str, type[APIError]], ...]] = (
+    # A feature the app lacks (broadcasts, edits, roaming; roaming's is a 400).
+    ((400, 403), "service is unopened", FeatureNotEnabledError),
+    ((400, 403), "feature is not open", FeatureNotEnabledError),
+    ((400, 403), "not open message roaming", FeatureNotEnabledError),
+    # A broadcast's daily limit ("broadcast message limit exceeded", "online user ...").
+    ((403,), "broadcast limit exceeded", QuotaExhaustedError),
+    ((403,), "broadcast message limit exceeded", QuotaExhaustedError),
+    ((403,), "edit limit", EditLimitError),
+    ((403, 429), "reach limit", RateLimitedError),
+)
 
 
 def api_error_class(status_code: int, error: str, description: str) -> type[APIError]:
     """Choose the :class:`APIError` subclass for a status and the documented error fields."""
     if status_code == 429 and error == "resource_limited":
         return QuotaExhaustedError
-    if status_code in (403, 429) and "reach limit" in f"{error} {description}".lower():
-        return RateLimitedError
+    text = f"{error} {description}".lower()
+    for statuses, words, cls in _BY_DESCRIPTION:
+        if status_code in statuses and words in text:
+            return cls
     if status_code >= 500:
         return ServerError
     return _BY_STATUS.get(status_code, APIError)

@@ -121,6 +121,7 @@ from typing import final
 
 import anyio
 
+from ._call_quotas import CallQuotas, LocalCallQuotas
 from ._clock import Clock, SystemClock
 from ._exceptions import ValidationError
 from ._permit import Permit, ServerTiming
@@ -229,6 +230,17 @@ class Limiter(abc.ABC):
         configured one."""
         rate = self.rate_limits.rate(name)
         return None if rate is None else float(rate.limit)
+
+    @property
+    def call_quotas(self) -> CallQuotas:
+        """Where the quotas counted over long periods (``RateLimits.broadcasts``) are
+        counted: in this process's memory (the base class), or shared (Redis)."""
+        quotas: CallQuotas | None = getattr(self, "_local_call_quotas", None)
+        if quotas is None:
+            limits = self.rate_limits
+            quotas = LocalCallQuotas(limits.broadcasts, limits.margin, self.clock)
+            self._local_call_quotas = quotas
+        return quotas
 
     def bind_app(self, org_name: str, app_name: str) -> None:  # noqa: B027 - optional
         """Called by :class:`AgoraChatClient` with its app, whose quota the limiter counts.

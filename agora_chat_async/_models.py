@@ -24,10 +24,13 @@ from ._validate import check_text
 
 __all__ = [
     "AudioBody",
+    "BatchRecallResult",
     "Body",
+    "Broadcast",
     "ChatType",
     "CmdBody",
     "CustomBody",
+    "EditableType",
     "FileBody",
     "HistoryFile",
     "HistoryRecord",
@@ -35,6 +38,8 @@ __all__ = [
     "ImageSize",
     "ImportedMessage",
     "LocationBody",
+    "OfflineStatus",
+    "Recall",
     "RecallResult",
     "RoomMessageLevel",
     "SendResult",
@@ -46,6 +51,10 @@ __all__ = [
 
 ChatType: TypeAlias = Literal["chat", "groupchat", "chatroom"]
 RoomMessageLevel: TypeAlias = Literal["high", "normal", "low"]
+#: The types whose messages can be edited without a new body: only their ``ext`` changes.
+EditableType: TypeAlias = Literal["img", "audio", "video", "file", "loc"]
+#: Whether an offline message reached its recipient yet.
+OfflineStatus: TypeAlias = Literal["delivered", "undelivered"]
 
 #: ``customEvent`` must match this pattern (reference: "[a-zA-Z0-9-_/.]{1,32}").
 CUSTOM_EVENT_PATTERN: Final = re.compile(r"[a-zA-Z0-9\-_/.]{1,32}")
@@ -412,3 +421,56 @@ class ImportedMessage:
     """The id the service gave to an imported message."""
 
     message_id: str
+
+
+@final
+@attrs.frozen
+class Broadcast:
+    """A broadcast the service accepted: its ``id`` (a broadcast has no message id) and
+    ``to``, who it went to (``"users"``, ``"online_users"`` or ``"rooms"``)."""
+
+    id: str
+    to: str
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Recall:
+    """One message to recall with :meth:`AgoraChatClient.recall_messages`.
+
+    As the arguments of :meth:`AgoraChatClient.recall_message`, plus ``sync_device``:
+    tell the sender's other online devices of a one-to-one recall (the service's default
+    is to).
+    """
+
+    message_id: str
+    to: str
+    chat_type: ChatType
+    sender: str | None = None
+    force: bool = False
+    sync_device: bool | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BatchRecallResult:
+    """What happened to every message of :meth:`AgoraChatClient.recall_messages`.
+
+    Every message id is in exactly one of:
+
+    - ``results``: the service answered for it; ``RecallResult.recalled`` says whether
+      it was recalled, ``reason`` why not;
+    - ``failed``: its request was refused (the error), so it was not recalled;
+    - ``unknown``: its request may or may not have been processed.
+    """
+
+    results: Mapping[str, RecallResult] = attrs.field(factory=dict, converter=_freeze_mapping)
+    failed: Mapping[str, AgoraChatError] = attrs.field(factory=dict, converter=_freeze_mapping)
+    unknown: Mapping[str, OutcomeUnknownError] = attrs.field(
+        factory=dict, converter=_freeze_mapping
+    )
+
+    @property
+    def recalled(self) -> list[str]:
+        """The ids of the messages recalled."""
+        return [message_id for message_id, r in self.results.items() if r.recalled]

@@ -281,6 +281,8 @@ class Pipeline:
                 try:
                     response = await self._send_handling_auth(request, tries)
                 except RateLimitedError as error:
+                    if not request.retry_refused:
+                        raise
                     if isinstance(error, QuotaExhaustedError):
                         await self._before_retry(request, error, tries)
                     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, timezone
 from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
@@ -16,9 +17,14 @@ from ._exceptions import ValidationError
 from ._validate import fraction, non_negative, positive, positive_int
 
 __all__ = [
+    "BROADCAST_KINDS",
     "DEFAULT_RATE_LIMITS",
     "LIMIT_NAMES",
+    "BroadcastKind",
+    "BroadcastLimits",
+    "CallRule",
     "Claim",
+    "DailyLimit",
     "LimitName",
     "Priority",
     "Rate",
@@ -61,6 +67,86 @@ def _is_rate_or_none(instance: object, attribute: attrs.Attribute[Any], value: o
         _is_rate(instance, attribute, value)
 
 
+#: Who a broadcast goes to: every user of the app, the online ones, every active chat room.
+BroadcastKind: TypeAlias = Literal["users", "online_users", "rooms"]
+BROADCAST_KINDS: Final[tuple[BroadcastKind, ...]] = ("users", "online_users", "rooms")
+
+
+@final
+@attrs.frozen
+class DailyLimit:
+    """At most ``limit`` calls a calendar day (``BroadcastLimits.day_zone``'s days).
+
+    >>> DailyLimit(3)
+    DailyLimit(limit=3)
+    """
+
+    limit: int = attrs.field(validator=positive_int)
+
+
+CallRule: TypeAlias = Rate | DailyLimit
+
+
+def _rules(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(r, Rate | DailyLimit) for r in value):
+        raise ValidationError(
+            attribute.name,
+            "must be a tuple of Rate and DailyLimit, for example "
+            f"(Rate(1, per=1800), DailyLimit(3)); got {value!r}",
+        )
+    if sum(isinstance(rule, DailyLimit) for rule in value) > 1:
+        raise ValidationError(attribute.name, "may hold at most one DailyLimit")
+
+
+def _fixed_zone(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, timezone):
+        raise ValidationError(
+            attribute.name,
+            "must be a datetime.timezone (a fixed offset, such as UTC or "
+            f"timezone(timedelta(hours=8))); got {value!r}",
+        )
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BroadcastLimits:
+    """The documented broadcast quotas, per app key (``RateLimits.broadcasts``).
+
+    Lower them when the app key is shared with something that does not use this library's
+    limiter, or raise a daily one the service raised for your app (the pages say the daily
+    limits can be raised on request; the others cannot)::
+
+        RateLimits(broadcasts=BroadcastLimits(users=(Rate(1, per=1800), DailyLimit(10))))
+
+    ``max_wait``: a broadcast that would fit within this many seconds waits for it; one
+    that would not fails at once with :class:`LimitReachedError`. ``day_zone``: where a
+    calendar day starts over (UTC, as the vendor's newer limits page counts).
+    """
+
+    users: tuple[CallRule, ...] = attrs.field(
+        default=(Rate(1, per=1800), DailyLimit(3)), validator=_rules
+    )
+    online_users: tuple[CallRule, ...] = attrs.field(
+        default=(Rate(1, per=60), DailyLimit(50)), validator=_rules
+    )
+    rooms: tuple[CallRule, ...] = attrs.field(
+        default=(Rate(1, per=1), Rate(10, per=60), DailyLimit(100)), validator=_rules
+    )
+    max_wait: float = attrs.field(default=60.0, validator=non_negative)
+    day_zone: timezone = attrs.field(default=UTC, validator=_fixed_zone)
+
+    def rules(self, kind: BroadcastKind) -> tuple[CallRule, ...]:
+        """The rules of broadcasts of *kind*."""
+        rules: tuple[CallRule, ...] = getattr(self, kind)
+        return rules
+
+    @property
+    def day_offset(self) -> float:
+        """Seconds east of UTC of ``day_zone``: a day starts at ``-day_offset`` mod 86400."""
+        offset = self.day_zone.utcoffset(None)
+        return 0.0 if offset is None else offset.total_seconds()
+
+
 @final
 @attrs.frozen(kw_only=True)
 class RateLimits:
@@ -87,6 +173,9 @@ class RateLimits:
     bulk_min_share: float = attrs.field(default=0.5, validator=fraction)
     """While bulk work waits, interactive requests may use at most ``1 - bulk_min_share``
     of a window, so that a flood of them never starves bulk work."""
+    broadcasts: BroadcastLimits = attrs.field(factory=BroadcastLimits)
+    """The broadcasts' quotas, counted in calls over minutes, half hours and days
+    (:class:`BroadcastLimits`)."""
 
     def rate(self, name: LimitName) -> Rate | None:
         """The :class:`Rate` for the limit called *name*, or ``None`` when it is off."""

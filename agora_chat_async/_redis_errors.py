@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["classify", "fix_for"]
+from ._exceptions import LimiterStoreError, LimiterUnavailableError
+
+__all__ = ["as_limiter_error", "classify", "fix_for"]
 
 #: Error codes (the first word of Redis's answer) that pass by themselves.
 _TRANSIENT_CODES = frozenset(
@@ -101,3 +103,14 @@ def fix_for(exc: BaseException, prefix: str) -> str:
             "a prefix of its own"
         )
     return f"Redis answered an error that waiting will not mend ({named})"
+
+
+def as_limiter_error(exc: Exception, prefix: str, unavailable: str) -> Exception:
+    """The library's error for a Redis failure *exc* that is not retried (*exc* itself when
+    it is not Redis's): *unavailable* says what could not be done."""
+    kind = classify(exc)
+    if kind == "transient":
+        return LimiterUnavailableError(f"{unavailable} ({type(exc).__name__})")
+    if kind == "permanent":
+        return LimiterStoreError(fix_for(exc, prefix))
+    return exc

@@ -24,19 +24,18 @@ starts at once if the window that ends now has room. Only the limit that decided
 time holds later claims back (the call-rate claim of a user send waiting for recipient quota
 does not make group sends wait).
 
-Answers move anchors as in memory (``_window_rules.settled_anchor``): a claim is
-charged what is uncertain of when the service counted it. The floor of forward
-offsets is shared (a hash in Redis, returned with every decision), so a process
-far from the service charges its claims against the earliest that any process
-can be counted. A moved anchor, and a forward offset below the floor, are
-carried by the next admission and flushed by the client right after the answer.
+Answers move anchors as in memory (``_window_rules.settled_anchor``): a claim is charged
+what is uncertain of when the service counted it. The floor of forward offsets is shared (a
+hash in Redis, returned with every decision), so a process far from the service charges its
+claims against the earliest that any process can be counted. A moved anchor, and a forward
+offset below the floor, are carried by the next admission and flushed by the client right
+after the answer.
 
-So the guarantee of the in-memory limiter holds across processes: in no
-interval of ``per`` seconds does the service count more than ``limit`` units of
-all processes together, under the assumptions stated in ``_window_rules``
-(``margin`` now also absorbs one Redis round trip). Requests waiting for one
-limit are granted in the order the script ran, whichever process asked, so no
-process starves.
+So the guarantee of the in-memory limiter holds across processes: in no interval of
+``per`` seconds does the service count more than ``limit`` units of all processes together,
+under the assumptions stated in ``_window_rules`` (``margin`` now also absorbs one Redis
+round trip). Requests waiting for one limit are granted in the order the script ran,
+whichever process asked, so no process starves.
 
 Late answers, refunds and penalties (a request never sent; a 429 from the service) are
 queued in the process and carried by its next admission, in the same round trip. A
@@ -61,13 +60,10 @@ lacks it), the sends of the last window are unknown: the script notices (its mar
 missing) and, with ``cold_start_wait=True`` (the default), lets nothing start for one
 window of each limit; so too at an app key's first use with a Redis, or after a week unused.
 
-When Redis is unreachable
--------------------------
-Admissions retry with backoff for ``unavailable_timeout`` seconds, then raise
-:class:`LimiterUnavailableError`; nothing is ever sent unlimited. With
-``fallback=f``, the limiter instead switches to an in-memory limiter at ``f``
-times every rate (choose ``f`` at most 1 / number of processes), logs a
-warning, and tries Redis again every ``unavailable_timeout`` seconds.
+When Redis is unreachable, admissions retry for ``unavailable_timeout`` seconds, then raise
+:class:`LimiterUnavailableError` or fall back (``fallback``: the class's docstring); nothing
+is ever sent unlimited. The broadcasts' quotas are shared through the same Redis
+(``_redis_call_quotas.py``) and never fall back.
 """
 
 from __future__ import annotations
@@ -80,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
+from ._call_quotas import CallQuotas
 from ._clock import Clock, SystemClock
 from ._exceptions import LimiterStoreError, LimiterUnavailableError, ValidationError
 from ._limits import Limiter, bind_once
@@ -95,7 +92,8 @@ from ._rates import (
     check_units,
     is_bulk,
 )
-from ._redis_errors import classify, fix_for
+from ._redis_call_quotas import RedisCallQuotas
+from ._redis_errors import as_limiter_error, classify, fix_for
 from ._redis_fallback import Fallback
 from ._redis_script import (
     BUCKET_US,
@@ -108,13 +106,7 @@ from ._redis_script import (
     read_floor,
 )
 from ._service_clock import ChargedClaims, ServiceClock
-from ._window_rules import (
-    MAX_EXTRA_MARGIN,
-    Adaptation,
-    effective_limit,
-    floor_value,
-    observe_floor,
-)
+from ._window_rules import MAX_EXTRA_MARGIN, Adaptation, effective_limit, floor_value, observe_floor
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -136,27 +128,24 @@ class RedisLimiter(Limiter):
         async with AgoraChatClient(url, org, app, auth=auth, limiter=limiter) as client:
             ...
 
-    Every process of one app key must use the same ``rate_limits``. The client
-    names the app (``org#app``) in the keys; pass ``app_key`` to share one
-    limiter state under another name.
+    Every process of one app key must use the same ``rate_limits``. The client names the
+    app (``org#app``) in the keys; pass ``app_key`` to share one state under another name.
 
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; you close it.
         rate_limits: the quotas to stay within; the documented ones by default.
-        app_key: the name of the shared quota in the keys; by default ``org#app``
-            of the client the limiter is given to.
+        app_key: the name of the shared quota in the keys (default: the client's ``org#app``).
         prefix: the first part of every key.
-        unavailable_timeout: seconds to keep retrying an unreachable Redis before
-            raising (or falling back).
-        fallback: if set, the fraction of every rate an in-memory limiter allows
-            while Redis is unreachable; by default there is no fallback.
-        cold_start_wait: when Redis has no record of this app key (first use,
-            restart without persistence), let nothing start for one window.
+        unavailable_timeout: seconds to retry an unreachable Redis before raising (or
+            falling back).
+        fallback: if set, the fraction of every rate an in-memory limiter allows while
+            Redis is unreachable (choose at most 1 / processes); by default, none.
+        cold_start_wait: when Redis has no record of this app key (first use, restart
+            without persistence), let nothing start for one window.
         clock: only for tests (a :class:`~agora_chat_async.testing.MockClock` or
-            ``ScaledClock``): a clock whose time replaces the Redis server's, and on which
-            the limiter waits. Left out, time is the Redis server's ``TIME``, the one
-            clock every process sharing the quota reads alike; ``SystemClock()`` is
-            refused, since each host's own clock would make their windows disagree.
+            ``ScaledClock``): its time replaces the Redis server's, and the limiter waits on
+            it. Left out, time is the Redis server's ``TIME``, which every process reads
+            alike; ``SystemClock()`` is refused (each host's clock would disagree).
 
     Raises:
         ValidationError: an argument is out of range, or ``clock`` is a ``SystemClock``.
@@ -227,6 +216,7 @@ class RedisLimiter(Limiter):
         #: Round trips to Redis so far (admissions, retries too), read by the benchmarks.
         self._round_trips = 0
         self._owns_redis = False
+        self._calls: RedisCallQuotas | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisLimiter:
@@ -272,6 +262,22 @@ class RedisLimiter(Limiter):
     def clock(self) -> Clock:
         """The clock it waits on (its time is Redis's ``TIME`` unless a test gave one)."""
         return self._clock
+
+    @property
+    def call_quotas(self) -> CallQuotas:
+        """The broadcasts' quotas, shared through this Redis (``_redis_call_quotas``)."""
+        if self._calls is None:
+            self._calls = RedisCallQuotas(
+                self._redis,
+                self._rate_limits.broadcasts,
+                self._rate_limits.margin,
+                self._clock,
+                tag=lambda: self._keys()[0].removesuffix(":seen"),
+                prefix=self._prefix,
+                now=self._clock.now if self._clock_override else None,
+                unavailable_timeout=self._unavailable_timeout,
+            )
+        return self._calls
 
     def _keys(self) -> list[str]:
         if self._key_list is None:
@@ -562,13 +568,8 @@ class RedisLimiter(Limiter):
         try:
             eff, hold, now = await self._read_state(state_key)
         except Exception as exc:
-            if classify(exc) == "transient":
-                raise LimiterUnavailableError(
-                    f"could not read the shared state from Redis ({type(exc).__name__})"
-                ) from None
-            if classify(exc) is None:
-                raise
-            raise LimiterStoreError(fix_for(exc, self._prefix)) from None
+            unavailable = "could not read the shared state from Redis"
+            raise as_limiter_error(exc, self._prefix, unavailable) from None
         if eff is None:
             return float(rate.limit)
         state = Adaptation(base=float(eff), hold_until=float(hold or 0))
@@ -584,8 +585,7 @@ class RedisLimiter(Limiter):
         return eff, hold, float(now)
 
     async def aclose(self) -> None:
-        """Carry queued late answers, refunds and penalties to Redis; the Redis client
-        stays open, unless the limiter made it (:meth:`from_url`)."""
+        """Carry queued answers, refunds and penalties to Redis; close Redis if it made it."""
         try:
             if self._carried and self._app_key is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._unavailable_timeout):

@@ -21,7 +21,8 @@ class Request:
 
     ``json`` is a wire shape encoded by the converter; ``content``, the same already
     encoded (the sender measures the bytes before sending them).
-    ``path`` is relative to ``{base_url}/{org}/{app}``; ``url`` overrides it with
+    ``path`` is relative to ``{base_url}/{org}/{app}``, ``params`` its query (never
+    logged: ``where`` is the path alone); ``url`` overrides it with
     an absolute address (history files), which gets neither the limiter nor the
     ``Authorization`` header; ``authenticated=False`` (the token endpoint) keeps the
     limiter but sends no token.
@@ -31,11 +32,14 @@ class Request:
     token): every transient failure is retried. False for a request that changes state:
     its ambiguous failures (a read timeout after sending, a dropped connection, a
     500/502/504) become :class:`OutcomeUnknownError`, retried only with ``retry_unknown``.
+    ``retry_refused=False`` raises a rate-limit refusal at once instead of waiting to try
+    again (a broadcast: its quotas span half hours and days).
     """
 
     method: str
     idempotent: bool
     path: str = ""
+    params: Mapping[str, str] | None = None
     url: str | None = None
     claims: tuple[Claim, ...] = (("other", 1),)
     json: object = None
@@ -44,6 +48,7 @@ class Request:
     data: Mapping[str, str] | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
     retry_unknown: bool = False
+    retry_refused: bool = True
     authenticated: bool = True
     priority: Priority = "interactive"
 

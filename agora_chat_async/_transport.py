@@ -178,6 +178,7 @@ class HTTPTransport:
             content=content,
             files=request.files,
             data=request.data,
+            params=request.params,
         )
         if self._now is not None:
             built.extensions["trace"] = _SentAt(self._now, streamed=request.files is not None)
