@@ -87,7 +87,8 @@ def test_the_pytest_plugin_and_the_command_are_registered():
 
 def test_the_public_surface_is_pinned():
     """Every public name, listed: a name added, renamed or removed fails here first, and
-    goes in the CHANGELOG (issue 22 made ``free_port`` and ``round_trips`` private)."""
+    goes in the CHANGELOG (issue 22 made ``free_port`` and ``round_trips`` private; issue
+    23 added the broadcasts, edits, batch recalls and their errors)."""
     from agora_chat_async import testing
 
     assert sorted(agora_chat_async.__all__) == [
@@ -99,23 +100,32 @@ def test_the_public_surface_is_pinned():
         "Auth",
         "AuthenticationError",
         "BadRequestError",
+        "BatchRecallResult",
         "BatchSplit",
         "Body",
+        "Broadcast",
+        "BroadcastKind",
+        "BroadcastLimits",
         "ChatType",
         "Claim",
         "ClientClosedError",
         "ClientCredentials",
         "Clock",
         "CmdBody",
+        "ConflictError",
         "ConnectError",
         "CustomBody",
         "DEFAULT_RATE_LIMITS",
         "DEFAULT_RETRY_POLICY",
         "DEFAULT_TIMEOUT",
+        "DailyLimit",
         "DurableFanOut",
+        "EditLimitError",
+        "EditableType",
         "Event",
         "EventHook",
         "FanOut",
+        "FeatureNotEnabledError",
         "FileBody",
         "FileProgressStore",
         "ForbiddenError",
@@ -129,6 +139,7 @@ def test_the_public_surface_is_pinned():
         "JobLeaseError",
         "JobProgress",
         "LimitName",
+        "LimitReachedError",
         "Limiter",
         "LimiterStoreError",
         "LimiterUnavailableError",
@@ -137,6 +148,7 @@ def test_the_public_surface_is_pinned():
         "MAX_UPLOAD_BYTES",
         "MessageOptions",
         "NotFoundError",
+        "OfflineStatus",
         "OutcomeUnknownError",
         "PayloadTooLargeError",
         "Permit",
@@ -147,6 +159,7 @@ def test_the_public_surface_is_pinned():
         "RateLimited",
         "RateLimitedError",
         "RateLimits",
+        "Recall",
         "RecallResult",
         "RedisLimiter",
         "RedisProgressStore",
