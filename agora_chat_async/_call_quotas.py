@@ -153,7 +153,7 @@ class CallQuotas(abc.ABC):
         """
         rules = self._limits.rules(kind)
         while True:
-            granted, now, at = await self._try(kind, rules)
+            granted, now, at = await self.try_reserve(kind, rules)
             if granted is not None:
                 return granted
             if at - now > self._limits.max_wait:
@@ -164,10 +164,11 @@ class CallQuotas(abc.ABC):
             await self._clock.sleep(at - now)
 
     @abc.abstractmethod
-    async def _try(
+    async def try_reserve(
         self, kind: BroadcastKind, rules: Sequence[CallRule]
     ) -> tuple[Reservation | None, float, float]:
-        """Reserve a call now if it fits: (the reservation or ``None``, now, when it fits)."""
+        """Reserve a call now if it fits, without waiting: (the reservation or ``None``,
+        now, when it would fit)."""
 
     @abc.abstractmethod
     async def give_back(self, reservation: Reservation) -> None:
@@ -215,7 +216,7 @@ class LocalCallQuotas(CallQuotas):
         today = day_index(now, self._limits.day_offset)
         self._days[kind] = {d: n for d, n in self._days[kind].items() if d >= today}
 
-    async def _try(
+    async def try_reserve(
         self, kind: BroadcastKind, rules: Sequence[CallRule]
     ) -> tuple[Reservation | None, float, float]:
         async with self._lock:

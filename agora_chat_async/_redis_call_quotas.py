@@ -116,7 +116,7 @@ class RedisCallQuotas(CallQuotas):
             first, second, third = (_text(part) for part in reply)
             return first, second, third
 
-    async def _try(
+    async def try_reserve(
         self, kind: BroadcastKind, rules: Sequence[CallRule]
     ) -> tuple[Reservation | None, float, float]:
         id = uuid.uuid4().hex

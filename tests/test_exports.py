@@ -185,9 +185,11 @@ def test_the_public_surface_is_pinned():
         "pooled_transport",
     ]
     assert sorted(testing.__all__) == [
+        "BroadcastRecord",
         "CALL_RATE_REFUSAL",
         "Delivery",
         "ENDPOINTS",
+        "Edit",
         "Emulator",
         "EmulatorServer",
         "Faults",
@@ -199,6 +201,7 @@ def test_the_public_surface_is_pinned():
         "QUOTA_REFUSAL",
         "RedisServer",
         "Refusal",
+        "RoamingDeletion",
         "ScaledClock",
     ]
     assert not hasattr(agora_chat_async.RedisLimiter, "round_trips")

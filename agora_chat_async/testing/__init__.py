@@ -28,10 +28,13 @@ from ._emulator import CALL_RATE_REFUSAL as CALL_RATE_REFUSAL
 from ._emulator import ENDPOINTS as ENDPOINTS
 from ._emulator import PLAN_REFUSAL as PLAN_REFUSAL
 from ._emulator import QUOTA_REFUSAL as QUOTA_REFUSAL
+from ._emulator import BroadcastRecord as BroadcastRecord
 from ._emulator import Delivery as Delivery
+from ._emulator import Edit as Edit
 from ._emulator import Emulator as Emulator
 from ._emulator import Imported as Imported
 from ._emulator import Refusal as Refusal
+from ._emulator import RoamingDeletion as RoamingDeletion
 from ._faults import Faults as Faults
 from ._network import Network as Network
 from ._quota import Policy as Policy
@@ -43,7 +46,9 @@ __all__ = [
     "ENDPOINTS",
     "PLAN_REFUSAL",
     "QUOTA_REFUSAL",
+    "BroadcastRecord",
     "Delivery",
+    "Edit",
     "Emulator",
     "EmulatorServer",
     "Faults",
@@ -53,6 +58,7 @@ __all__ = [
     "Policy",
     "RedisServer",
     "Refusal",
+    "RoamingDeletion",
     "ScaledClock",
 ]
 

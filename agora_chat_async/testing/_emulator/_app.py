@@ -34,6 +34,7 @@ import httpx
 
 from ..._accesstoken import PRIVILEGE_CHAT_APP, SERVICE_CHAT
 from ..._auth import Auth, StaticToken
+from ..._call_quotas import LocalCallQuotas
 from ..._client import AgoraChatClient
 from ..._clock import Clock
 from ..._events import EventHook
@@ -61,10 +62,14 @@ from ._rules import Problem, unauthorized
 from ._state import (
     CALL_RATE_REFUSAL,
     ENDPOINTS,
+    FEATURES,
     QUOTA_REFUSAL,
+    BroadcastRecord,
     Delivery,
+    Edit,
     Imported,
     Refusal,
+    RoamingDeletion,
     StoredFile,
 )
 
@@ -111,6 +116,13 @@ class Emulator:
             them (``delivered_count``), for runs of millions of recipients. Recall, history
             and ``duplicates`` need the records.
         recall_window: emulated seconds within which a message can be recalled (120).
+        features: the features the app has (``"broadcasts"``, ``"rewrite"``,
+            ``"roaming"``; all by default): one it lacks is refused as the pages document.
+        online_users: the users online (for broadcasts to online users and the offline
+            messages); a set the test may change (``emulator.online_users``).
+
+    The broadcasts' quotas are ``rate_limits.broadcasts``, counted on the emulator's
+    clock, its days in UTC (``BroadcastLimits.day_zone``).
     """
 
     def __init__(
@@ -139,6 +151,8 @@ class Emulator:
         max_content_bytes: int = 3000,
         max_file_bytes: int = 10_000_000,
         record_deliveries: bool = True,
+        features: Iterable[str] = FEATURES,
+        online_users: Iterable[str] = (),
     ) -> None:
         self.org_name, self.app_name = org_name, app_name
         self.clock: Clock = clock or ScaledClock(time_scale)
@@ -170,6 +184,11 @@ class Emulator:
         self.max_content_bytes = max_content_bytes
         self.max_file_bytes = max_file_bytes
         self.record_deliveries = record_deliveries
+        unknown_features = set(features) - set(FEATURES)
+        if unknown_features:
+            raise ValueError(f"unknown features: {sorted(unknown_features)}")
+        self.features = frozenset(features)
+        self.online_users: set[str] = set(online_users)
         self._signing_key = hashlib.sha256(f"emulator-{seed}".encode()).digest()
         self._wall_origin = time.time() - self.clock.now()
         self.reset()
@@ -216,6 +235,18 @@ class Emulator:
         self._counters: dict[str, Counter] = {}
         self._peaks: dict[str, PeakTracker] = {}
         self._plan_used = 0
+        self.broadcasts: list[BroadcastRecord] = []
+        """Every broadcast made, in order, with whom it reached."""
+        self.edits: defaultdict[str, list[Edit]] = defaultdict(list)
+        """Message id -> its edits, in order (a message's edit history)."""
+        self.roaming_deletions: list[RoamingDeletion] = []
+        """Every one-way deletion of roaming messages, in order."""
+        self.call_quotas: LocalCallQuotas | None = None
+        """The broadcasts' quotas (``None`` without ``rate_limits``)."""
+        if self.rate_limits is not None:
+            self.call_quotas = LocalCallQuotas(
+                self.rate_limits.broadcasts, 0.0, self.clock, unix_time=self.wall_time
+            )
         for name, rate in self._rates().items():
             self._counters[name] = make_counter(self.policy, rate)
             self._peaks[name] = PeakTracker(rate.per)

@@ -159,6 +159,7 @@ async def send(
             level=data.get("chatroom_msg_level"),
             online_only=data.get("routetype") == "ROUTE_ONLINE",
             sync_device=bool(data.get("sync_device", False)),
+            offline=chat_type == "chat" and recipient not in emulator.online_users,
         )
         emulator.delivered_count += 1
         if emulator.record_deliveries:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 
 from . import _handlers as handlers
+from . import _management as management
 from ._history import history_file, history_link
 from ._rules import Problem
 
@@ -113,6 +114,86 @@ def _import(resource: str, endpoint: str) -> Route:
     return Route("POST", ("messages", resource, "import"), endpoint, handlers.import_message, fixed)
 
 
+_ROAMING: Final = ("rest", "message", "roaming")
+#: The rest of the message API (``beyond-seeds/``): ``_management.py``.
+_MANAGEMENT: Final = (
+    Route(
+        "POST",
+        ("messages", "broadcast"),
+        "broadcast_users",
+        management.broadcast,
+        {"kind": "users"},
+    ),
+    Route(
+        "POST",
+        ("messages", "users", "broadcast"),
+        "broadcast_online_users",
+        management.broadcast,
+        {"kind": "online_users"},
+    ),
+    Route(
+        "POST",
+        ("messages", "chatrooms", "broadcast"),
+        "broadcast_rooms",
+        management.broadcast,
+        {"kind": "rooms"},
+    ),
+    Route(
+        "POST",
+        ("messages", "chatgroups", "users"),
+        "group_members",
+        management.members,
+        {"resource": "chatgroups"},
+    ),
+    Route(
+        "POST",
+        ("messages", "chatrooms", "users"),
+        "room_members",
+        management.members,
+        {"resource": "chatrooms"},
+    ),
+    Route("PUT", ("messages", "rewrite", "{msg_id}"), "rewrite", management.rewrite),
+    Route("POST", ("messages", "batch_recall"), "batch_recall", management.batch_recall),
+    Route(
+        "DELETE",
+        (*_ROAMING, "chat", "user", "{user}"),
+        "roaming",
+        management.roaming_ids,
+        {"chat": "chat"},
+    ),
+    Route(
+        "DELETE",
+        (*_ROAMING, "group", "user", "{user}"),
+        "roaming",
+        management.roaming_ids,
+        {"chat": "group"},
+    ),
+    Route(
+        "DELETE",
+        (*_ROAMING, "chat", "user", "{user}", "time"),
+        "roaming",
+        management.roaming_before,
+        {"chat": "chat"},
+    ),
+    Route(
+        "DELETE",
+        (*_ROAMING, "group", "user", "{user}", "time"),
+        "roaming",
+        management.roaming_before,
+        {"chat": "group"},
+    ),
+    Route(
+        "POST", (*_ROAMING, "user", "{user}", "delete", "all"), "roaming", management.roaming_all
+    ),
+    Route("GET", ("users", "{user}", "offline_msg_count"), "offline", management.offline_count),
+    Route(
+        "GET",
+        ("users", "{user}", "offline_msg_status", "{msg_id}"),
+        "offline",
+        management.offline_status,
+    ),
+)
+
 #: Under ``/{org}/{app}/``.
 APP_ROUTES: Final = Router(
     (
@@ -123,6 +204,7 @@ APP_ROUTES: Final = Router(
         _import("users", "import_users"),
         _import("chatgroups", "import_groups"),
         Route("POST", ("messages", "msg_recall"), "recall", handlers.recall),
+        *_MANAGEMENT,
         Route("POST", ("chatfiles",), "upload", handlers.upload),
         Route("GET", ("chatfiles", "{uuid}"), "download", handlers.download),
         Route("GET", ("chatmessages", "{hour}"), "history", history_link),

@@ -11,11 +11,15 @@ import attrs
 __all__ = [
     "CALL_RATE_REFUSAL",
     "ENDPOINTS",
+    "FEATURES",
     "PLAN_REFUSAL",
     "QUOTA_REFUSAL",
+    "BroadcastRecord",
     "Delivery",
+    "Edit",
     "Imported",
     "Refusal",
+    "RoamingDeletion",
     "StoredFile",
 ]
 
@@ -33,7 +37,18 @@ ENDPOINTS: Final = (
     "delete_conversation",
     "import_users",
     "import_groups",
+    "broadcast_users",
+    "broadcast_online_users",
+    "broadcast_rooms",
+    "group_members",
+    "room_members",
+    "rewrite",
+    "batch_recall",
+    "roaming",
+    "offline",
 )
+#: The features an app may lack (``Emulator(features=...)``): each refused as documented.
+FEATURES: Final = ("broadcasts", "rewrite", "roaming")
 
 
 @final
@@ -57,7 +72,12 @@ PLAN_REFUSAL: Final = Refusal(429, "resource_limited", "You have exceeded the li
 @final
 @attrs.frozen(kw_only=True)
 class Delivery:
-    """One message delivered to one recipient (a user, group or room)."""
+    """One message delivered to one recipient (a user, group or room).
+
+    A message to selected members of a group or room is delivered to each member
+    (``recipient``) in ``target``, the group or room, all under one message id.
+    ``offline``: the recipient user was not online (``Emulator.online_users``).
+    """
 
     message_id: str
     chat_type: str
@@ -71,6 +91,8 @@ class Delivery:
     level: str | None = None
     online_only: bool = False
     sync_device: bool = False
+    target: str | None = None
+    offline: bool = False
 
     def key(self) -> str:
         """What makes two deliveries the same message to the same recipient."""
@@ -102,3 +124,46 @@ class StoredFile:
     thumbnail: bytes
     share_secret: str
     restricted: bool
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BroadcastRecord:
+    """One broadcast: who it went to (``users``, ``online_users``, ``rooms``), what, and
+    whom it reached when it was made (the users, online users or active rooms known)."""
+
+    id: str
+    to: str
+    sender: str
+    type: str
+    msg: Mapping[str, Any]
+    ext: Mapping[str, Any] | None
+    level: str | None
+    timestamp: int
+    reached: tuple[str, ...]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Edit:
+    """One edit of a message, in order: what ``PUT /messages/rewrite/{id}`` sent."""
+
+    user: str | None
+    new_msg: Mapping[str, Any]
+    new_ext: Mapping[str, Any] | None
+    merge_ext: bool
+    timestamp: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RoamingDeletion:
+    """One one-way deletion of roaming messages: by ``ids``, ``before`` a time, or ``all``."""
+
+    user: str
+    how: str
+    conversation: str | None = None
+    chat: str | None = None
+    message_ids: tuple[str, ...] = ()
+    before: int | None = None
+    notify: bool | None = None
