@@ -243,6 +243,7 @@ class LocalCallQuotas(CallQuotas):
     async def give_back(self, reservation: Reservation) -> None:
         async with self._lock:
             kind = reservation.kind
+            self._forget(kind, self._unix_time())  # as the script does first
             kept = [(t, i) for t, i in self._times[kind] if i != reservation.id]
             if len(kept) == len(self._times[kind]):
                 return  # given back already, or kept no longer
