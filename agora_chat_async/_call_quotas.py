@@ -11,7 +11,9 @@ fit within ``BroadcastLimits.max_wait`` seconds waits for it.
 Two kinds of rule, both per app:
 
 - :class:`Rate` ``(limit, per)``: at most ``limit`` calls in any ``per + margin`` seconds
-  (a sliding window, like the per-second quotas: the safer reading of "1 per 30 minutes").
+  (a sliding window, like the per-second quotas: the safer reading of "1 per 30 minutes";
+  ``BroadcastLimits.margin``, a second by default, absorbs when the service counts a call
+  later than it was reserved).
 - :class:`DailyLimit` ``(limit)``: at most ``limit`` calls a calendar day. The pages do not
   say when a day starts over; a newer version of the vendor's limits page counts its periods
   in UTC, so a day is a UTC day unless ``BroadcastLimits.day_zone`` says otherwise.

@@ -238,7 +238,8 @@ class Limiter(abc.ABC):
         quotas: CallQuotas | None = getattr(self, "_local_call_quotas", None)
         if quotas is None:
             limits = self.rate_limits
-            quotas = LocalCallQuotas(limits.broadcasts, limits.margin, self.clock)
+            broadcasts = limits.broadcasts
+            quotas = LocalCallQuotas(broadcasts, broadcasts.margin, self.clock)
             self._local_call_quotas = quotas
         return quotas
 

@@ -119,8 +119,11 @@ class BroadcastLimits:
         RateLimits(broadcasts=BroadcastLimits(users=(Rate(1, per=1800), DailyLimit(10))))
 
     ``max_wait``: a broadcast that would fit within this many seconds waits for it; one
-    that would not fails at once with :class:`LimitReachedError`. ``day_zone``: where a
-    calendar day starts over (UTC, as the vendor's newer limits page counts).
+    that would not fails at once with :class:`LimitReachedError`. ``margin``: seconds
+    added to every window, for a request counted later than it was reserved (its way to
+    the service, and how much that varies); a second is nothing to a half hour.
+    ``day_zone``: where a calendar day starts over (UTC, as the vendor's newer limits page
+    counts).
     """
 
     users: tuple[CallRule, ...] = attrs.field(
@@ -133,6 +136,7 @@ class BroadcastLimits:
         default=(Rate(1, per=1), Rate(10, per=60), DailyLimit(100)), validator=_rules
     )
     max_wait: float = attrs.field(default=60.0, validator=non_negative)
+    margin: float = attrs.field(default=1.0, validator=non_negative)
     day_zone: timezone = attrs.field(default=UTC, validator=_fixed_zone)
 
     def rules(self, kind: BroadcastKind) -> tuple[CallRule, ...]:

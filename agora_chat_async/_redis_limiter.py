@@ -270,7 +270,7 @@ class RedisLimiter(Limiter):
             self._calls = RedisCallQuotas(
                 self._redis,
                 self._rate_limits.broadcasts,
-                self._rate_limits.margin,
+                self._rate_limits.broadcasts.margin,
                 self._clock,
                 tag=lambda: self._keys()[0].removesuffix(":seen"),
                 prefix=self._prefix,

@@ -581,3 +581,39 @@ def test_the_progress_of_a_send_counts_every_recipient_answered(
     assert "failed 1  unknown 0" in captured.err
     assert "700 delivered, 1 failed, 0 unknown, 1 duplicates" in captured.out
     assert len(emulator.deliveries) == 700
+
+
+def test_broadcast_and_edit(served, tmp_path, capsys):
+    emulator, env = served
+    assert main(["broadcast", "users", "--text", "hello all", "--ext", '{"k": "v"}'], env=env) == 0
+    line = _json.loads(capsys.readouterr().out)
+    assert line == {"to": "users", "broadcast_id": emulator.broadcasts[0].id}
+    assert emulator.broadcasts[0].msg == {"msg": "hello all"}
+    # The second within the half hour: a new process without --redis-url knows nothing of
+    # the first, so the service refuses it (with --redis-url, the next test: at once).
+    assert main(["broadcast", "users", "--text", "again"], env=env) == 1
+    assert "This request has reached api limit" in capsys.readouterr().err
+    assert len(emulator.broadcasts) == 1
+    assert main(["broadcast", "users", "--text", "x", "--level", "high"], env=env) == 2
+    assert "applies to broadcasts to chat rooms only" in capsys.readouterr().err
+    results = tmp_path / "r"
+    argv = ["send", "users", "bob", "--text", "v1", "--results", str(results), "--no-progress"]
+    assert main(argv, env=env) == 0
+    message_id = _json.loads(results.read_text())["message_id"]
+    assert main(["edit", message_id, "--text", "v2", "--editor", "bob"], env=env) == 0
+    assert f"edited {message_id}" in capsys.readouterr().out
+    assert main(["edit", message_id, "--type", "img", "--ext", '{"a": 1}'], env=env) == 1
+    assert "not supported for modification" in capsys.readouterr().err
+    assert main(["edit", message_id, "--text", "v3", "--custom-exts", "{}"], env=env) == 2
+    assert [edit.new_msg for edit in emulator.edits[message_id]] == [{"type": "txt", "msg": "v2"}]
+
+
+def test_broadcasts_through_redis_are_remembered_between_runs(served, redis_server, capsys):
+    emulator, env = served
+    env = {**env, "AGORA_CHAT_REDIS_URL": redis_server.url}
+    assert main(["broadcast", "users", "--text", "one"], env=env) == 0
+    capsys.readouterr()
+    assert main(["broadcast", "users", "--text", "two"], env=env) == 1
+    assert "no call is left now; nothing was sent" in capsys.readouterr().err
+    assert len(emulator.broadcasts) == 1
+    assert sum(emulator.refused.values()) == 0

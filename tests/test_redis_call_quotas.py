@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
 from agora_chat_async import (
@@ -37,7 +38,7 @@ LIMITS = BroadcastLimits(
 def shared(redis_client, clock: MockClock, limits: BroadcastLimits = LIMITS, margin=0.25):
     limiter = RedisLimiter(
         redis_client,
-        rate_limits=RateLimits(broadcasts=limits, margin=margin),
+        rate_limits=RateLimits(broadcasts=attrs.evolve(limits, margin=margin)),
         app_key="org#app",
         clock=clock,
     )

@@ -98,6 +98,8 @@ def _add_service_commands(commands: Any) -> None:
     )
     imports.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    _add_broadcast_and_edit(commands, settings)
+
     history = commands.add_parser("history", parents=settings, help="one hour of message history")
     history.add_argument("hour", help="yyyyMMddHH (UTC)")
     history.add_argument("--output", metavar="FILE", help="write JSON lines here (else stdout)")
@@ -133,6 +135,41 @@ def _add_service_commands(commands: Any) -> None:
     )
     download.add_argument("--thumbnail", action="store_true")
     download.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_broadcast_and_edit(commands: Any, settings: list[argparse.ArgumentParser]) -> None:
+    broadcast = commands.add_parser(
+        "broadcast",
+        parents=settings,
+        help="broadcast one message to every user, the online users, or every chat room",
+    )
+    broadcast.add_argument("to", choices=("users", "online_users", "rooms"))
+    message = broadcast.add_mutually_exclusive_group(required=True)
+    message.add_argument("--text", help="a text message")
+    message.add_argument("--body", metavar="FILE", help='a JSON body: {"type": "img", "url": ...}')
+    broadcast.add_argument("--from", dest="sender", help="the sender (admin when omitted)")
+    broadcast.add_argument("--ext", metavar="JSON", help="extension fields, a JSON object")
+    broadcast.add_argument(
+        "--level", choices=("high", "normal", "low"), help="rooms only: the message level"
+    )
+
+    edit = commands.add_parser("edit", parents=settings, help="edit a sent message")
+    edit.add_argument("message_id")
+    new = edit.add_mutually_exclusive_group(required=True)
+    new.add_argument("--text", help="a text message's new text")
+    new.add_argument("--custom-event", help="a custom message's new event")
+    new.add_argument(
+        "--type",
+        dest="kind",
+        choices=("img", "audio", "video", "file", "loc"),
+        help="the type of a message whose ext alone changes",
+    )
+    edit.add_argument("--custom-exts", metavar="JSON", help="with --custom-event: its exts")
+    edit.add_argument("--ext", metavar="JSON", help="the new extension fields, a JSON object")
+    edit.add_argument(
+        "--replace-ext", action="store_true", help="replace the ext instead of merging into it"
+    )
+    edit.add_argument("--editor", help="the user who edits")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
