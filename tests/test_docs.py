@@ -56,7 +56,7 @@ def test_endpoint_examples_run_against_the_emulator(where, code, capsys):
 
 
 def test_every_endpoint_example_is_run():
-    assert len(RUNNABLE) == 7
+    assert len(RUNNABLE) == 13
 
 
 # -- every example runs, or says why not -------------------------------------------------
