@@ -310,7 +310,15 @@ def _recall_one(emulator: Emulator, entry: Mapping[str, Any]) -> dict[str, Any]:
 # -- roaming deletions -----------------------------------------------------------------------------
 
 
-def _roaming_checks(emulator: Emulator) -> None:
+def _record_roaming(
+    emulator: Emulator,
+    request: HTTPRequest,
+    params: Mapping[str, str],
+    how: str,
+    **fields: Any,
+) -> HTTPResponse:
+    """Check the feature and the quota, record the deletion, answer as the page shows."""
+    notify = _notify(request.query)
     _require_feature(
         emulator,
         "roaming",
@@ -322,9 +330,11 @@ def _roaming_checks(emulator: Emulator) -> None:
         ),
     )
     emulator.admit("other", 1)
-
-
-def _roaming_answer(emulator: Emulator) -> HTTPResponse:
+    emulator.roaming_deletions.append(
+        RoamingDeletion(
+            user=params["user"], how=how, chat=params.get("chat"), notify=notify, **fields
+        )
+    )
     return json_response(
         200, {"requestStatusCode": "ok", "timestamp": int(emulator.wall_time() * 1000)}
     )
@@ -358,19 +368,9 @@ async def roaming_ids(
             "delete msg list limit can not greater than 50",
             reason="invalid",
         )
-    notify = _notify(request.query)
-    _roaming_checks(emulator)
-    emulator.roaming_deletions.append(
-        RoamingDeletion(
-            user=params["user"],
-            how="ids",
-            conversation=peer,
-            chat=params["chat"],
-            message_ids=tuple(ids),
-            notify=notify,
-        )
+    return _record_roaming(
+        emulator, request, params, "ids", conversation=peer, message_ids=tuple(ids)
     )
-    return _roaming_answer(emulator)
 
 
 async def roaming_before(
@@ -381,28 +381,16 @@ async def roaming_before(
     before = request.query.get("delTime", "")
     if not peer or not before.isdigit():
         raise _bad_request()
-    notify = _notify(request.query)
-    _roaming_checks(emulator)
-    emulator.roaming_deletions.append(
-        RoamingDeletion(
-            user=params["user"],
-            how="before",
-            conversation=peer,
-            chat=params["chat"],
-            before=int(before),
-            notify=notify,
-        )
+    return _record_roaming(
+        emulator, request, params, "before", conversation=peer, before=int(before)
     )
-    return _roaming_answer(emulator)
 
 
 async def roaming_all(
     emulator: Emulator, request: HTTPRequest, params: Mapping[str, str], host: str
 ) -> HTTPResponse:
     emulator.authenticate(request)
-    _roaming_checks(emulator)
-    emulator.roaming_deletions.append(RoamingDeletion(user=params["user"], how="all"))
-    return _roaming_answer(emulator)
+    return _record_roaming(emulator, request, params, "all")
 
 
 # -- offline messages ------------------------------------------------------------------------------
