@@ -190,7 +190,9 @@ class LocalCallQuotas(CallQuotas):
     """The call quotas of one process, in memory (forgotten when the process ends).
 
     *unix_time* gives the Unix time days are counted in: ``time.time`` on the system
-    clock; a test passes its clock's ``now`` (a ``MockClock`` started at a Unix time).
+    clock; on another clock (a test's, a ``ScaledClock``), the Unix time when the book was
+    made, moving as the clock moves (as the emulator reads its clock). A test may pass
+    its clock's ``now`` (a ``MockClock`` started at a Unix time).
     """
 
     def __init__(
@@ -203,7 +205,11 @@ class LocalCallQuotas(CallQuotas):
         clock = clock or SystemClock()
         super().__init__(limits, margin, clock)
         if unix_time is None:
-            unix_time = time.time if isinstance(clock, SystemClock) else clock.now
+            if isinstance(clock, SystemClock):
+                unix_time = time.time
+            else:  # as the emulator reads its clock: Unix time now, moving as the clock does
+                origin = time.time() - clock.now()
+                unix_time = lambda: origin + clock.now()  # noqa: E731
         self._unix_time = unix_time
         self._times: dict[BroadcastKind, list[tuple[float, str]]] = {
             kind: [] for kind in BROADCAST_KINDS

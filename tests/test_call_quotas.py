@@ -26,7 +26,7 @@ MIDNIGHT = datetime(2026, 12, 8, tzinfo=UTC).timestamp()
 
 def quotas(limits: BroadcastLimits, *, start: float = TEN_AM, margin: float = 0.0):
     clock = MockClock(start=start)
-    return LocalCallQuotas(limits, margin, clock), clock
+    return LocalCallQuotas(limits, margin, clock, unix_time=clock.now), clock
 
 
 def test_decide_finds_when_the_oldest_call_leaves_the_window():
@@ -135,7 +135,18 @@ def test_a_call_is_kept_at_least_a_minute():
 
 
 async def test_every_limiter_has_call_quotas_from_its_rate_limits():
-    limits = RateLimits(broadcasts=BroadcastLimits(users=(DailyLimit(7),)))
-    limiter = SlidingWindowLimiter(limits, clock=MockClock(start=TEN_AM))
+    limits = RateLimits(broadcasts=BroadcastLimits(users=(DailyLimit(7),), max_wait=0))
+    clock = MockClock()
+    limiter = SlidingWindowLimiter(limits, clock=clock)
     assert limiter.call_quotas is limiter.call_quotas
     assert limiter.call_quotas.limits.users == (DailyLimit(7),)
+    # Its days are Unix time's: now, moving as the limiter's clock moves.
+    for _ in range(7):
+        await limiter.call_quotas.reserve("users")
+    with pytest.raises(LimitReachedError) as refused:
+        await limiter.call_quotas.reserve("users")
+    at = refused.value.available_at
+    assert (at.hour, at.minute, at.second) == (0, 0, 0)
+    assert 0 < (at - datetime.now(UTC)).total_seconds() <= 86_400
+    clock.advance(86_400)
+    await limiter.call_quotas.reserve("users")

@@ -51,7 +51,7 @@ async def test_redis_decides_as_the_model_does(redis_client, seed):
     Redis: the same grants, the same times a refused call could be made."""
     rng = random.Random(seed)
     local_clock, redis_clock = MockClock(start=TEN_AM), MockClock(start=TEN_AM)
-    local = LocalCallQuotas(LIMITS, 0.25, local_clock)
+    local = LocalCallQuotas(LIMITS, 0.25, local_clock, unix_time=local_clock.now)
     remote = shared(redis_client, redis_clock)
     held = []
     for _ in range(300):
