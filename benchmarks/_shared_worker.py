@@ -7,11 +7,18 @@ Fans one message out to COUNT users named ``NAME-<i>`` under ``users=Rate(6000, 
 the defaults, a window's wait when Redis has no record) or this process's own in-memory
 limiter (MODE ``local``), leaving HEADROOM (``bulk_headroom``, the default if absent) free;
 writes one JSON line of counts and times (``first_send``: when the first request left).
+
+With ``AGORA_BENCH_TIME_SCALE=S`` in the environment, the RedisLimiter reads a
+``ScaledClock(S)`` instead of Redis's ``TIME``, PER and MARGIN (real seconds) are scaled
+to it, and every clock of the run (the emulator's answers' ``timestamp``, the limiter's
+claims) runs at the same rate, as the service's and Redis's do: without it, the
+emulator's timestamps run S times faster than the limiter's clock.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -32,17 +39,23 @@ from agora_chat_async import (
     StaticToken,
     TextBody,
 )
+from agora_chat_async.testing import ScaledClock
 
 
 async def main(argv: list[str]) -> dict[str, Any]:
     url, redis_url, name, count, per, margin, mode, *headroom = argv
-    limits = RateLimits(users=Rate(6000, per=float(per)), margin=float(margin))
+    scale = float(os.environ.get("AGORA_BENCH_TIME_SCALE", "0") or 0)
+    clock = ScaledClock(scale) if scale else None
+    factor = scale or 1.0
+    limits = RateLimits(users=Rate(6000, per=float(per) * factor), margin=float(margin) * factor)
     if headroom:
         limits = attrs.evolve(limits, bulk_headroom=float(headroom[0]))
     store = redis.asyncio.from_url(redis_url)
     limiter: Limiter
     if mode.startswith("redis"):
-        limiter = RedisLimiter(store, rate_limits=limits, cold_start_wait=mode == "redis-cold")
+        limiter = RedisLimiter(
+            store, rate_limits=limits, cold_start_wait=mode == "redis-cold", clock=clock
+        )
     else:
         limiter = SlidingWindowLimiter(limits)
     out: dict[str, Any] = {"delivered": 0, "failed": 0, "unknown": 0, "requests": 0}
