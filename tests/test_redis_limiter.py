@@ -767,8 +767,9 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
     """A users window of *claims* a minute filled by single-recipient sends, each answered
     as a web handler's is; then *measured* admissions at twice that rate (each waits), every
     tenth a bulk claim of a tenth of the window that may shrink, and one refusal. What the
-    measured calls cost Redis: elements read per call (``_COUNTING``), and the calls that
-    ran longer than a millisecond (``SLOWLOG``)."""
+    measured calls cost Redis: elements read per call (``_COUNTING``). How long they take
+    is a timing, measured in ``benchmarks/_redis_cost.py`` (``--only redis-cost``: CPU per
+    admission and the slowest call, from SLOWLOG), not asserted here."""
     await client.flushdb()
     clock = InstantClock()
     per = 60.0
@@ -792,8 +793,6 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
 
     for _ in range(claims + claims // 10):  # full, and turning over
         await admit((per + 0.01) / claims)
-    await client.config_set("slowlog-log-slower-than", 1000)
-    await client.slowlog_reset()
     await client.set("agora-chat:{org#cost}:seen:read", 0)
     calls = shared._round_trips
     for index in range(measured):
@@ -804,28 +803,16 @@ async def _production_calls(client: Any, claims: int, *, measured: int = 100) ->
         else:
             await admit(per / claims / 2)
     read = int(await client.get("agora-chat:{org#cost}:seen:read"))
-    slow = [e for e in await client.slowlog_get(128) if b"EVALSHA" in e["command"]]
-    await client.config_set("slowlog-log-slower-than", 10000)
-    return {"read per call": read / (shared._round_trips - calls), "slow": slow}
+    return {"read per call": read / (shared._round_trips - calls)}
 
 
 async def test_a_call_reads_as_much_whatever_the_window_holds(redis_client):
     """The script's work per call does not grow with the claims in the window: what its
-    commands return, 300 claims against 3,000 (a scan of the log reads 10 times more)."""
+    commands return, 300 claims against 6,000, the documented users quota full (a scan of
+    the log reads 20 times more)."""
     small = await _production_calls(redis_client, 300)
-    large = await _production_calls(redis_client, 3000)
+    large = await _production_calls(redis_client, 6000)
     assert large["read per call"] <= 1.25 * small["read per call"], (small, large)
-
-
-async def test_no_call_runs_longer_than_a_millisecond(redis_client):
-    """SLOWLOG, threshold 1 ms, at 6,000 single-recipient claims in the window (the
-    documented users quota full) with bulk claims and a refusal among them. A machine's
-    hiccup may make any call slow once: a slow call fails the test only if every one of
-    five runs has one (every call of a script that scans the window takes 5 ms there)."""
-    runs = [await _production_calls(redis_client, 6000)]
-    while runs[-1]["slow"] and len(runs) < 5:
-        runs.append(await _production_calls(redis_client, 6000))
-    assert not runs[-1]["slow"], [[entry["duration"] for entry in run["slow"]] for run in runs]
 
 
 async def test_a_user_without_evalsha_is_told_the_fix_at_once(redis_server):
