@@ -21,6 +21,7 @@ from ._events import Event as Event
 from ._events import EventHook as EventHook
 from ._events import LimiterWait as LimiterWait
 from ._events import RateLimited as RateLimited
+from ._events import RecipientsSettled as RecipientsSettled
 from ._events import RequestSent as RequestSent
 from ._events import Retrying as Retrying
 from ._exceptions import AgoraChatError as AgoraChatError
@@ -169,6 +170,7 @@ __all__ = [
     "RateLimits",
     "Recall",
     "RecallResult",
+    "RecipientsSettled",
     "RedisLimiter",
     "RedisProgressStore",
     "RequestSent",

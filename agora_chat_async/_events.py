@@ -19,6 +19,7 @@ __all__ = [
     "EventHook",
     "LimiterWait",
     "RateLimited",
+    "RecipientsSettled",
     "RequestSent",
     "Retrying",
 ]
@@ -73,12 +74,34 @@ class BatchSplit:
 @final
 @attrs.frozen(kw_only=True)
 class LimiterWait:
-    """A request waited for the limiter; ``waited`` is in seconds of the client's clock."""
+    """A request waited for the limiter; ``waited`` is in seconds of the client's clock.
+
+    ``priority``: ``"interactive"`` or ``"bulk"`` (``send_*(priority=...)``, fan-outs)."""
 
     path: str
     claims: tuple[tuple[str, int], ...]
     waited: float
+    priority: str = "interactive"
 
 
-Event: TypeAlias = RequestSent | RateLimited | Retrying | BatchSplit | LimiterWait
+@final
+@attrs.frozen(kw_only=True)
+class RecipientsSettled:
+    """One request of a send settled its recipients: how many were delivered, certainly
+    failed, or have an unknown outcome (the counts of its :class:`SendResult`'s buckets).
+
+    ``family`` is the endpoint family: ``"users"``, ``"groups"``, ``"rooms"``,
+    ``"group_members"`` or ``"room_members"``. The events of one send add up to its
+    ``SendResult`` (a fan-out's, a durable fan-out's run, a single send's); a request
+    cancelled before its answer settles nothing."""
+
+    family: str
+    delivered: int
+    failed: int
+    unknown: int
+
+
+Event: TypeAlias = (
+    RequestSent | RateLimited | Retrying | BatchSplit | LimiterWait | RecipientsSettled
+)
 EventHook: TypeAlias = Callable[[Event], None]

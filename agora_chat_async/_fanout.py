@@ -222,7 +222,8 @@ class Sender:
         offset = 0
         while batch:
             if self._fatal is not None:
-                return result.merge(SendResult(failed=dict.fromkeys(batch, self._fatal)))
+                rest = SendResult(failed=dict.fromkeys(batch, self._fatal))
+                return result.merge(self._pipeline.settled(self.kind, rest))
             permit = await self._pipeline.acquire(
                 self._claims(len(batch)), where=path, min_units=1, priority=self._priority
             )
@@ -233,7 +234,7 @@ class Sender:
                 except BaseException:
                     permit.refund()  # never sent
                     raise
-            sent = await self._send(part, permit)
+            sent = self._pipeline.settled(self.kind, await self._send(part, permit))
             if observer is not None:
                 await observer.after(offset, part, sent)
             result = result.merge(sent)

@@ -33,6 +33,8 @@ MEMBERS_PER_REQUEST: Final = 20
 #: Requests of one call in flight at once.
 _IN_FLIGHT: Final = 8
 _PATHS: Final = {"group": "/messages/chatgroups/users", "room": "/messages/chatrooms/users"}
+#: The endpoint family of each, in events and metrics.
+_FAMILIES: Final = {"group": "group_members", "room": "room_members"}
 
 
 class MemberSends:
@@ -128,7 +130,8 @@ class MemberSends:
 
         async def send(batch: list[str]) -> None:
             async with gate:
-                results.append(await self._send_batch(kind, template, batch))
+                sent = await self._send_batch(kind, template, batch)
+                results.append(self._pipeline.settled(_FAMILIES[kind], sent))
 
         if len(batches) == 1:
             await send(batches[0])

@@ -36,7 +36,15 @@ import httpx
 from ._auth import Auth
 from ._clock import Clock
 from ._converter import converter
-from ._events import Event, EventHook, LimiterWait, RateLimited, RequestSent, Retrying
+from ._events import (
+    Event,
+    EventHook,
+    LimiterWait,
+    RateLimited,
+    RecipientsSettled,
+    RequestSent,
+    Retrying,
+)
 from ._exceptions import (
     AgoraChatError,
     ClientClosedError,
@@ -50,6 +58,7 @@ from ._exceptions import (
 from ._flight import RoundTrips
 from ._limits import Limiter
 from ._logging import install_redaction, logger
+from ._models import SendResult
 from ._permit import Permit, ServerTiming
 from ._rates import Claim, LimitName, Priority
 from ._request import Request
@@ -463,7 +472,7 @@ class Pipeline:
         permit = await self._limiter.acquire(claims, min_units=min_units, priority=priority)
         waited = self._clock.now() - started
         if waited > 0:
-            self.emit(LimiterWait(path=where, claims=claims, waited=waited))
+            self.emit(LimiterWait(path=where, claims=claims, waited=waited, priority=priority))
             logger.debug("%s waited %.3f s for %s", where, waited, claims)
         return permit
 
@@ -491,6 +500,20 @@ class Pipeline:
             error.error,
             names,
         )
+
+    def settled(self, family: str, result: SendResult) -> SendResult:
+        """Tell the hook what one request of a send settled (:class:`RecipientsSettled`);
+        returns *result*."""
+        if self._on_event is not None:
+            self.emit(
+                RecipientsSettled(
+                    family=family,
+                    delivered=len(result.message_ids),
+                    failed=len(result.failed),
+                    unknown=len(result.unknown),
+                )
+            )
+        return result
 
     def emit(self, event: Event) -> None:
         """Call the hook; an exception of the hook's own is logged, never raised: a metrics

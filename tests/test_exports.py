@@ -51,7 +51,7 @@ def test_importing_the_package_does_not_load_optional_modules():
     code = (
         "import sys, agora_chat_async; "
         "loaded = [m for m in ('agora_chat_async.testing', 'agora_chat_async.cli', "
-        "'uvicorn', 'redis') if m in sys.modules]; "
+        "'agora_chat_async.otel', 'opentelemetry', 'uvicorn', 'redis') if m in sys.modules]; "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
     run = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
@@ -161,6 +161,7 @@ def test_the_public_surface_is_pinned():
         "RateLimits",
         "Recall",
         "RecallResult",
+        "RecipientsSettled",
         "RedisLimiter",
         "RedisProgressStore",
         "RequestSent",
