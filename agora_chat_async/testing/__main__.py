@@ -154,6 +154,7 @@ def _banner(args: argparse.Namespace, clients: dict[str, str]) -> str:
     tokens = args.token or ["test-token"]
     lines = [
         f"Agora Chat emulator at {url} (Ctrl+C stops it)",
+        f"  inbox: {url}/ (what the app sent, live, in a browser)",
         f"  org {args.org!r}, app {args.app!r}; quotas: {quotas}",
         f"  tokens: {', '.join(tokens)}",
     ]

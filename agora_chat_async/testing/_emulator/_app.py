@@ -79,6 +79,10 @@ _FIRST_MESSAGE_ID: Final = 1029457500870543736
 #: When the request being handled reached the emulator (its clock): answers say how long
 #: it took (``duration``).
 _RECEIVED: Final = contextvars.ContextVar[float]("received")
+#: The inspection API and the inbox page: not counted as requests, never faulted.
+_INSPECTION: Final = frozenset(
+    ("stats", "reset", "deliveries", "admissions", "inbox", "inbox_page")
+)
 #: Connections remembered for the network's handshake, before the memory is cleared.
 _MAX_CONNECTIONS: Final = 100_000
 
@@ -413,7 +417,7 @@ class Emulator:
             self.refused[problem.reason] += 1
             return "", self._error_response(problem), False
         endpoint = route.endpoint
-        if endpoint not in ("stats", "reset", "deliveries", "admissions"):
+        if endpoint not in _INSPECTION:
             self.requests[endpoint] += 1
         faults = self._faults_for(endpoint)
         if faults.refuse_503 and self._rng.random() < faults.refuse_503:
@@ -458,6 +462,8 @@ class Emulator:
         return endpoint, response, drop
 
     def _faults_for(self, endpoint: str) -> Faults:
+        if endpoint in _INSPECTION:
+            return NO_FAULTS  # what a test reads back is never the fault it injected
         return self.faults.get(endpoint) or self.faults.get("*") or NO_FAULTS
 
     def _error_response(self, problem: Problem) -> HTTPResponse:
@@ -489,6 +495,8 @@ class Emulator:
 
     def _route(self, request: HTTPRequest) -> tuple[Route, dict[str, str]]:
         """The route of *request* and its path parameters (decoded), or a 404/405."""
+        if request.path in ("", "/"):
+            return EMULATOR_ROUTES.match(request.method, ["inbox", "page"])
         parts = [unquote(part) for part in request.path.split("/")[1:]]
         if parts[:1] == ["_emulator"]:
             return EMULATOR_ROUTES.match(request.method, parts[1:])

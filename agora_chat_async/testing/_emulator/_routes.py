@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 
 from . import _handlers as handlers
+from . import _inbox as inbox
 from . import _management as management
 from ._history import history_file, history_link
 from ._rules import Problem
@@ -225,6 +226,9 @@ EMULATOR_ROUTES: Final = Router(
         Route("POST", ("reset",), "reset", handlers.reset),
         Route("GET", ("deliveries",), "deliveries", handlers.deliveries),
         Route("GET", ("admissions",), "admissions", handlers.admissions),
+        Route("GET", ("inbox",), "inbox", inbox.inbox_fragment),
+        # The page itself is at the root (``GET /``); the app routes never have one part.
+        Route("GET", ("inbox", "page"), "inbox_page", inbox.inbox_page),
         Route("GET", ("history", "{org}", "{app}", "{hour}"), "history_file", history_file),
     ),
     _no_emulator_resource,
