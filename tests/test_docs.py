@@ -41,24 +41,6 @@ def test_there_are_examples():
     assert len(examples()) >= 8
 
 
-RUNNABLE = [
-    (f"endpoints.md#{index}", block)
-    for index, block in enumerate(
-        BLOCK.findall((ROOT / "docs" / "endpoints.md").read_text("utf-8"))
-    )
-    if "anyio.run(main)" in block
-]
-
-
-@pytest.mark.parametrize(("where", "code"), RUNNABLE, ids=[w for w, _ in RUNNABLE])
-def test_endpoint_examples_run_against_the_emulator(where, code, capsys):
-    exec(compile(code, where, "exec"), {"__name__": "__main__"})  # noqa: S102 - our own docs
-
-
-def test_every_endpoint_example_is_run():
-    assert len(RUNNABLE) == 13
-
-
 # -- every example runs, or says why not -------------------------------------------------
 
 NOT_RUN = "<!-- not run by the tests:"
@@ -73,6 +55,24 @@ def blocks_with_marks() -> list[tuple[str, str, bool]]:
             marked = parts[index].rstrip().endswith("-->") and NOT_RUN in parts[index][-200:]
             found.append((f"{doc.name}#{index}", part.split("```", 1)[0], marked))
     return found
+
+
+#: The scripts of these pages run as they are (``anyio.run(main)``), unless marked not run.
+SCRIPTED = ("endpoints.md", "observability.md")
+RUNNABLE = [
+    (where, code)
+    for where, code, marked in blocks_with_marks()
+    if where.split("#")[0] in SCRIPTED and "anyio.run(main)" in code and not marked
+]
+
+
+@pytest.mark.parametrize(("where", "code"), RUNNABLE, ids=[w for w, _ in RUNNABLE])
+def test_endpoint_examples_run_against_the_emulator(where, code, capsys):
+    exec(compile(code, where, "exec"), {"__name__": "__main__"})  # noqa: S102 - our own docs
+
+
+def test_every_endpoint_example_is_run():
+    assert len(RUNNABLE) == 14
 
 
 def _exec(where: str, code: str) -> dict[str, object]:
