@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from _web_load import web_load_section
 
 from agora_chat_async import (
     AgoraChatClient,
+    EventHook,
     FileProgressStore,
     JobProgress,
     Rate,
@@ -771,14 +772,22 @@ async def overhead_section() -> str:
     return "### Client overhead (unlimited server)\n\n" + table([overhead], OVERHEAD_COLUMNS)
 
 
-async def cpu_run(url: str, pid: int, sends: int = 3000) -> dict[str, Any]:
+async def cpu_run(
+    url: str, pid: int, sends: int = 3000, on_event: EventHook | None = None
+) -> dict[str, Any]:
     """Client and emulator CPU per request: *sends* single-recipient sends, 8 at a time,
-    through the whole pipeline, against an unlimited server (``--unlimited``)."""
+    through the whole pipeline, against an unlimited server (``--unlimited``); with
+    *on_event*, that hook records every event."""
     huge = Rate(10**9, per=1)
     limits = RateLimits(users=huge, groups=huge, rooms=huge, other=huge, send_calls=huge, margin=0)
     await reset(url)
     async with AgoraChatClient(
-        url, "test-org", "test-app", auth=StaticToken("test-token"), rate_limits=limits
+        url,
+        "test-org",
+        "test-app",
+        auth=StaticToken("test-token"),
+        rate_limits=limits,
+        on_event=on_event,
     ) as client:
         await client.send_user_message("warm-up", BODY)
         client_before, server_before = time.process_time(), cpu_seconds(pid)
@@ -802,20 +811,43 @@ async def cpu_run(url: str, pid: int, sends: int = 3000) -> dict[str, Any]:
 
 
 async def cpu_section(runs: int) -> str:
-    """*runs* repetitions of :func:`cpu_run`, each against a fresh emulator process."""
+    """*runs* repetitions of :func:`cpu_run`, each against a fresh emulator process; with
+    the OpenTelemetry SDK installed, alternating with runs whose client records every
+    event through ``ClientMetrics`` (an SDK ``MeterProvider`` with an in-memory reader)."""
+    hooks: dict[str, Callable[[], EventHook | None]] = {"none": lambda: None}
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from agora_chat_async.otel import ClientMetrics
+    except ImportError:
+        pass  # the extra is not installed: the plain runs only
+    else:
+        hooks["ClientMetrics"] = lambda: ClientMetrics(
+            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+        )
     rows = []
     for _ in range(runs):
-        with emulator_with_pid("--unlimited") as (url, pid):
-            rows.append(await cpu_run(url, pid))
-        print(rows[-1], file=sys.stderr, flush=True)
+        for name, hook in hooks.items():
+            with emulator_with_pid("--unlimited") as (url, pid):
+                row = await cpu_run(url, pid, on_event=hook())
+            row["on_event"] = name
+            rows.append(row)
+            print(rows[-1], file=sys.stderr, flush=True)
     for row in rows:
         row["server"] = "unlimited emulator"
     return (
         "### CPU per request (single-recipient sends, 8 at a time, unlimited server)\n\n"
         + spread_table(
             rows,
-            ["server", "requests", "client CPU per request (us)", "emulator CPU per request (us)"],
-            ["server"],
+            [
+                "server",
+                "on_event",
+                "requests",
+                "client CPU per request (us)",
+                "emulator CPU per request (us)",
+            ],
+            ["server", "on_event"],
         )
         + "\n"
     )
