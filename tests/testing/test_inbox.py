@@ -102,6 +102,8 @@ async def test_the_recipient_filter_shows_everything_one_recipient_got():
         for index in range(3):
             await client.send_user_message("alice", TextBody(msg=f"note {index}"))
         await client.send_user_message([f"u{i}" for i in range(300)], TextBody(msg="noise"))
+        await client.send_user_message("a&b#1", TextBody(msg="odd id"))
+    assert 'href="/?recipient=a%26b%231"' in await page(emulator)
     html = await page(emulator, "/?recipient=alice")
     assert "Messages to alice (3)" in html
     assert all(f"note {index}" in html for index in range(3))

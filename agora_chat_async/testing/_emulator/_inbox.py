@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 import attrs
 
@@ -260,7 +261,8 @@ def _messages(emulator: Emulator, deliveries: Sequence[Delivery]) -> str:
         "<th>body</th><th>options</th><th></th></tr>"
     ]
     for (chat_type, recipient), received in groups.items():
-        link = f'<a href="/?recipient={escape(recipient)}">{escape(recipient)}</a>'
+        query = escape(quote(recipient, safe=""))
+        link = f'<a href="/?recipient={query}">{escape(recipient)}</a>'
         head = (
             f"<td rowspan={len(received)} class=recipient>{link} "
             f"<span class=muted>{escape(chat_type)}</span></td>"
