@@ -22,8 +22,9 @@ from urllib.parse import quote
 import attrs
 
 from .._asgi import HTTPResponse
+from .._faults import Faults
 from .._network import LOOPBACK
-from ._state import Delivery
+from ._state import FEATURES, Delivery
 
 if TYPE_CHECKING:
     from .._asgi import HTTPRequest
@@ -153,7 +154,8 @@ def _quotas(emulator: Emulator, now: float) -> str:
         "<th>per</th><th>refused</th><th>peak</th><th>the last five minutes</th></tr>"
     ]
     by_limit: dict[str, list[tuple[float, int]]] = {name: [] for name in rates}
-    for name, at, units in emulator.admissions[-_tail(emulator, rates) :]:
+    peaks = emulator.peak_units
+    for name, at, units in emulator.admissions[-_tail(emulator, rates, now) :]:
         if name in by_limit:
             by_limit[name].append((at / 1000, units))
     for name, rate in rates.items():
@@ -168,16 +170,17 @@ def _quotas(emulator: Emulator, now: float) -> str:
             f"<tr data-limit={name}><td>{name}</td><td class=used{over}>{used}</td>"
             f"<td class=limit>{rate.limit}</td><td>{rate.per:g} s</td>"
             f"<td class=refused>{emulator.refused[f'limit:{name}']}</td>"
-            f"<td>{emulator.peak_units.get(name, 0)}</td><td>{chart}</td></tr>"
+            f"<td>{peaks.get(name, 0)}</td><td>{chart}</td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
 
 
-def _tail(emulator: Emulator, rates: Mapping[str, Any]) -> int:
-    """How many of the last admissions reach back over the chart's span (and a window)."""
+def _tail(emulator: Emulator, rates: Mapping[str, Any], now: float) -> int:
+    """How many of the last admissions reach back from *now* over the chart's span (and
+    a window)."""
     reach = CHART_SPAN + max(rate.per for rate in rates.values())
-    horizon = (emulator.wall_time() - reach) * 1000
+    horizon = (now - reach) * 1000
     admissions = emulator.admissions  # in time order
     return len(admissions) - bisect.bisect_right(admissions, horizon, key=lambda row: row[1])
 
@@ -223,11 +226,9 @@ def _faults(emulator: Emulator) -> str:
     items = []
     for endpoint, faults in sorted(emulator.faults.items()):
         changed = {
-            field.name: value
-            for field, value in zip(
-                attrs.fields(type(faults)), attrs.astuple(faults, recurse=False), strict=True
-            )
-            if value != field.default
+            field.name: getattr(faults, field.name)
+            for field in attrs.fields(Faults)
+            if getattr(faults, field.name) != field.default
         }
         if changed:
             settings = ", ".join(f"{key}={value:g}" for key, value in changed.items())
@@ -240,7 +241,7 @@ def _faults(emulator: Emulator) -> str:
         )
     if emulator.plan_quota is not None:
         items.append(f"<li>plan quota: {emulator.plan_quota} recipients</li>")
-    lacking = sorted({"broadcasts", "rewrite", "roaming"} - emulator.features)
+    lacking = sorted(set(FEATURES) - emulator.features)
     if lacking:
         items.append(f"<li>features the app lacks: {', '.join(lacking)}</li>")
     if not items:
@@ -299,7 +300,7 @@ def _message_row(emulator: Emulator, delivery: Delivery, head: str) -> str:
         f'data-message-id="{escape(delivery.message_id)}">{head}'
         f"<td class=muted>{_clock(delivery.timestamp)}</td>"
         f"<td>{escape(delivery.sender)}</td><td>{escape(delivery.type)}</td>"
-        f"<td class=body>{escape(_summary(delivery.type, body))}{ext}</td>"
+        f"<td class=body>{escape(_summary(body))}{ext}</td>"
         f"<td class=muted>{escape(', '.join(options))}</td><td>{''.join(marks)}</td></tr>"
     )
 
@@ -310,7 +311,7 @@ def _broadcasts(emulator: Emulator) -> str:
         rows.append(
             f"<tr><td class=muted>{_clock(record.timestamp)}</td>"
             f"<td>to {escape(record.to)}</td><td>from {escape(record.sender)}</td>"
-            f"<td>{escape(_summary(record.type, record.msg))}</td>"
+            f"<td>{escape(_summary(record.msg))}</td>"
             f"<td>reached {len(record.reached)}</td></tr>"
         )
     rows.append("</table>")
@@ -324,14 +325,14 @@ def _imports(emulator: Emulator) -> str:
         rows.append(
             f"<tr><td class=muted>{when}</td><td>{escape(record.chat_type)} "
             f"{escape(record.target)}</td><td>from {escape(record.sender)}</td>"
-            f"<td>{escape(_summary(record.type, record.body))}</td>"
+            f"<td>{escape(_summary(record.body))}</td>"
             "<td><span class='mark imported'>imported</span></td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
 
 
-def _summary(kind: str, body: Mapping[str, Any]) -> str:
+def _summary(body: Mapping[str, Any]) -> str:
     """A message's body in one line: its text, event, file name or place."""
     for key in ("msg", "customEvent", "filename", "addr", "action"):
         value = body.get(key)
